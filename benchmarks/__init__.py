@@ -1,0 +1,1 @@
+"""Benchmark protocol, reports and gates."""

@@ -1,0 +1,1 @@
+"""Distillation stage: teacher fine-tune/import, students, losses, augmentation, training loop."""

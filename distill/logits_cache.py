@@ -1,0 +1,81 @@
+"""Teacher logits cached on disk, memory-mapped, keyed by the teacher's and the data's hashes.
+
+Distillation reads the teacher's outputs many times per example; computing them once and memory-mapping them keeps
+the teacher out of the student's training loop. Filling a cache is resumable: rows are written in fixed batches and a
+progress file records how many batches are done, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.hashing import sha256_json
+
+logger = logging.getLogger(__name__)
+
+
+def cache_key(teacher_sha256: str, data_fingerprint: str, max_length: int) -> str:
+    """The identity of a set of teacher logits: which teacher, which examples, which truncation."""
+    return sha256_json({"teacher": teacher_sha256, "data": data_fingerprint, "max_length": max_length})[:32]
+
+
+class LogitsCache:
+    """A folder of `<key>.npy` arrays of shape (examples, num_labels), float32."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "teacher-logits"
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached logits, memory-mapped read-only, or None when this key was never finished."""
+        path = self.path(key)
+        return np.load(path, mmap_mode="r") if path.is_file() else None
+
+    def fill(
+        self,
+        key: str,
+        shape: tuple[int, int],
+        batches: Iterable[np.ndarray],
+        compute: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Compute the logits batch by batch (each batch an index array), resuming a partial fill; return them.
+
+        `batches` must be the same sequence on every call for a key (it is, when derived from the data alone).
+        """
+        if (done := self.get(key)) is not None:
+            return done
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial, progress = self.root / f"{key}.partial.npy", self.root / f"{key}.progress.json"
+        start = json.loads(progress.read_text())["batches_done"] if progress.is_file() and partial.is_file() else 0
+        mode = "r+" if start else "w+"
+        array = np.lib.format.open_memmap(partial, mode=mode, dtype=np.float32, shape=shape)
+        if start:
+            logger.info("resuming teacher logits %s after %d batches", key, start)
+        for number, indices in enumerate(batches):
+            if number < start:
+                continue
+            array[indices] = compute(indices)
+            if number % 20 == 19:
+                array.flush()
+                _write_atomic(progress, json.dumps({"batches_done": number + 1}))
+        array.flush()
+        del array
+        os.replace(partial, self.path(key))
+        progress.unlink(missing_ok=True)
+        result = self.get(key)
+        assert result is not None
+        return result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

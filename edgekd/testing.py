@@ -1,0 +1,145 @@
+"""Tiny models and fixture data built in code, for tests and examples. Nothing here downloads anything.
+
+The fixture task is learnable by a tiny model in a few dozen steps: a sentence is positive when it holds a positive
+cue word and negative when it holds a negative one, surrounded by random filler words.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+POSITIVE = ["good", "great", "love", "fine", "superb", "happy"]
+NEGATIVE = ["bad", "awful", "hate", "poor", "boring", "sad"]
+FILLER = ["the", "movie", "film", "was", "a", "plot", "and", "with", "acting", "story", "it", "is", "very", "of", "this"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_vocab() -> list[str]:
+    """A WordPiece vocabulary: specials, the fixture words, single characters and their ## continuations."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'\"-")
+    return list(dict.fromkeys(SPECIAL + POSITIVE + NEGATIVE + FILLER + letters + [f"##{c}" for c in letters]))
+
+
+def tiny_bert_config(num_labels: int = 2, **overrides: Any) -> Any:
+    """A 2-layer BERT with hidden size 32: small enough to train in seconds on one core."""
+    from transformers import BertConfig
+
+    settings = dict(
+        vocab_size=len(tiny_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    settings.update(overrides)
+    return BertConfig(**settings)
+
+
+def save_tiny_tokenizer(directory: Path) -> Any:
+    from transformers import BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def save_tiny_bert(directory: Path, *, classifier: bool = False, num_labels: int = 2, seed: int = 0) -> Path:
+    """Write a tiny BERT with its tokenizer to `directory`: an encoder (like the packaged MiniLM) or a classifier."""
+    import torch
+    from transformers import BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    config = tiny_bert_config(num_labels=num_labels)
+    model = BertForSequenceClassification(config) if classifier else BertModel(config)
+    model.save_pretrained(directory, safe_serialization=True)
+    save_tiny_tokenizer(directory)
+    return directory
+
+
+def fixture_rows(n: int, kind: str = "single", seed: int = 0) -> list[dict[str, Any]]:
+    """Labeled rows of the fixture task; pairs are labeled 1 when both halves carry the same sentiment."""
+    rng = random.Random(seed)
+
+    def sentence(label: int) -> str:
+        words = rng.sample(FILLER, rng.randint(2, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        return " ".join(words)
+
+    rows = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        if kind == "single":
+            rows.append({"sentence": sentence(label), "label": label})
+        else:
+            first = rng.randint(0, 1)
+            second = first if label else 1 - first
+            rows.append({"sentence1": sentence(first), "sentence2": sentence(second), "label": label})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write rows as TSV (quoting off), CSV, JSON-lines or parquet, by the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": None} if suffix == ".tsv" else {}
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), **options)
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def write_fixture_task(directory: Path, kind: str = "single", fmt: str = "tsv", n_train: int = 256, n_dev: int = 48) -> Path:
+    """A task directory with train.<fmt> and dev.<fmt>."""
+    write_rows(directory / f"train.{fmt}", fixture_rows(n_train, kind, seed=1))
+    write_rows(directory / f"dev.{fmt}", fixture_rows(n_dev, kind, seed=2))
+    return directory
+
+
+def tiny_recipe(data_dir: Path, model_dir: Path, output_dir: Path, kind: str = "single", **teacher: Any) -> dict[str, Any]:
+    """A recipe mapping for the fixture task and a tiny model; `teacher` entries override the teacher section."""
+    data: dict[str, Any] = {
+        "task": "custom",
+        "path": str(data_dir),
+        "kind": kind,
+        "text_columns": ["sentence"] if kind == "single" else ["sentence1", "sentence2"],
+        "label_column": "label",
+        "labels": ["negative", "positive"] if kind == "single" else ["different", "same"],
+    }
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "output_dir": str(output_dir),
+        "cache_dir": str(output_dir / "cache"),
+        "data": data,
+        "teacher": {
+            "model": str(model_dir),
+            "max_length": 32,
+            "epochs": 3,
+            "batch_size": 16,
+            "eval_batch_size": 32,
+            "learning_rate": 5e-3,
+            "warmup_ratio": 0.1,
+            "checkpoint_every": 5,
+            **teacher,
+        },
+    }

@@ -1,0 +1,1 @@
+"""Export stage: ONNX and TFLite, each checked against its parent."""

@@ -1,0 +1,1 @@
+"""Light on-device inference; imports neither torch nor transformers."""

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models and fixture task files built in code (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edgekd import testing
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Tests never reach the network: fail fast instead of waiting on the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKD_CACHE_DIR", str(tmp_path / "edgekd-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT encoder without a head (the shape of the packaged MiniLM), with its tokenizer."""
+    return testing.save_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT sequence classifier (2 labels), as an already fine-tuned teacher would be saved."""
+    return testing.save_tiny_bert(tmp_path_factory.mktemp("tiny-classifier"), classifier=True)
+
+
+@pytest.fixture(scope="session")
+def single_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return testing.write_fixture_task(tmp_path_factory.mktemp("single-task"), "single")
+
+
+@pytest.fixture(scope="session")
+def pair_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return testing.write_fixture_task(tmp_path_factory.mktemp("pair-task"), "pair")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "sst2" / "train.tsv").is_file():
+        pytest.skip(f"{SHARED_DATA} is absent: the GLUE files are not beside this checkout")
+    return SHARED_DATA

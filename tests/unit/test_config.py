@@ -1,0 +1,141 @@
+"""Recipes: every error path, overrides, the type tag, and the shipped recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekd.config import Recipe, apply_overrides, load_recipe, nearest_key, shipped_recipes, to_dict, validate_recipe
+from edgekd.errors import ConfigError
+
+BASE = {"name": "r", "data": {"task": "sst2", "path": "data/sst2"}}
+
+
+def write(tmp_path: Path, content: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, yaml.safe_dump(BASE)))
+    assert recipe.teacher.model == "minilm" and recipe.teacher.mode == "finetune"
+    assert recipe.out == Path("runs/r")
+    with pytest.raises(Exception, match="frozen"):
+        recipe.seed = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_the_nearest(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"epoch": 2}}))
+    with pytest.raises(ConfigError, match=r"teacher.epoch: unknown key; did you mean 'epochs'\? valid keys here: model"):
+        load_recipe(path)
+
+
+def test_abbreviation_names_the_key() -> None:
+    assert nearest_key("lr", ["model", "learning_rate", "epochs"]) == "learning_rate"
+    assert nearest_key("zzzz", ["model", "epochs"]) is None
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    raw = {"nmae": "x", "seed": "many", "data": {"task": "sst3", "colums": []}, "teacher": {"batch_size": 0, "mode": "distil"}}
+    with pytest.raises(ConfigError) as info:
+        validate_recipe(raw)
+    message = str(info.value)
+    for expected in [
+        "nmae: unknown key; did you mean 'name'?",
+        "name: required key is missing",
+        "seed: Input should be a valid integer",
+        "data.task 'sst3' is not a preset; valid: sst2, mrpc, tweets, custom",
+        "data.colums: unknown key; did you mean 'text_columns'?",
+        "teacher.batch_size: Input should be greater than 0",
+        "teacher.mode: Input should be 'finetune' or 'import'",
+    ]:
+        assert expected in message, message
+    assert message.count("\n  - ") == 7
+
+
+def test_custom_task_requirements() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_recipe({"name": "r", "data": {"task": "custom"}})
+    for key in ("data.kind", "data.text_columns", "data.label_column", "data.labels", "data.path"):
+        assert key in str(info.value)
+
+
+def test_pair_task_needs_two_text_columns() -> None:
+    raw = {"name": "r", "data": {"task": "mrpc", "text_columns": ["sentence1"], "path": "d"}}
+    with pytest.raises(ConfigError, match="data.text_columns has 1 column.*pair task needs 2"):
+        validate_recipe(raw)
+
+
+def test_unknown_metric_and_duplicate_labels() -> None:
+    raw = {"name": "r", "data": {"task": "sst2", "metrics": ["acc"], "labels": ["a", "a"]}}
+    with pytest.raises(ConfigError) as info:
+        validate_recipe(raw)
+    assert "unknown metric 'acc'" in str(info.value) and "duplicates" in str(info.value)
+
+
+def test_overrides_set_nested_typed_values(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump(BASE))
+    recipe = load_recipe(path, ["teacher.epochs=2", "teacher.learning_rate=3e-5", "data.labels=[neg, pos]", "teacher.cache_logits=false"])
+    assert recipe.teacher.epochs == 2 and recipe.teacher.learning_rate == 3e-5
+    assert recipe.data.labels == ["neg", "pos"] and recipe.teacher.cache_logits is False
+
+
+def test_override_of_unknown_key_is_caught(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="teacher.epohcs: unknown key; did you mean 'epochs'"):
+        load_recipe(write(tmp_path, yaml.safe_dump(BASE)), ["teacher.epohcs=2"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("teacher.epochs", "write it as key.sub=value"), ("=3", "write it as key.sub=value"), ("a..b=1", "write it as key.sub=value"),
+     ("name.sub=1", "name is a value, not a section"), ("teacher.epochs=[1", "not valid YAML")],
+)
+def test_malformed_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(dict(BASE), [override])
+
+
+def test_overrides_do_not_mutate_the_input() -> None:
+    raw = {"name": "r", "data": {"task": "sst2"}}
+    apply_overrides(raw, ["data.path=x"])
+    assert raw == {"name": "r", "data": {"task": "sst2"}}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("name: [unclosed", "not valid YAML"), ("- a\n- b\n", "a recipe is a YAML mapping"), ("", "name: required key is missing")],
+)
+def test_bad_files(tmp_path: Path, content: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(write(tmp_path, content))
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_recipe(path)
+
+
+def test_missing_recipe_suggests_shipped_names() -> None:
+    with pytest.raises(ConfigError, match=r"demoo: no such recipe file \(did you mean 'demo'\?\)"):
+        load_recipe("demoo")
+
+
+def test_serialised_with_type_tag_and_version(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, yaml.safe_dump(BASE)))
+    data = to_dict(recipe)
+    assert data["type"] == "Recipe" and data["version"] == 1
+    again = Recipe.model_validate({k: v for k, v in data.items() if k != "type"})
+    assert again == recipe
+
+
+def test_every_shipped_recipe_validates() -> None:
+    shipped = shipped_recipes()
+    assert {"demo", "sst2", "mrpc"} <= set(shipped)
+    for name in shipped:
+        recipe = load_recipe(name)
+        assert recipe.name == name
