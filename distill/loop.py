@@ -1,32 +1,49 @@
-"""Pieces every training loop shares: device choice, AdamW with warm-up, checkpoints that resume, batched inference."""
+"""The training loop every stage shares (teacher fine-tune, TinyBERT and BiLSTM distillation).
+
+A short explicit loop: AdamW with linear warm-up and decay, gradient clipping, evaluation on dev every N steps, the
+best weights kept, early stopping, atomic periodic checkpoints that resume exactly, seeds, a progress bar, CUDA/MPS/CPU,
+mixed precision on CUDA, and data parallelism over processes through `accelerate` (launch with `accelerate launch` or
+`torchrun`; each process takes its share of every step's batches and gradients are averaged).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from edgekd.data import Encoded, eval_batches, pad_batch
+from edgekd.config import TrainConfig
+from edgekd.data import Encoded, eval_batches, length_grouped_batches, pad_batch
 from edgekd.errors import ConfigError, UnsupportedError
 
 logger = logging.getLogger(__name__)
 
+Batch = dict[str, torch.Tensor]
+# A loss step maps a batch on the device to (loss, named loss parts for the curves).
+LossStep = Callable[[Batch], tuple[torch.Tensor, dict[str, float]]]
+
 
 def pick_device(choice: str) -> torch.device:
-    """`auto` takes CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UnsupportedError("device 'cuda' was asked for but no CUDA GPU is visible; use device=auto or cpu")
+    """`auto` takes CUDA, then MPS, then CPU; asking for an absent accelerator is an error, not a silent CPU run."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(next(name for name in ("cuda", "mps", "cpu") if available[name]))
+    if not available[choice]:
+        raise UnsupportedError(f"device {choice!r} was asked for but is not available here; use device=auto or cpu")
     return torch.device(choice)
 
 
@@ -56,34 +73,44 @@ def adamw_with_warmup(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> Batch:
+    return {key: torch.from_numpy(np.ascontiguousarray(value)).to(device) for key, value in batch.items()}
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's weights; tensors that share memory (tied weights) become independent."""
+    return {key: tensor.detach().to("cpu", copy=True).contiguous() for key, tensor in module.state_dict().items()}
 
 
 @torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device, progress: Any = None
-) -> np.ndarray:
-    """Logits of a sequence classifier for every example, in the original order; (examples, num_labels)."""
+def predict_logits(model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
+    """Logits of a Hugging Face sequence classifier for every example, in the original order; (examples, labels)."""
     model.eval()
     outputs: np.ndarray | None = None
     for indices in eval_batches(encoded.lengths, batch_size):
         batch = to_device(pad_batch(encoded, indices), device)
         batch.pop("labels")
-        logits = model(**batch).logits.float().cpu().numpy()  # (batch, num_labels)
+        logits = model(**batch).logits.float().cpu().numpy()  # (batch, labels)
         if outputs is None:
             outputs = np.zeros((len(encoded), logits.shape[-1]), dtype=np.float32)
         outputs[indices] = logits
-        if progress is not None:
-            progress.update(len(indices))
     assert outputs is not None, "encoded splits are never empty"
     return outputs
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    stopped_early: bool = False
 
 
 class Checkpoint:
     """A resumable training state in one directory: weights (safetensors), optimizer/scheduler/RNG, and a JSON header.
 
-    The config fingerprint guards resumption: a checkpoint made under another config is refused, not mixed in.
+    The fingerprint guards resumption: a checkpoint made under another config or data is refused, not mixed in.
     Saves are atomic (written beside, then renamed), so a kill during a save keeps the previous checkpoint.
     """
 
@@ -94,11 +121,13 @@ class Checkpoint:
     def exists(self) -> bool:
         return (self.directory / "state.json").is_file()
 
-    def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any, step: int, extra: dict[str, Any]) -> None:
+    def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any, step: int, extra: dict[str, Any],
+             best_state: dict[str, torch.Tensor] | None = None) -> None:
         tmp = self.directory.parent / f".{self.directory.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(_untie(state), tmp / "model.safetensors")
+        save_file(cpu_state(model), tmp / "model.safetensors")
+        if best_state is not None:
+            save_file(best_state, tmp / "best.safetensors")
         torch.save(
             {
                 "optimizer": optimizer.state_dict(),
@@ -118,15 +147,15 @@ class Checkpoint:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("checkpoint at step %d saved to %s", step, self.directory)
 
-    def load(self, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-        """Restore the saved state into the given objects; returns the JSON header (step and extras)."""
+    def load(self, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        """Restore the saved state into the given objects; returns the JSON header and the best weights, if any."""
         header = json.loads((self.directory / "state.json").read_text())
         if header.get("fingerprint") != self.fingerprint:
             raise ConfigError(
                 f"{self.directory}: this checkpoint was made with a different config or data; "
                 "drop --resume to start over, or delete the checkpoint directory"
             )
-        model.load_state_dict(load_file(self.directory / "model.safetensors"), strict=False)
+        model.load_state_dict(load_file(self.directory / "model.safetensors"))
         # weights_only: a checkpoint is data, never code.
         trainer = torch.load(self.directory / "trainer.pt", weights_only=True, map_location="cpu")
         optimizer.load_state_dict(trainer["optimizer"])
@@ -134,19 +163,132 @@ class Checkpoint:
         torch.set_rng_state(trainer["torch_rng"])
         if trainer["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+        best_path = self.directory / "best.safetensors"
         logger.info("resumed from %s at step %d", self.directory, header["step"])
-        return header
+        return header, (load_file(best_path) if best_path.is_file() else None)
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors sharing memory (tied embeddings); store independent copies."""
-    seen: set[int] = set()
-    result = {}
-    for key, tensor in state.items():
-        pointer = tensor.untyped_storage().data_ptr()
-        result[key] = tensor.clone() if pointer in seen else tensor
-        seen.add(pointer)
-    return result
+class Trainer:
+    """Train `model` (everything with trainable parameters: a student and its projections) with a loss step.
+
+    `make_batch(indices)` returns a numpy batch for the example indices; `evaluate()` returns dev metrics, of which
+    `metric` is maximised for best-weights selection and early stopping.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: torch.nn.Module,
+        loss_step: LossStep,
+        make_batch: Callable[[np.ndarray], dict[str, np.ndarray]],
+        lengths: np.ndarray,
+        *,
+        seed: int,
+        checkpoint: Checkpoint,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        metric: str = "accuracy",
+        desc: str = "train",
+    ) -> None:
+        self.cfg, self.model, self.loss_step, self.make_batch = cfg, model, loss_step, make_batch
+        self.lengths, self.seed, self.checkpoint = lengths, seed, checkpoint
+        self.evaluate, self.metric, self.desc = evaluate, metric, desc
+        self.accelerator = _accelerator(cfg)
+        self.device = self.accelerator.device
+
+    @property
+    def world(self) -> tuple[int, int]:
+        return self.accelerator.process_index, self.accelerator.num_processes
+
+    def steps_per_epoch(self) -> int:
+        batches = math.ceil(len(self.lengths) / self.cfg.batch_size)
+        return max(1, batches // self.world[1])
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.cfg
+        per_epoch = self.steps_per_epoch()
+        total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+        optimizer, scheduler = adamw_with_warmup(self.model, cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_ratio * total), total)
+        step, history, best, best_state, bad_evals = 0, [], None, None, 0
+        if resume and self.checkpoint.exists():
+            header, best_state = self.checkpoint.load(self.model, optimizer, scheduler)
+            step, history, best, bad_evals = header["step"], header["history"], header["best"], header["bad_evals"]
+        elif resume:
+            logger.warning("--resume given but no checkpoint at %s; starting from the beginning", self.checkpoint.directory)
+        # The scheduler stays ours: accelerate's wrapper would step it once per process.
+        model, optimizer = self.accelerator.prepare(self.model, optimizer)
+        rank, world = self.world
+        main = self.accelerator.is_main_process
+        eval_every = cfg.eval_every or per_epoch
+        started, stopped_early = time.perf_counter(), False
+        bar = tqdm(total=total, initial=step, desc=self.desc, unit="step", disable=None if main else True)
+        while step < total and not stopped_early:
+            epoch, offset = divmod(step, per_epoch)
+            # Seeded by epoch: a resumed run replays the same batch order and skips what was done.
+            batches = length_grouped_batches(self.lengths, cfg.batch_size, self.seed + epoch, cfg.group_by_length)
+            mine = batches[rank::world][:per_epoch]
+            for indices in mine[offset:]:
+                model.train()
+                batch = to_device(self.make_batch(indices), self.device)
+                with self.accelerator.autocast():
+                    loss, parts = self.loss_step(batch)
+                self.accelerator.backward(loss)
+                self.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                row = {"step": step, "epoch": round(step / per_epoch, 4), "lr": scheduler.get_last_lr()[0],
+                       "loss": round(loss.item(), 6), **{k: round(v, 6) for k, v in parts.items()}}
+                history.append(row)
+                bar.update(1)
+                if step % eval_every == 0 or step == total:
+                    result = self._evaluate(step)
+                    if result is not None:
+                        row.update({f"dev_{k}": v for k, v in result.items()})
+                        if best is None or result[self.metric] > best[self.metric]:
+                            best, bad_evals = {"step": step, **result}, 0
+                            if cfg.keep_best:
+                                best_state = cpu_state(self.accelerator.unwrap_model(model))
+                        else:
+                            bad_evals += 1
+                        stopped_early = cfg.early_stopping_patience is not None and bad_evals >= cfg.early_stopping_patience
+                bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-50:]]):.4f}",
+                                **({self.metric: f"{best[self.metric]:.4f}"} if best else {}))
+                if step % 100 == 0:
+                    # Progress bars are off when stderr is not a terminal (CI, background jobs): log instead.
+                    logger.info("%s step %d/%d, loss %.4f, %.0f s", self.desc, step, total,
+                                np.mean([h["loss"] for h in history[-100:]]), time.perf_counter() - started)
+                if stopped_early:
+                    logger.info("early stop at step %d: no dev improvement in %d evaluations", step, bad_evals)
+                    break
+                if step % cfg.checkpoint_every == 0 and step < total and main:
+                    extra = {"history": history, "best": best, "bad_evals": bad_evals}
+                    self.checkpoint.save(self.accelerator.unwrap_model(model), optimizer, scheduler, step, extra, best_state)
+                if step >= total:
+                    break
+        bar.close()
+        self.accelerator.wait_for_everyone()
+        if cfg.keep_best and best_state is not None:
+            self.accelerator.unwrap_model(model).load_state_dict(best_state)
+        seconds = time.perf_counter() - started
+        logger.info("%s: %d steps in %.0f s; best %s", self.desc, step, seconds, best)
+        return TrainResult(steps=step, seconds=round(seconds, 1), history=history, best=best, stopped_early=stopped_early)
+
+    def _evaluate(self, step: int) -> dict[str, float] | None:
+        if self.evaluate is None:
+            return None
+        result = self.evaluate()
+        logger.info("%s step %d: dev %s", self.desc, step, {k: round(v, 4) for k, v in result.items()})
+        return result
+
+
+def _accelerator(cfg: TrainConfig) -> Any:
+    """An `accelerate.Accelerator` on the configured device; it sees the launcher's processes (DDP) when there are."""
+    from accelerate import Accelerator
+
+    device = pick_device(cfg.device)
+    precision = cfg.mixed_precision if device.type == "cuda" else "no"
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)

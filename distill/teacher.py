@@ -7,8 +7,6 @@ sits in `tokenizer/`. After writing, the teacher's logits on the train split go 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,14 @@ from tqdm.auto import tqdm
 from edgekd import metrics
 from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
 from edgekd.config import Recipe, TeacherConfig, to_dict
-from edgekd.data import Encoded, Split, TaskData, encode, length_grouped_batches, load_task_data, pad_batch
+from edgekd.data import Encoded, Split, TaskData, encode, eval_batches, load_task_data, pad_batch
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
 from edgekd.tasks import Task
 
+from .curves import write_curves
 from .logits_cache import LogitsCache, cache_key
-from .loop import Checkpoint, adamw_with_warmup, pick_device, predict_logits, seed_everything, to_device
+from .loop import Checkpoint, Trainer, pick_device, predict_logits, seed_everything, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, fo
     data = load_task_data(recipe.data)
     source = resolve_model_source(cfg.model)
     tokenizer = _load_tokenizer(source, cfg)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.train.device)
     train = encode(tokenizer, data.train, cfg.max_length)
     dev = encode(tokenizer, data.dev, cfg.max_length)
     if cfg.mode == "import":
@@ -67,9 +66,9 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, fo
         model = _load_for_finetune(source, cfg, data.task)
         fingerprint = sha256_json({"recipe": to_dict(recipe), "train": data.train.fingerprint})
         checkpoint = Checkpoint(out.parent / f".{out.name}.checkpoint", fingerprint)
-        training = finetune(model, train, cfg, recipe.seed, device, checkpoint, resume)
+        training = finetune(model, train, dev, data.task, recipe, checkpoint, resume)
     model.to(device)
-    dev_logits = predict_logits(model, dev, cfg.eval_batch_size, device)
+    dev_logits = predict_logits(model, dev, cfg.train.eval_batch_size, device)
     dev_metrics = metrics.compute(data.task.metrics, dev_logits, data.dev.labels, data.task.problem)
     logger.info("teacher dev metrics: %s", dev_metrics)
     bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, dev_logits, dev_metrics, training, force)
@@ -140,58 +139,33 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
 
 
 def finetune(
-    model: torch.nn.Module,
-    train: Encoded,
-    cfg: TeacherConfig,
-    seed: int,
-    device: torch.device,
-    checkpoint: Checkpoint,
-    resume: bool,
+    model: torch.nn.Module, train: Encoded, dev: Encoded, task: Task, recipe: Recipe, checkpoint: Checkpoint, resume: bool
 ) -> dict[str, Any]:
-    """Fine-tune with AdamW, warm-up, clipping and length-grouped dynamic padding; returns training facts."""
-    model.to(device)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = min(cfg.max_steps or steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.epochs)
-    optimizer, scheduler = adamw_with_warmup(
-        model, cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_ratio * total), total
+    """Fine-tune with the shared Trainer (the model's own task loss); returns training facts and curves."""
+    cfg = recipe.teacher.train
+
+    def loss_step(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return model(**batch).loss, {}
+
+    def evaluate() -> dict[str, float]:
+        logits = predict_logits(trainer.accelerator.unwrap_model(model), dev, cfg.eval_batch_size, trainer.device)
+        return metrics.compute(task.metrics, logits, dev.labels, task.problem)
+
+    trainer = Trainer(
+        cfg, model, loss_step, lambda indices: pad_batch(train, indices), train.lengths,
+        seed=recipe.seed, checkpoint=checkpoint, evaluate=evaluate, metric=task.metrics[0], desc="teacher fine-tune",
     )
-    step, losses = 0, []
-    if resume and checkpoint.exists():
-        header = checkpoint.load(model, optimizer, scheduler)
-        step, losses = header["step"], header["losses"]
-    elif resume:
-        logger.warning("--resume given but no checkpoint at %s; starting from the beginning", checkpoint.directory)
-    started = time.perf_counter()
-    model.train()
-    bar = tqdm(total=total, initial=step, desc="teacher fine-tune", unit="step", disable=None)
-    lengths = train.lengths
-    while step < total:
-        epoch, offset = divmod(step, steps_per_epoch)
-        # Seeded by epoch: a resumed run replays the same batch order and skips what was done.
-        batches = length_grouped_batches(lengths, cfg.batch_size, seed + epoch, cfg.group_by_length)
-        for indices in batches[offset:]:
-            batch = to_device(pad_batch(train, indices), device)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(round(loss.item(), 5))
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", epoch=epoch)
-            if step % 100 == 0:
-                # Progress bars are off when stderr is not a terminal (CI, background jobs): log instead.
-                logger.info("step %d/%d, loss %.4f, %.0f s", step, total, np.mean(losses[-100:]), time.perf_counter() - started)
-            if step % cfg.checkpoint_every == 0 and step < total:
-                checkpoint.save(model, optimizer, scheduler, step, {"losses": losses})
-            if step >= total:
-                break
-    bar.close()
-    seconds = time.perf_counter() - started
-    logger.info("fine-tuned %d steps in %.0f s", total, seconds)
-    return {"steps": total, "epochs": total / steps_per_epoch, "train_seconds": round(seconds, 1), "losses": losses}
+    model.to(trainer.device)
+    result = trainer.fit(resume)
+    losses = [row["loss"] for row in result.history]
+    return {
+        "steps": result.steps,
+        "train_seconds": result.seconds,
+        "best": result.best,
+        "first_losses": losses[:5],
+        "last_losses": losses[-5:],
+        "history": result.history,
+    }
 
 
 def _golden(dev: Encoded, split: Split, logits: np.ndarray) -> dict[str, np.ndarray]:
@@ -242,6 +216,7 @@ def _write_bundle(
         model.to("cpu").save_pretrained(writer.path, safe_serialization=True)
         tokenizer.save_pretrained(writer.path / "tokenizer")
         np.savez(writer.path / GOLDEN, **_golden(dev, data.dev, dev_logits))
+        write_curves(training.get("history", []), writer.path, f"teacher fine-tune on {task.name}")
         lowercase = bool(getattr(tokenizer, "do_lower_case", False) or tokenizer.init_kwargs.get("do_lower_case"))
         return writer.commit(
             kind="teacher",
@@ -265,8 +240,7 @@ def _write_bundle(
                 "data_source": data.source,
                 "model_source": cfg.model,
                 "mode": cfg.mode,
-                **{k: v for k, v in training.items() if k != "losses"},
-                **({"first_losses": training["losses"][:5], "last_losses": training["losses"][-5:]} if training else {}),
+                **{k: v for k, v in training.items() if k != "history"},
             },
             golden=GOLDEN,
         )
@@ -276,8 +250,6 @@ def cache_train_logits(
     bundle: Bundle, model: torch.nn.Module, train: Encoded, split: Split, recipe: Recipe, device: torch.device
 ) -> Path:
     """Fill the logits cache with the teacher's outputs on the train split; return the cache file's path."""
-    from edgekd.data import eval_batches
-
     cache = LogitsCache(recipe.cache)
     key = cache_key(bundle.sha256, split.fingerprint, recipe.teacher.max_length)
     model.to(device).eval()
@@ -292,7 +264,7 @@ def cache_train_logits(
 
     num_labels = bundle.manifest.outputs[0].shape[-1]
     assert isinstance(num_labels, int)
-    cache.fill(key, (len(train), num_labels), eval_batches(train.lengths, recipe.teacher.eval_batch_size), compute)
+    cache.fill(key, (len(train), num_labels), eval_batches(train.lengths, recipe.teacher.train.eval_batch_size), compute)
     bar.close()
     logger.info("teacher logits for %d train examples cached at %s", len(train), cache.path(key))
     return cache.path(key)

@@ -17,7 +17,7 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 
 VERBS: dict[str, tuple[str, str]] = {
-    "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.epochs=1"),
+    "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "inspect": ("print a readable summary of a bundle (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }

@@ -82,14 +82,9 @@ class DataConfig(_Config):
         return self
 
 
-class TeacherConfig(_Config):
-    """Fine-tune an encoder on the task, or import an already fine-tuned classifier and only evaluate it."""
+class TrainConfig(_Config):
+    """One training run: optimizer, schedule, batching, evaluation, checkpoints, hardware."""
 
-    # `minilm` is the packaged all-MiniLM-L6-v2 encoder (offline); otherwise a local HF directory or a hub id.
-    model: str = "minilm"
-    mode: Literal["finetune", "import"] = "finetune"
-    trust_remote_code: bool = False
-    max_length: int = Field(default=128, gt=1, le=4096)
     epochs: int = Field(default=3, gt=0)
     # Stop after this many optimizer steps (quick runs); null trains all epochs.
     max_steps: int | None = Field(default=None, gt=0)
@@ -101,8 +96,27 @@ class TeacherConfig(_Config):
     max_grad_norm: float = Field(default=1.0, gt=0)
     # Batches of similar lengths padded to their own longest: several times faster than fixed-length padding.
     group_by_length: bool = True
+    # Evaluate on dev every N optimizer steps; null evaluates at the end of each epoch.
+    eval_every: int | None = Field(default=None, gt=0)
+    # Keep the weights of the best dev evaluation (else the last weights).
+    keep_best: bool = False
+    # Stop when this many evaluations in a row did not improve the dev metric; null never stops early.
+    early_stopping_patience: int | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # Mixed precision on CUDA (ignored on CPU, where it would be slower).
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+
+
+class TeacherConfig(_Config):
+    """Fine-tune an encoder on the task, or import an already fine-tuned classifier and only evaluate it."""
+
+    # `minilm` is the packaged all-MiniLM-L6-v2 encoder (offline); otherwise a local HF directory or a hub id.
+    model: str = "minilm"
+    mode: Literal["finetune", "import"] = "finetune"
+    trust_remote_code: bool = False
+    max_length: int = Field(default=128, gt=1, le=4096)
+    train: TrainConfig = TrainConfig()
     # Run the finished teacher over the train split and keep its logits (memory-mapped) for distillation.
     cache_logits: bool = True
 
@@ -177,7 +191,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(parts):
-            raise ConfigError(f"override {item!r}: write it as key.sub=value, e.g. teacher.epochs=1")
+            raise ConfigError(f"override {item!r}: write it as key.sub=value, e.g. teacher.train.epochs=1")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:

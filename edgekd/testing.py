@@ -115,8 +115,10 @@ def write_fixture_task(directory: Path, kind: str = "single", fmt: str = "tsv", 
     return directory
 
 
-def tiny_recipe(data_dir: Path, model_dir: Path, output_dir: Path, kind: str = "single", **teacher: Any) -> dict[str, Any]:
-    """A recipe mapping for the fixture task and a tiny model; `teacher` entries override the teacher section."""
+def tiny_recipe(
+    data_dir: Path, model_dir: Path, output_dir: Path, kind: str = "single", *, teacher: dict[str, Any] | None = None, train: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A recipe mapping for the fixture task and a tiny model; `teacher` and `train` entries override the defaults."""
     data: dict[str, Any] = {
         "task": "custom",
         "path": str(data_dir),
@@ -125,21 +127,13 @@ def tiny_recipe(data_dir: Path, model_dir: Path, output_dir: Path, kind: str = "
         "label_column": "label",
         "labels": ["negative", "positive"] if kind == "single" else ["different", "same"],
     }
+    # 256 examples, batches of 16, 3 epochs: 48 steps, enough for the tiny BERT to learn the cue words.
+    train_cfg = {"epochs": 3, "batch_size": 16, "eval_batch_size": 32, "learning_rate": 5e-3, "warmup_ratio": 0.1, "checkpoint_every": 5}
     return {
         "name": "tiny",
         "seed": 0,
         "output_dir": str(output_dir),
         "cache_dir": str(output_dir / "cache"),
         "data": data,
-        "teacher": {
-            "model": str(model_dir),
-            "max_length": 32,
-            "epochs": 3,
-            "batch_size": 16,
-            "eval_batch_size": 32,
-            "learning_rate": 5e-3,
-            "warmup_ratio": 0.1,
-            "checkpoint_every": 5,
-            **teacher,
-        },
+        "teacher": {"model": str(model_dir), "max_length": 32, **(teacher or {}), "train": {**train_cfg, **(train or {})}},
     }

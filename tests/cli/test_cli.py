@@ -50,13 +50,13 @@ def write_recipe(tmp_path: Path, raw: dict) -> Path:
 
 
 def test_validate_ok_and_print(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "validate", "sst2", "teacher.epochs=2", "--print")
+    code, out, _ = run(capsys, "validate", "sst2", "teacher.train.epochs=2", "--print")
     assert code == 0 and "is a valid recipe (sst2)" in out
-    assert yaml.safe_load(out.split("\n", 1)[1])["teacher"]["epochs"] == 2
+    assert yaml.safe_load(out.split("\n", 1)[1])["teacher"]["train"]["epochs"] == 2
 
 
 def test_validate_reports_every_problem_and_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = write_recipe(tmp_path, {"name": "x", "data": {"task": "sst2"}, "teacher": {"epoch": 1, "lr": 1}})
+    path = write_recipe(tmp_path, {"name": "x", "data": {"task": "sst2"}, "teacher": {"train": {"epoch": 1, "lr": 1}}})
     code, out, err = run(capsys, "validate", str(path))
     assert code == 2 and out == ""
     assert "2 problem(s)" in err and "did you mean 'epochs'" in err and "did you mean 'learning_rate'" in err
@@ -69,7 +69,7 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_teacher_then_inspect(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_encoder: Path, single_task: Path) -> None:
-    path = write_recipe(tmp_path, testing.tiny_recipe(single_task, tiny_encoder, tmp_path / "run", epochs=1))
+    path = write_recipe(tmp_path, testing.tiny_recipe(single_task, tiny_encoder, tmp_path / "run", train={"epochs": 1}))
     code, out, err = run(capsys, "teacher", str(path), "teacher.cache_logits=false")
     assert code == 0, err
     bundle_dir = tmp_path / "run" / "teacher"

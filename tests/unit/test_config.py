@@ -28,8 +28,8 @@ def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_the_nearest(tmp_path: Path) -> None:
-    path = write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"epoch": 2}}))
-    with pytest.raises(ConfigError, match=r"teacher.epoch: unknown key; did you mean 'epochs'\? valid keys here: model"):
+    path = write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"train": {"epoch": 2}}}))
+    with pytest.raises(ConfigError, match=r"teacher.train.epoch: unknown key; did you mean 'epochs'\? valid keys here: epochs, max_steps"):
         load_recipe(path)
 
 
@@ -39,7 +39,7 @@ def test_abbreviation_names_the_key() -> None:
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
-    raw = {"nmae": "x", "seed": "many", "data": {"task": "sst3", "colums": []}, "teacher": {"batch_size": 0, "mode": "distil"}}
+    raw = {"nmae": "x", "seed": "many", "data": {"task": "sst3", "colums": []}, "teacher": {"train": {"batch_size": 0}, "mode": "distil"}}
     with pytest.raises(ConfigError) as info:
         validate_recipe(raw)
     message = str(info.value)
@@ -49,7 +49,7 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
         "seed: Input should be a valid integer",
         "data.task 'sst3' is not a preset; valid: sst2, mrpc, tweets, custom",
         "data.colums: unknown key; did you mean 'text_columns'?",
-        "teacher.batch_size: Input should be greater than 0",
+        "teacher.train.batch_size: Input should be greater than 0",
         "teacher.mode: Input should be 'finetune' or 'import'",
     ]:
         assert expected in message, message
@@ -78,20 +78,20 @@ def test_unknown_metric_and_duplicate_labels() -> None:
 
 def test_overrides_set_nested_typed_values(tmp_path: Path) -> None:
     path = write(tmp_path, yaml.safe_dump(BASE))
-    recipe = load_recipe(path, ["teacher.epochs=2", "teacher.learning_rate=3e-5", "data.labels=[neg, pos]", "teacher.cache_logits=false"])
-    assert recipe.teacher.epochs == 2 and recipe.teacher.learning_rate == 3e-5
+    recipe = load_recipe(path, ["teacher.train.epochs=2", "teacher.train.learning_rate=3e-5", "data.labels=[neg, pos]", "teacher.cache_logits=false"])
+    assert recipe.teacher.train.epochs == 2 and recipe.teacher.train.learning_rate == 3e-5
     assert recipe.data.labels == ["neg", "pos"] and recipe.teacher.cache_logits is False
 
 
 def test_override_of_unknown_key_is_caught(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="teacher.epohcs: unknown key; did you mean 'epochs'"):
-        load_recipe(write(tmp_path, yaml.safe_dump(BASE)), ["teacher.epohcs=2"])
+    with pytest.raises(ConfigError, match="teacher.train.epohcs: unknown key; did you mean 'epochs'"):
+        load_recipe(write(tmp_path, yaml.safe_dump(BASE)), ["teacher.train.epohcs=2"])
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("teacher.epochs", "write it as key.sub=value"), ("=3", "write it as key.sub=value"), ("a..b=1", "write it as key.sub=value"),
-     ("name.sub=1", "name is a value, not a section"), ("teacher.epochs=[1", "not valid YAML")],
+    [("teacher.train.epochs", "write it as key.sub=value"), ("=3", "write it as key.sub=value"), ("a..b=1", "write it as key.sub=value"),
+     ("name.sub=1", "name is a value, not a section"), ("teacher.train.epochs=[1", "not valid YAML")],
 )
 def test_malformed_overrides(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

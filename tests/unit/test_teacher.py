@@ -19,8 +19,13 @@ from edgekd.distill.teacher import teacher
 from edgekd.errors import ConfigError
 
 
-def recipe(data: Path, model: Path, out: Path, kind: str = "single", **teacher_cfg: Any) -> Recipe:
-    return validate_recipe(testing.tiny_recipe(data, model, out, kind, **teacher_cfg))
+TRAIN_KEYS = {"epochs", "learning_rate"}
+
+
+def recipe(data: Path, model: Path, out: Path, kind: str = "single", **changes: Any) -> Recipe:
+    train = {k: v for k, v in changes.items() if k in TRAIN_KEYS}
+    teacher = {k: v for k, v in changes.items() if k not in TRAIN_KEYS}
+    return validate_recipe(testing.tiny_recipe(data, model, out, kind, teacher=teacher, train=train))
 
 
 def test_finetune_learns_and_writes_a_bundle_transformers_loads(tiny_encoder: Path, single_task: Path, tmp_path: Path) -> None:
@@ -35,7 +40,7 @@ def test_finetune_learns_and_writes_a_bundle_transformers_loads(tiny_encoder: Pa
 
     reopened = Bundle.open(bundle.path)
     assert reopened.manifest.kind == "teacher" and reopened.manifest.format == "torch"
-    assert reopened.manifest.produced_by.config["teacher"]["learning_rate"] == 5e-3
+    assert reopened.manifest.produced_by.config["teacher"]["train"]["learning_rate"] == 5e-3
     model = AutoModelForSequenceClassification.from_pretrained(bundle.path).eval()
     assert model.config.id2label == {0: "negative", 1: "positive"}
     tokenizer = AutoTokenizer.from_pretrained(reopened.tokenizer_dir)
@@ -108,8 +113,8 @@ def crash_after_checkpoint(monkeypatch: pytest.MonkeyPatch, at_step: int) -> Non
     """Make training die right after the checkpoint of `at_step` is saved, as a killed process would."""
     real_save = Checkpoint.save
 
-    def save_then_crash(self: Checkpoint, model: Any, optimizer: Any, scheduler: Any, step: int, extra: Any) -> None:
-        real_save(self, model, optimizer, scheduler, step, extra)
+    def save_then_crash(self: Checkpoint, model: Any, optimizer: Any, scheduler: Any, step: int, extra: Any, best: Any = None) -> None:
+        real_save(self, model, optimizer, scheduler, step, extra, best)
         if step == at_step:
             raise Crash
 

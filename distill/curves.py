@@ -1,0 +1,41 @@
+"""Training curves written into a bundle: the per-step history as CSV and a PNG plot of loss and dev metric."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def write_curves(history: list[dict[str, float]], directory: Path, title: str) -> list[Path]:
+    """Write `training_curves.csv` and `training_curves.png` into `directory`; returns their paths."""
+    if not history:
+        return []
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    csv_path = directory / "training_curves.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, loss_axis = plt.subplots(figsize=(7, 3.5), dpi=100)
+    steps = [row["step"] for row in history]
+    loss_axis.plot(steps, [row["loss"] for row in history], color="tab:blue", linewidth=0.8, alpha=0.8, label="train loss")
+    loss_axis.set_xlabel("optimizer step")
+    loss_axis.set_ylabel("train loss", color="tab:blue")
+    dev_keys = [key for key in columns if key.startswith("dev_")]
+    if dev_keys:
+        metric_axis = loss_axis.twinx()
+        evaluated = [row for row in history if dev_keys[0] in row]
+        metric_axis.plot([row["step"] for row in evaluated], [row[dev_keys[0]] for row in evaluated], "o-", color="tab:red")
+        metric_axis.set_ylabel(dev_keys[0].replace("_", " "), color="tab:red")
+    loss_axis.set_title(title)
+    figure.tight_layout()
+    png_path = directory / "training_curves.png"
+    figure.savefig(png_path)
+    plt.close(figure)
+    return [csv_path, png_path]
