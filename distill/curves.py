@@ -6,12 +6,12 @@ import csv
 from pathlib import Path
 
 
-def write_curves(history: list[dict[str, float]], directory: Path, title: str) -> list[Path]:
-    """Write `training_curves.csv` and `training_curves.png` into `directory`; returns their paths."""
+def write_curves(history: list[dict[str, float]], directory: Path, title: str, stem: str = "training_curves") -> list[Path]:
+    """Write `<stem>.csv` and `<stem>.png` into `directory`; returns their paths."""
     if not history:
         return []
     columns = list(dict.fromkeys(key for row in history for key in row))
-    csv_path = directory / "training_curves.csv"
+    csv_path = directory / f"{stem}.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -35,7 +35,7 @@ def write_curves(history: list[dict[str, float]], directory: Path, title: str) -
         metric_axis.set_ylabel(dev_keys[0].replace("_", " "), color="tab:red")
     loss_axis.set_title(title)
     figure.tight_layout()
-    png_path = directory / "training_curves.png"
+    png_path = directory / f"{stem}.png"
     figure.savefig(png_path)
     plt.close(figure)
     return [csv_path, png_path]

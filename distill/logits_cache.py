@@ -12,9 +12,13 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from edgekd.bundle import Bundle
+from edgekd.data import Encoded, Split, encode, eval_batches, pad_batch
 from edgekd.hashing import sha256_json
 
 logger = logging.getLogger(__name__)
@@ -79,3 +83,46 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def teacher_logits(
+    bundle: Bundle,
+    split: Split,
+    cache_root: Path,
+    batch_size: int,
+    device: Any,
+    *,
+    model: Any = None,
+    encoded: Encoded | None = None,
+) -> np.ndarray:
+    """The teacher's logits on a split, from the cache, computing (and caching) them on first use."""
+    import torch
+
+    max_length = bundle.manifest.tokenizer.max_length
+    cache = LogitsCache(cache_root)
+    key = cache_key(bundle.sha256, split.fingerprint, max_length)
+    if (cached := cache.get(key)) is not None:
+        return cached
+    if encoded is None:
+        from transformers import AutoTokenizer
+
+        encoded = encode(AutoTokenizer.from_pretrained(bundle.tokenizer_dir), split, max_length)
+    if model is None:
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(bundle.path)
+    model.to(device).eval()
+    bar = tqdm(total=len(split), desc="teacher logits", unit="ex", disable=None)
+
+    @torch.no_grad()
+    def compute(indices: np.ndarray) -> np.ndarray:
+        batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(encoded, indices).items() if k != "labels"}
+        bar.update(len(indices))
+        return model(**batch).logits.float().cpu().numpy()
+
+    num_labels = bundle.manifest.outputs[0].shape[-1]
+    assert isinstance(num_labels, int)
+    result = cache.fill(key, (len(split), num_labels), eval_batches(encoded.lengths, batch_size), compute)
+    bar.close()
+    logger.info("teacher logits for %d examples cached at %s", len(split), cache.path(key))
+    return result

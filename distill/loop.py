@@ -33,8 +33,18 @@ from edgekd.errors import ConfigError, UnsupportedError
 logger = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
-# A loss step maps a batch on the device to (loss, named loss parts for the curves).
-LossStep = Callable[[Batch], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TaskLoss(torch.nn.Module):
+    """A Hugging Face model trained on its own task loss (the teacher fine-tune), in the Trainer's module shape."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        inputs = {k: v for k, v in batch.items() if k != "index"}
+        return self.model(**inputs).loss, {}
 
 
 def pick_device(choice: str) -> torch.device:
@@ -172,7 +182,8 @@ class Checkpoint:
 
 
 class Trainer:
-    """Train `model` (everything with trainable parameters: a student and its projections) with a loss step.
+    """Train `model`, a module whose `forward(batch)` returns `(loss, {name: float})`: everything trainable (a student
+    and its projections) sits inside it, so data parallelism wraps one module and gradients are averaged.
 
     `make_batch(indices)` returns a numpy batch for the example indices; `evaluate()` returns dev metrics, of which
     `metric` is maximised for best-weights selection and early stopping.
@@ -182,7 +193,6 @@ class Trainer:
         self,
         cfg: TrainConfig,
         model: torch.nn.Module,
-        loss_step: LossStep,
         make_batch: Callable[[np.ndarray], dict[str, np.ndarray]],
         lengths: np.ndarray,
         *,
@@ -192,7 +202,7 @@ class Trainer:
         metric: str = "accuracy",
         desc: str = "train",
     ) -> None:
-        self.cfg, self.model, self.loss_step, self.make_batch = cfg, model, loss_step, make_batch
+        self.cfg, self.model, self.make_batch = cfg, model, make_batch
         self.lengths, self.seed, self.checkpoint = lengths, seed, checkpoint
         self.evaluate, self.metric, self.desc = evaluate, metric, desc
         self.accelerator = _accelerator(cfg)
@@ -233,7 +243,7 @@ class Trainer:
                 model.train()
                 batch = to_device(self.make_batch(indices), self.device)
                 with self.accelerator.autocast():
-                    loss, parts = self.loss_step(batch)
+                    loss, parts = model(batch)
                 self.accelerator.backward(loss)
                 self.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()

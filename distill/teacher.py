@@ -12,19 +12,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from edgekd import metrics
 from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
 from edgekd.config import Recipe, TeacherConfig, to_dict
-from edgekd.data import Encoded, Split, TaskData, encode, eval_batches, load_task_data, pad_batch
+from edgekd.data import Encoded, Split, TaskData, encode, load_task_data, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
-from edgekd.tasks import Task
+from edgekd.tasks import Task, hf_label_config
 
 from .curves import write_curves
-from .logits_cache import LogitsCache, cache_key
-from .loop import Checkpoint, Trainer, pick_device, predict_logits, seed_everything, to_device
+from .logits_cache import teacher_logits
+from .loop import Checkpoint, TaskLoss, Trainer, pick_device, predict_logits, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, fo
     if cfg.mode == "finetune":
         checkpoint.remove()
     if cfg.cache_logits:
-        cache_train_logits(bundle, model, train, data.train, recipe, device)
+        teacher_logits(bundle, data.train, recipe.cache, cfg.train.eval_batch_size, device, model=model, encoded=train)
     return bundle
 
 
@@ -88,23 +87,13 @@ def _load_tokenizer(source: str, cfg: TeacherConfig) -> Any:
         raise ConfigError(f"teacher.model {cfg.model!r}: could not load its tokenizer ({exc})") from None
 
 
-def _label_maps(task: Task) -> dict[str, Any]:
-    labels = task.labels or ("score",)
-    return {
-        "num_labels": task.num_labels,
-        "id2label": dict(enumerate(labels)),
-        "label2id": {name: i for i, name in enumerate(labels)},
-        "problem_type": "regression" if task.problem == "regression" else "single_label_classification",
-    }
-
-
 def _load_for_finetune(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     try:
         # Eager attention: ONNX Runtime's transformer optimizer fuses attention only in graphs exported from it.
         return AutoModelForSequenceClassification.from_pretrained(
-            source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager", **_label_maps(task)
+            source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager", **hf_label_config(task.labels, task.problem)
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"teacher.model {cfg.model!r}: could not load it ({exc})") from None
@@ -134,7 +123,7 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
     theirs = [model.config.id2label[i] for i in range(config.num_labels)]
     if task.problem == "classification" and [s.lower() for s in theirs] != [s.lower() for s in task.labels]:
         logger.warning("the model's labels %s differ from the task's %s; ids are taken as equal", theirs, task.labels)
-    model.config.update(_label_maps(task))
+    model.config.update(hf_label_config(task.labels, task.problem))
     return model
 
 
@@ -144,15 +133,12 @@ def finetune(
     """Fine-tune with the shared Trainer (the model's own task loss); returns training facts and curves."""
     cfg = recipe.teacher.train
 
-    def loss_step(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        return model(**batch).loss, {}
-
     def evaluate() -> dict[str, float]:
-        logits = predict_logits(trainer.accelerator.unwrap_model(model), dev, cfg.eval_batch_size, trainer.device)
+        logits = predict_logits(model, dev, cfg.eval_batch_size, trainer.device)
         return metrics.compute(task.metrics, logits, dev.labels, task.problem)
 
     trainer = Trainer(
-        cfg, model, loss_step, lambda indices: pad_batch(train, indices), train.lengths,
+        cfg, TaskLoss(model), lambda indices: pad_batch(train, indices), train.lengths,
         seed=recipe.seed, checkpoint=checkpoint, evaluate=evaluate, metric=task.metrics[0], desc="teacher fine-tune",
     )
     model.to(trainer.device)
@@ -170,9 +156,7 @@ def finetune(
 
 def _golden(dev: Encoded, split: Split, logits: np.ndarray) -> dict[str, np.ndarray]:
     """A few dev examples spread over the length range, encoded and padded, with this model's logits."""
-    order = np.argsort(dev.lengths, kind="stable")
-    picks = order[np.linspace(0, len(order) - 1, min(GOLDEN_EXAMPLES, len(order))).round().astype(int)]
-    picks = np.unique(picks)
+    picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
     batch = pad_batch(dev, picks)
     texts = np.asarray([split.texts[i] for i in picks], dtype=str)  # (examples, 1 or 2)
     return {
@@ -244,27 +228,3 @@ def _write_bundle(
             },
             golden=GOLDEN,
         )
-
-
-def cache_train_logits(
-    bundle: Bundle, model: torch.nn.Module, train: Encoded, split: Split, recipe: Recipe, device: torch.device
-) -> Path:
-    """Fill the logits cache with the teacher's outputs on the train split; return the cache file's path."""
-    cache = LogitsCache(recipe.cache)
-    key = cache_key(bundle.sha256, split.fingerprint, recipe.teacher.max_length)
-    model.to(device).eval()
-    bar = tqdm(total=len(train), desc="teacher logits", unit="ex", disable=None)
-
-    @torch.no_grad()
-    def compute(indices: np.ndarray) -> np.ndarray:
-        batch = to_device(pad_batch(train, indices), device)
-        batch.pop("labels")
-        bar.update(len(indices))
-        return model(**batch).logits.float().cpu().numpy()
-
-    num_labels = bundle.manifest.outputs[0].shape[-1]
-    assert isinstance(num_labels, int)
-    cache.fill(key, (len(train), num_labels), eval_batches(train.lengths, recipe.teacher.train.eval_batch_size), compute)
-    bar.close()
-    logger.info("teacher logits for %d train examples cached at %s", len(train), cache.path(key))
-    return cache.path(key)

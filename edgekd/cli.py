@@ -18,6 +18,7 @@ from edgekd.errors import EdgekdError
 
 VERBS: dict[str, tuple[str, str]] = {
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
+    "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
     "inspect": ("print a readable summary of a bundle (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     teacher.set_defaults(run=_teacher)
 
+    distill = add("distill")
+    distill.add_argument("recipe", help="a recipe YAML path or a shipped recipe name")
+    distill.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    distill.add_argument("--student", action="append", help="distil only this student (repeatable; default: all)")
+    distill.add_argument("-o", "--output", type=Path, help="bundle directory (only with one student; default <output_dir>/<student>)")
+    distill.add_argument("--resume", action="store_true", help="continue an interrupted run: finished stages are skipped")
+    distill.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    distill.set_defaults(run=_distill)
+
     inspect = add("inspect")
     inspect.add_argument("bundle", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -79,6 +89,30 @@ def _teacher(args: argparse.Namespace) -> int:
     shown = ", ".join(f"{k} {v:.4f}" for k, v in dev.items() if k != "examples")
     print(f"teacher bundle: {bundle.path}")
     print(f"dev ({dev.get('examples')} examples): {shown}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from edgekd.config import load_recipe
+    from edgekd.distill.distill import distill
+    from edgekd.errors import ConfigError
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    names = args.student or list(recipe.students)
+    if not names:
+        raise ConfigError(f"recipe {recipe.name!r} has no students; add a `students:` section")
+    if args.output and len(names) > 1:
+        raise ConfigError(f"-o names one bundle but {len(names)} students would be written; add --student NAME")
+    for name in names:
+        bundle = distill(recipe, name, args.output, resume=args.resume, force=args.force)
+        m = bundle.manifest.metrics
+        dev = ", ".join(f"{k} {v:.4f}" for k, v in m["dev"].items() if k != "examples")
+        print(f"student {name}: {bundle.path}")
+        print(f"  dev ({m['dev']['examples']} examples): {dev}; teacher: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in m["teacher_dev"].items() if isinstance(v, float)))
+        if "agreement_with_teacher" in m:
+            print(f"  agreement with the teacher {m['agreement_with_teacher']:.4f}; parameters {m['parameters']:,} "
+                  f"(teacher {m['teacher_parameters']:,})")
     return 0
 
 

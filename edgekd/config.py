@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 import types
 import typing
 from importlib import resources
@@ -121,6 +122,94 @@ class TeacherConfig(_Config):
     cache_logits: bool = True
 
 
+class TinyBertConfig(_Config):
+    """A BERT student (TinyBERT). Defaults are TinyBERT-4: 4 layers, hidden 312, 12 heads, FFN 1200."""
+
+    type: Literal["tinybert"] = "tinybert"
+    layers: int = Field(default=4, gt=0)
+    hidden: int = Field(default=312, gt=0)
+    heads: int = Field(default=12, gt=0)
+    intermediate: int = Field(default=1200, gt=0)
+    # random; `teacher` (copy the teacher's embeddings and the layers the layer map picks; widths must match);
+    # or a checkpoint directory (e.g. a general-distilled TinyBERT from the hub).
+    init: str = "random"
+    # Which teacher layer each student layer learns from: uniform (g(m) = m*N/M), top, bottom, or a list.
+    layer_map: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TinyBertConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"student.hidden {self.hidden} is not divisible by student.heads {self.heads}")
+        return self
+
+
+class BiLSTMConfig(_Config):
+    """Tang et al.'s student: word embeddings, one BiLSTM layer, a ReLU layer, the classifier.
+
+    The paper uses 300-d word2vec, 150 hidden units per direction and a 200-unit ReLU layer on SST-2 (300/400 for
+    pair tasks); here the embeddings are GloVe 6B 50-d, the pretrained vectors that install offline.
+    """
+
+    type: Literal["bilstm"] = "bilstm"
+    embeddings: Literal["glove", "random"] = "glove"
+    embedding_dim: int = Field(default=50, gt=0)
+    # null: the paper's sizes, 150/200 for single sentences, 300/400 for pairs.
+    hidden: int | None = Field(default=None, gt=0)
+    fc: int | None = Field(default=None, gt=0)
+    min_freq: int = Field(default=1, gt=0)
+    max_vocab: int | None = Field(default=None, gt=0)
+    max_length: int = Field(default=64, gt=0)
+    lowercase: bool = True
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _glove_is_50d(self) -> BiLSTMConfig:
+        if self.embeddings == "glove" and self.embedding_dim != 50:
+            raise ValueError("student.embedding_dim must be 50 with GloVe 6B 50d (or use embeddings: random)")
+        return self
+
+
+class StageConfig(_Config):
+    """One distillation stage.
+
+    general: intermediate-layer losses on unlabeled text (`corpus`); intermediate: the same on the task's train text
+    (TinyBERT task distillation step 1); prediction: the logits (step 2, and the BiLSTM's only stage).
+    """
+
+    kind: Literal["general", "intermediate", "prediction"]
+    train: TrainConfig = TrainConfig()
+    # prediction: `soft_ce` (TinyBERT, with temperature) or `mse` between logits (Tang et al.); null: the student's own.
+    loss: Literal["soft_ce", "mse"] | None = None
+    temperature: float = Field(default=1.0, gt=0)
+    # prediction: weight of the cross-entropy on gold labels (the teacher's argmax where there is none).
+    alpha: float = Field(default=0.0, ge=0, le=1)
+    # general: a text file (one text per line), `train` (the task's train texts), or `tweets` (the demo corpus).
+    corpus: str | None = None
+
+    @model_validator(mode="after")
+    def _corpus_only_for_general(self) -> StageConfig:
+        if self.kind == "general" and not self.corpus:
+            raise ValueError("a general stage needs corpus: a text file, `train`, or `tweets`")
+        if self.kind != "general" and self.corpus:
+            raise ValueError(f"corpus is only for general stages, not {self.kind}")
+        return self
+
+
+class StudentConfig(_Config):
+    """One student: its architecture and the stages that distil it from the teacher."""
+
+    # The teacher bundle; default <output_dir>/teacher.
+    teacher: str | None = None
+    student: TinyBertConfig | BiLSTMConfig = Field(discriminator="type")
+    stages: list[StageConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stages_fit_the_student(self) -> StudentConfig:
+        if self.student.type == "bilstm" and any(s.kind != "prediction" for s in self.stages):
+            raise ValueError("a bilstm student has no attention or hidden layers to match: use prediction stages only")
+        return self
+
+
 class Recipe(_Config):
     """One end-to-end recipe. Later stages add their sections here."""
 
@@ -133,6 +222,16 @@ class Recipe(_Config):
     cache_dir: str | None = None
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
+    # Students by name: each is written to <output_dir>/<name>.
+    students: dict[str, StudentConfig] = {}
+
+    @field_validator("students")
+    @classmethod
+    def _student_names(cls, students: dict[str, StudentConfig]) -> dict[str, StudentConfig]:
+        for name in students:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in ("teacher", "cache"):
+                raise ValueError(f"student name {name!r}: use letters, digits, - _ . (not 'teacher' or 'cache')")
+        return students
 
     @property
     def out(self) -> Path:
@@ -216,20 +315,50 @@ def validate_recipe(raw: dict[str, Any], *, source: str = "recipe") -> Recipe:
 
 
 def _describe(err: Any) -> str:
-    loc = [str(p) for p in err["loc"]]
-    where = ".".join(loc) or "(top level)"
+    model, path = _walk(Recipe, [str(p) for p in err["loc"]])
+    where = ".".join(path) or "(top level)"
     if err["type"] == "extra_forbidden":
-        valid = _fields_at(Recipe, loc[:-1])
-        close = nearest_key(loc[-1], valid)
+        valid = list(model.model_fields) if model is not None else []
+        close = nearest_key(path[-1], valid)
         hint = f"did you mean {close!r}? " if close else ""
         return f"{where}: unknown key; {hint}valid keys here: {', '.join(valid)}"
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     if err["type"] == "value_error":
-        return err["msg"].removeprefix("Value error, ")
+        message = err["msg"].removeprefix("Value error, ")
+        return message if not path or message.startswith(path[0]) else f"{where}: {message}"
     given = err.get("input")
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
     return f"{where}: {err['msg']}{shown}"
+
+
+def _walk(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, list[str]]:
+    """Follow an error location through the models. Returns the model holding the last key, and the location as the
+    user wrote it (pydantic inserts the tag of a tagged union, which is not a key of the recipe)."""
+    current: type[BaseModel] | None = model
+    path: list[str] = []
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        path.append(part)
+        i += 1
+        if i == len(loc) or current is None:
+            break
+        field = current.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if typing.get_origin(annotation) in (dict, list):  # students.<name>, stages.<index>
+            annotation = typing.get_args(annotation)[-1]
+            path.append(loc[i])
+            i += 1
+        choices = _models_in(annotation)
+        if len(choices) > 1 and i < len(loc):
+            tags = {typing.get_args(c.model_fields["type"].annotation)[0]: c for c in choices if "type" in c.model_fields}
+            if loc[i] in tags:
+                current = tags[loc[i]]
+                i += 1
+                continue
+        current = choices[0] if len(choices) == 1 else None
+    return current, path
 
 
 def nearest_key(key: str, valid: list[str]) -> str | None:
@@ -241,22 +370,9 @@ def nearest_key(key: str, valid: list[str]) -> str | None:
     return initials[0] if initials else None
 
 
-def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
-    """The valid keys of the section at `loc` (a list of field names from the recipe's top)."""
-    for part in loc:
-        field = model.model_fields.get(part)
-        nested = _model_in(field.annotation) if field else None
-        if nested is None:
-            return []
-        model = nested
-    return list(model.model_fields)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        for arg in typing.get_args(annotation):
-            if (found := _model_in(arg)) is not None:
-                return found
-    return None
+        return [annotation]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, typing.Annotated):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []

@@ -395,3 +395,10 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches for inference: sorted by length so that padding is minimal; order does not matter."""
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def spread_by_length(lengths: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` examples spread evenly over the length range, shortest to longest (golden inputs)."""
+    order = np.argsort(lengths, kind="stable")
+    picks = order[np.linspace(0, len(order) - 1, min(count, len(order))).round().astype(int)]
+    return np.unique(picks)

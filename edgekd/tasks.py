@@ -86,3 +86,14 @@ PRESETS: dict[str, Preset] = {
 }
 
 METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
+
+
+def hf_label_config(labels: list[str] | tuple[str, ...], problem: str) -> dict[str, object]:
+    """The label fields of a Hugging Face model config, so a saved classifier names its labels."""
+    names = list(labels) or ["score"]
+    return {
+        "num_labels": 1 if problem == "regression" else len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+        "problem_type": "regression" if problem == "regression" else "single_label_classification",
+    }

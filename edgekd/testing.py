@@ -137,3 +137,19 @@ def tiny_recipe(
         "data": data,
         "teacher": {"model": str(model_dir), "max_length": 32, **(teacher or {}), "train": {**train_cfg, **(train or {})}},
     }
+
+
+def tiny_students(train: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `students:` section for the tiny teacher: a 1-layer TinyBERT (two stages) and a small BiLSTM."""
+    steps = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 5e-3, "checkpoint_every": 5, **(train or {})}
+    return {
+        "tinybert": {
+            "student": {"type": "tinybert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
+            "stages": [{"kind": "intermediate", "train": steps}, {"kind": "prediction", "train": steps}],
+        },
+        "bilstm": {
+            "student": {"type": "bilstm", "embeddings": "random", "embedding_dim": 16, "hidden": 16, "fc": 16, "dropout": 0.0},
+            # An LSTM from random embeddings wants more steps and a larger rate than the transformer.
+            "stages": [{"kind": "prediction", "train": {**steps, "epochs": 4, "learning_rate": 1e-2}}],
+        },
+    }

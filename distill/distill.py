@@ -1,0 +1,263 @@
+"""Distill stage: a teacher bundle and a task in, a student bundle out.
+
+Stages run in the order the recipe lists them (TinyBERT: optional general distillation on unlabeled text, then task
+distillation step 1 on the intermediate layers and step 2 on the logits; BiLSTM: the logits only). Teacher logits come
+from the memory-mapped cache; the teacher runs only where hidden states and attention scores are matched.
+A finished stage's weights are kept beside the output, so `--resume` skips it and continues the next one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgekd import metrics
+from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
+from edgekd.data import Split, TaskData, eval_batches, load_task_data, spread_by_length
+from edgekd.errors import ConfigError, DataError
+from edgekd.hashing import sha256_json
+
+from .curves import write_curves
+from .features import Features, bert_features
+from .logits_cache import teacher_logits
+from .losses import IntermediateLoss, PredictionLoss
+from .loop import Batch, Checkpoint, Trainer, cpu_state, pick_device, seed_everything, to_device
+from .students import Student, registry
+
+logger = logging.getLogger(__name__)
+
+
+class IntermediateStep(nn.Module):
+    """Student + projections: the loss of TinyBERT's transformer-layer distillation against a frozen teacher."""
+
+    def __init__(self, student: Student, teacher: nn.Module, loss: IntermediateLoss) -> None:
+        super().__init__()
+        self.student_module, self.loss = student.module, loss
+        self._student = student
+        self._teacher = (teacher,)  # a tuple keeps the frozen teacher out of the trained (and DDP-wrapped) modules
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            teacher = bert_features(self._teacher[0], batch, intermediate=True)
+        parts = self.loss(self._student.features(batch, intermediate=True), teacher)
+        return parts["loss"], {k: v.item() for k, v in parts.items() if k != "loss"}
+
+
+class PredictionStep(nn.Module):
+    """Student: the prediction-layer loss against cached teacher logits, looked up by example index."""
+
+    def __init__(self, student: Student, loss: PredictionLoss, teacher_logits: np.ndarray) -> None:
+        super().__init__()
+        self.student_module, self.loss = student.module, loss
+        self._student = student
+        self._teacher_logits = teacher_logits
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        index = batch["index"].cpu().numpy()
+        teacher = torch.from_numpy(np.asarray(self._teacher_logits[index])).to(batch["labels"].device)
+        parts = self.loss(self._student.features(batch), teacher, batch["labels"])
+        return parts["loss"], {k: v.item() for k, v in parts.items() if k != "loss"}
+
+
+@dataclass
+class Context:
+    recipe: Recipe
+    spec: StudentConfig
+    teacher: Bundle
+    data: TaskData
+    student: Student
+    train: Any
+    dev: Any
+    teacher_train: np.ndarray
+    teacher_dev: np.ndarray
+    device: torch.device
+    work: Path  # per-stage checkpoints and finished-stage weights
+    _teacher_model: nn.Module | None = None
+
+    def teacher_model(self) -> nn.Module:
+        if self._teacher_model is None:
+            from transformers import AutoModelForSequenceClassification
+
+            self._teacher_model = AutoModelForSequenceClassification.from_pretrained(self.teacher.path, attn_implementation="eager")
+            self._teacher_model.to(self.device).eval().requires_grad_(False)
+        return self._teacher_model
+
+
+def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: bool = False, force: bool = False) -> Bundle:
+    """Distil the student `name` of a recipe; return the written student bundle."""
+    if name not in recipe.students:
+        known = ", ".join(recipe.students) or "none (add a `students:` section)"
+        raise ConfigError(f"recipe {recipe.name!r} has no student {name!r}; its students: {known}")
+    spec = recipe.students[name]
+    out = Path(out or recipe.out / name)
+    teacher = Bundle.open(spec.teacher or recipe.out / "teacher")
+    data = load_task_data(recipe.data)
+    if list(teacher.manifest.task.labels) != list(data.task.labels) or teacher.manifest.task.kind != data.task.kind:
+        raise ConfigError(
+            f"the teacher at {teacher.path} was trained on task {teacher.manifest.task.name!r} ({teacher.manifest.task.kind}, "
+            f"labels {teacher.manifest.task.labels}) but the recipe's task is {data.task.name!r} ({data.task.kind}, labels "
+            f"{list(data.task.labels)}); distil from a teacher of the same task"
+        )
+    seed_everything(recipe.seed)
+    student = registry()[spec.student.type](spec.student, teacher, data, recipe.seed)
+    device = pick_device(spec.stages[0].train.device)
+    batch_size = spec.stages[0].train.eval_batch_size
+    ctx = Context(
+        recipe=recipe, spec=spec, teacher=teacher, data=data, student=student,
+        train=student.encode(data.train), dev=student.encode(data.dev),
+        teacher_train=teacher_logits(teacher, data.train, recipe.cache, batch_size, device),
+        teacher_dev=np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device)),
+        device=device, work=out.parent / f".{out.name}.work",
+    )
+    if not resume and ctx.work.exists():
+        shutil.rmtree(ctx.work)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    student.module.to(device)
+    results = [run_stage(ctx, i, stage, resume) for i, stage in enumerate(spec.stages)]
+    bundle = write_student(out, ctx, results, force)
+    shutil.rmtree(ctx.work, ignore_errors=True)
+    return bundle
+
+
+def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool) -> dict[str, Any]:
+    """Run one stage (or, on resume, load its finished weights); return its summary."""
+    fingerprint = sha256_json({
+        "recipe": to_dict(ctx.recipe), "student": ctx.spec.model_dump(mode="json"), "stage": number,
+        "teacher": ctx.teacher.sha256, "train": ctx.data.train.fingerprint,
+    })
+    done, weights = ctx.work / f"stage{number}.json", ctx.work / f"stage{number}.safetensors"
+    if resume and done.is_file() and json.loads(done.read_text())["fingerprint"] == fingerprint:
+        ctx.student.module.load_state_dict(load_file(weights))
+        logger.info("stage %d (%s) finished before; its weights are loaded", number, stage.kind)
+        return json.loads(done.read_text())["summary"]
+    if stage.kind != "prediction" and not ctx.student.intermediate:
+        raise ConfigError(f"a {ctx.spec.student.type} student has no transformer layers for a {stage.kind} stage")
+    train, teacher_train = ctx.train, ctx.teacher_train
+    if stage.kind == "general":
+        train = ctx.student.encode(general_corpus(stage.corpus or "", ctx.data))
+    if stage.kind == "prediction":
+        problem = ctx.data.task.problem
+        loss = PredictionLoss(stage.loss or ctx.student.default_loss, stage.alpha, stage.temperature, problem == "regression")
+        step: nn.Module = PredictionStep(ctx.student, loss, teacher_train)
+        evaluate = lambda: evaluate_student(ctx)  # noqa: E731 - a closure over the context
+    else:
+        teacher = ctx.teacher_model()
+        heads = (ctx.student.module.config.num_attention_heads, teacher.config.num_attention_heads)
+        if heads[0] != heads[1]:
+            raise ConfigError(
+                f"attention-score distillation matches heads one to one: the student has {heads[0]} heads, the teacher "
+                f"{heads[1]}; set student.heads={heads[1]} (hidden must stay divisible by it)"
+            )
+        intermediate = IntermediateLoss(ctx.student.module.config.hidden_size, teacher.config.hidden_size, ctx.student.layer_map)
+        step = IntermediateStep(ctx.student, teacher, intermediate.to(ctx.device))
+        evaluate = None
+    trainer = Trainer(
+        stage.train, step, lambda indices: ctx.student.make_batch(train, indices), train.lengths,
+        seed=ctx.recipe.seed + number, checkpoint=Checkpoint(ctx.work / f"stage{number}.checkpoint", fingerprint),
+        evaluate=evaluate, metric=ctx.data.task.metrics[0], desc=f"stage {number + 1}/{len(ctx.spec.stages)} {stage.kind}",
+    )
+    result = trainer.fit(resume)
+    summary = {
+        "kind": stage.kind, "steps": result.steps, "seconds": result.seconds, "best": result.best,
+        "stopped_early": result.stopped_early, "examples": len(train), "history": result.history,
+        **({"loss": stage.loss or ctx.student.default_loss, "alpha": stage.alpha, "temperature": stage.temperature}
+           if stage.kind == "prediction" else {"layer_map": ctx.student.layer_map}),
+    }
+    save_file(cpu_state(ctx.student.module), weights)
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "summary": summary}))
+    os.replace(tmp, done)
+    return summary
+
+
+def general_corpus(corpus: str, data: TaskData) -> Split:
+    """Unlabeled text for general distillation: a text file (one text per line), `train`, or `tweets`."""
+    if corpus == "train":
+        texts = data.train.texts
+    elif corpus == "tweets":
+        from edgekd.config import DataConfig
+
+        texts = load_task_data(DataConfig(task="tweets")).train.texts
+    else:
+        path = Path(corpus)
+        if not path.is_file():
+            raise DataError(f"general corpus {corpus!r}: not `train`, `tweets`, or an existing text file")
+        try:
+            texts = [(line.strip(),) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc}); one text per line, UTF-8") from None
+        if data.task.kind == "pair":
+            texts = [(t[0], "") for t in texts]
+    if not texts:
+        raise DataError(f"general corpus {corpus!r} holds no text")
+    return Split(name="general", texts=list(texts), labels=np.full(len(texts), -1, dtype=np.int64))
+
+
+@torch.no_grad()
+def student_logits(ctx: Context, encoded: Any) -> np.ndarray:
+    ctx.student.module.eval()
+    outputs = np.zeros((len(encoded), ctx.teacher_dev.shape[-1]), dtype=np.float32)
+    for indices in eval_batches(encoded.lengths, 256):
+        batch = to_device(ctx.student.make_batch(encoded, indices), ctx.device)
+        outputs[indices] = ctx.student.features(batch).logits.float().cpu().numpy()
+    return outputs
+
+
+def evaluate_student(ctx: Context) -> dict[str, float]:
+    logits = student_logits(ctx, ctx.dev)
+    task = ctx.data.task
+    result = metrics.compute(task.metrics, logits, ctx.dev.labels, task.problem)
+    if task.problem == "classification":
+        result["agreement"] = float(np.mean(logits.argmax(-1) == ctx.teacher_dev.argmax(-1)))
+    return result
+
+
+def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: bool) -> Bundle:
+    dev_logits = student_logits(ctx, ctx.dev)
+    task = ctx.data.task
+    dev = metrics.compute(task.metrics, dev_logits, ctx.dev.labels, task.problem)
+    teacher_dev = ctx.teacher.manifest.metrics.get("dev", {})
+    primary = task.metrics[0]
+    summary: dict[str, Any] = {
+        "dev": {**{k: round(v, 6) for k, v in dev.items()}, "examples": len(ctx.dev)},
+        "teacher_dev": teacher_dev,
+        "parameters": ctx.student.parameters(),
+        "teacher_parameters": ctx.teacher.manifest.architecture.get("parameters"),
+    }
+    if task.problem == "classification":
+        summary["agreement_with_teacher"] = round(float(np.mean(dev_logits.argmax(-1) == ctx.teacher_dev.argmax(-1))), 6)
+    if primary in teacher_dev and teacher_dev[primary]:
+        summary[f"{primary}_retained"] = round(dev[primary] / teacher_dev[primary], 6)
+    summary["stages"] = [{k: v for k, v in s.items() if k != "history"} for s in stages]
+    picks = spread_by_length(ctx.dev.lengths, 8)
+    golden_inputs = {k: v for k, v in ctx.student.make_batch(ctx.dev, picks).items() if k != "index"}
+    with BundleWriter(out, overwrite=force) as writer:
+        fields = ctx.student.save(writer.path)
+        texts = np.asarray([ctx.data.dev.texts[i] for i in picks], dtype=str)
+        np.savez(writer.path / GOLDEN, **golden_inputs, logits=dev_logits[picks], texts=texts)
+        for number, stage in enumerate(stages):
+            title = f"{ctx.spec.student.type} stage {number + 1}: {stage['kind']}"
+            write_curves(stage["history"], writer.path, title, stem=f"training_curves-stage{number + 1}")
+        task_info = ctx.teacher.manifest.task.model_dump()
+        return writer.commit(
+            kind="student",
+            format="torch",
+            task=task_info,
+            outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", task.num_labels]}],
+            parent={"path": str(ctx.teacher.path), "sha256": ctx.teacher.sha256},
+            produced_by=produced_by("distill", to_dict(ctx.recipe), ctx.recipe.seed),
+            metrics=summary,
+            golden=GOLDEN,
+            **fields,
+        )

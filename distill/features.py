@@ -1,0 +1,70 @@
+"""What a teacher or student emits, as one typed record, so any two architectures meet in the same loss code."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Features:
+    """Outputs of one forward pass. Optional fields are None when the model does not have them or was not asked.
+
+    logits:        (batch, labels)
+    hidden_states: layer 0 (the embedding output) then each transformer layer, each (batch, seq, hidden)
+    attentions:    each layer's unnormalised attention scores, masked key positions zeroed, (batch, heads, seq, seq)
+    """
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+    @property
+    def embeddings(self) -> torch.Tensor | None:
+        return self.hidden_states[0] if self.hidden_states else None
+
+
+def bert_features(model: torch.nn.Module, batch: dict[str, torch.Tensor], intermediate: bool) -> Features:
+    """Run a Hugging Face BERT-family sequence classifier; with `intermediate`, also hidden states and raw scores.
+
+    Hugging Face returns attention *probabilities*; TinyBERT distils the scores before the softmax. They are
+    recomputed from the query and key projections, captured by forward hooks: QK^T / sqrt(head_dim).
+    """
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    if not intermediate:
+        return Features(logits=model(**inputs).logits)
+    encoder = getattr(model, model.base_model_prefix)
+    captured: list[dict[str, torch.Tensor]] = []
+    handles = []
+    for layer in encoder.encoder.layer:
+        store: dict[str, torch.Tensor] = {}
+        captured.append(store)
+        attention = layer.attention.self
+        for name in ("query", "key"):
+            handles.append(getattr(attention, name).register_forward_hook(_keep(store, name)))
+    try:
+        out = model(**inputs, output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    heads = model.config.num_attention_heads
+    key_mask = inputs["attention_mask"][:, None, None, :].to(out.logits.dtype)  # (batch, 1, 1, seq)
+    scores = tuple(_scores(store["query"], store["key"], heads) * key_mask for store in captured)
+    return Features(logits=out.logits, hidden_states=tuple(out.hidden_states), attentions=scores)
+
+
+def _keep(store: dict[str, torch.Tensor], name: str):  # noqa: ANN202 - a hook closure
+    def hook(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
+        store[name] = output
+
+    return hook
+
+
+def _scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, seq, width = query.shape  # (batch, seq, hidden)
+    head_dim = width // heads
+    q = query.view(batch, seq, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+    k = key.view(batch, seq, heads, head_dim).transpose(1, 2)
+    return q @ k.transpose(-1, -2) / math.sqrt(head_dim)  # (batch, heads, seq, seq)
