@@ -32,7 +32,7 @@ from .curves import write_curves
 from .features import Features, bert_features
 from .logits_cache import teacher_logits
 from .losses import IntermediateLoss, PredictionLoss
-from .loop import Batch, Checkpoint, Trainer, cpu_state, pick_device, seed_everything, to_device
+from .loop import Batch, Checkpoint, Trainer, cpu_state, pick_device, process_state, seed_everything, to_device
 from .students import Student, registry
 
 logger = logging.getLogger(__name__)
@@ -112,25 +112,33 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: bool 
     seed_everything(recipe.seed)
     student = registry()[spec.student.type](spec.student, teacher, data, recipe.seed)
     device = pick_device(spec.stages[0].train.device)
+    state = process_state(device)
+    device = state.device
     batch_size = spec.stages[0].train.eval_batch_size
+    work = out.parent / f".{out.name}.work"
+    with state.main_process_first():  # the main process fills the logits cache; the others then read it
+        train_logits = teacher_logits(teacher, data.train, recipe.cache, batch_size, device)
+        dev_logits = np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device))
+        if state.is_main_process and not resume and work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
     ctx = Context(
         recipe=recipe, spec=spec, teacher=teacher, data=data, student=student,
         train=student.encode(data.train), dev=student.encode(data.dev),
-        teacher_train=teacher_logits(teacher, data.train, recipe.cache, batch_size, device),
-        teacher_dev=np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device)),
-        device=device, work=out.parent / f".{out.name}.work",
+        teacher_train=train_logits, teacher_dev=dev_logits, device=device, work=work,
     )
-    if not resume and ctx.work.exists():
-        shutil.rmtree(ctx.work)
-    ctx.work.mkdir(parents=True, exist_ok=True)
     student.module.to(device)
-    results = [run_stage(ctx, i, stage, resume) for i, stage in enumerate(spec.stages)]
+    results = [run_stage(ctx, i, stage, resume, state.is_main_process) for i, stage in enumerate(spec.stages)]
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return Bundle.open(out)
     bundle = write_student(out, ctx, results, force)
     shutil.rmtree(ctx.work, ignore_errors=True)
+    state.wait_for_everyone()
     return bundle
 
 
-def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool) -> dict[str, Any]:
+def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool, main: bool = True) -> dict[str, Any]:
     """Run one stage (or, on resume, load its finished weights); return its summary."""
     fingerprint = sha256_json({
         "recipe": to_dict(ctx.recipe), "student": ctx.spec.model_dump(mode="json"), "stage": number,
@@ -170,14 +178,16 @@ def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool) -> di
     result = trainer.fit(resume)
     summary = {
         "kind": stage.kind, "steps": result.steps, "seconds": result.seconds, "best": result.best,
-        "stopped_early": result.stopped_early, "examples": len(train), "history": result.history,
+        "stopped_early": result.stopped_early, "examples": len(train), "processes": result.processes,
+        "history": result.history,
         **({"loss": stage.loss or ctx.student.default_loss, "alpha": stage.alpha, "temperature": stage.temperature}
            if stage.kind == "prediction" else {"layer_map": ctx.student.layer_map}),
     }
-    save_file(cpu_state(ctx.student.module), weights)
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "summary": summary}))
-    os.replace(tmp, done)
+    if main:
+        save_file(cpu_state(ctx.student.module), weights)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "summary": summary}))
+        os.replace(tmp, done)
     return summary
 
 

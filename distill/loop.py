@@ -115,6 +115,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     stopped_early: bool = False
+    processes: int = 1
 
 
 class Checkpoint:
@@ -281,11 +282,23 @@ class Trainer:
                     break
         bar.close()
         self.accelerator.wait_for_everyone()
+        if world > 1:
+            self._check_replicas_agree(model)
         if cfg.keep_best and best_state is not None:
             self.accelerator.unwrap_model(model).load_state_dict(best_state)
         seconds = time.perf_counter() - started
         logger.info("%s: %d steps in %.0f s; best %s", self.desc, step, seconds, best)
-        return TrainResult(steps=step, seconds=round(seconds, 1), history=history, best=best, stopped_early=stopped_early)
+        return TrainResult(
+            steps=step, seconds=round(seconds, 1), history=history, best=best, stopped_early=stopped_early, processes=world
+        )
+
+    def _check_replicas_agree(self, model: torch.nn.Module) -> None:
+        """Data parallelism keeps one model: every process must end with the same weights."""
+        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(self.device)
+        gathered = self.accelerator.gather(checksum).cpu()
+        if not torch.allclose(gathered, gathered[0].expand_as(gathered), rtol=1e-9, atol=1e-9):
+            raise RuntimeError(f"data-parallel replicas diverged: weight checksums {gathered.tolist()}")
+        logger.info("%d processes ended with identical weights (checksum %.6f)", len(gathered), float(gathered[0]))
 
     def _evaluate(self, step: int) -> dict[str, float] | None:
         if self.evaluate is None:
@@ -302,3 +315,13 @@ def _accelerator(cfg: TrainConfig) -> Any:
     device = pick_device(cfg.device)
     precision = cfg.mixed_precision if device.type == "cuda" else "no"
     return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
+
+
+def process_state(device: torch.device) -> Any:
+    """The launcher's processes (one unless run under `accelerate launch` or `torchrun`), as accelerate sees them.
+
+    Work that writes shared files (caches, bundles) runs on the main process; the others wait at a barrier.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=device.type == "cpu")

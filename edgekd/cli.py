@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -105,6 +106,8 @@ def _distill(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o names one bundle but {len(names)} students would be written; add --student NAME")
     for name in names:
         bundle = distill(recipe, name, args.output, resume=args.resume, force=args.force)
+        if int(os.environ.get("RANK", "0")) != 0:
+            continue  # under a data-parallel launcher, the main process reports
         m = bundle.manifest.metrics
         dev = ", ".join(f"{k} {v:.4f}" for k, v in m["dev"].items() if k != "examples")
         print(f"student {name}: {bundle.path}")
