@@ -22,14 +22,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
 from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
 from edgekd.data import Split, TaskData, eval_batches, load_task_data, spread_by_length
 from edgekd.errors import ConfigError, DataError
 from edgekd.hashing import sha256_json
 
 from .curves import write_curves
-from .features import Features, bert_features
+from .features import bert_features
 from .logits_cache import teacher_logits
 from .losses import IntermediateLoss, PredictionLoss
 from .loop import Batch, Checkpoint, Trainer, cpu_state, pick_device, process_state, seed_everything, to_device
@@ -250,12 +250,11 @@ def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: 
     if primary in teacher_dev and teacher_dev[primary]:
         summary[f"{primary}_retained"] = round(dev[primary] / teacher_dev[primary], 6)
     summary["stages"] = [{k: v for k, v in s.items() if k != "history"} for s in stages]
-    picks = spread_by_length(ctx.dev.lengths, 8)
+    picks = spread_by_length(ctx.dev.lengths, GOLDEN_EXAMPLES)
     golden_inputs = {k: v for k, v in ctx.student.make_batch(ctx.dev, picks).items() if k != "index"}
     with BundleWriter(out, overwrite=force) as writer:
         fields = ctx.student.save(writer.path)
-        texts = np.asarray([ctx.data.dev.texts[i] for i in picks], dtype=str)
-        np.savez(writer.path / GOLDEN, **golden_inputs, logits=dev_logits[picks], texts=texts)
+        golden = write_golden(writer.path, golden_inputs, dev_logits[picks], [ctx.data.dev.texts[i] for i in picks])
         for number, stage in enumerate(stages):
             title = f"{ctx.spec.student.type} stage {number + 1}: {stage['kind']}"
             write_curves(stage["history"], writer.path, title, stem=f"training_curves-stage{number + 1}")
@@ -268,6 +267,6 @@ def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: 
             parent={"path": str(ctx.teacher.path), "sha256": ctx.teacher.sha256},
             produced_by=produced_by("distill", to_dict(ctx.recipe), ctx.recipe.seed),
             metrics=summary,
-            golden=GOLDEN,
+            golden=golden,
             **fields,
         )

@@ -55,6 +55,21 @@ def bert_features(model: torch.nn.Module, batch: dict[str, torch.Tensor], interm
     return Features(logits=out.logits, hidden_states=tuple(out.hidden_states), attentions=scores)
 
 
+def bert_architecture(model: torch.nn.Module) -> dict[str, object]:
+    """The manifest's architecture summary of a Hugging Face BERT-family classifier."""
+    config = model.config
+    return {
+        "family": "bert",
+        "class": type(model).__name__,
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "heads": config.num_attention_heads,
+        "intermediate": getattr(config, "intermediate_size", None),
+        "vocab": config.vocab_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
 def _keep(store: dict[str, torch.Tensor], name: str):  # noqa: ANN202 - a hook closure
     def hook(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
         store[name] = output

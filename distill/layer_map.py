@@ -32,7 +32,7 @@ def layer_map(spec: str | list[int], teacher_layers: int, student_layers: int) -
         return list(spec)
     if spec == "uniform":
         if n % m:
-            spread = [round((i + 1) * n / m) for i in range(m)]
+            spread = [int((i + 1) * n / m + 0.5) for i in range(m)]
             raise ConfigError(
                 f"layer map 'uniform' needs the teacher's {n} layers to divide evenly over the student's {m}; "
                 f"use 'top', 'bottom', or an explicit list such as {spread}"

@@ -7,6 +7,7 @@ progress file records how many batches are done, so a killed run continues where
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -57,6 +58,16 @@ class LogitsCache:
         if (done := self.get(key)) is not None:
             return done
         self.root.mkdir(parents=True, exist_ok=True)
+        # One filler per key: a second process (another run, a data-parallel rank) waits, then reads the result.
+        with open(self.root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (done := self.get(key)) is not None:
+                return done
+            return self._fill_locked(key, shape, batches, compute)
+
+    def _fill_locked(
+        self, key: str, shape: tuple[int, int], batches: Iterable[np.ndarray], compute: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
         partial, progress = self.root / f"{key}.partial.npy", self.root / f"{key}.progress.json"
         start = json.loads(progress.read_text())["batches_done"] if progress.is_file() and partial.is_file() else 0
         mode = "r+" if start else "w+"

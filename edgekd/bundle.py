@@ -14,10 +14,11 @@ import os
 import shutil
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgekd import __version__
@@ -30,6 +31,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 CARD = "README.md"
 GOLDEN = "golden.npz"
+# How many dev examples (spread over the length range) a bundle keeps as golden inputs.
+GOLDEN_EXAMPLES = 8
 
 
 class _Frozen(BaseModel):
@@ -153,7 +156,7 @@ def parse_manifest(raw: bytes, *, where: Path | str = MANIFEST) -> Manifest:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{where}: not valid UTF-8 JSON ({exc}). The manifest is damaged: re-create the bundle.")
+        raise BundleError(f"{where}: not valid UTF-8 JSON ({exc}). The manifest is damaged: re-create the bundle.") from None
     if not isinstance(data, dict):
         raise BundleError(f"{where}: expected a JSON object, found {type(data).__name__}. Re-create the bundle.")
     version = data.get("schema_version")
@@ -203,6 +206,13 @@ def _warn_unlisted(root: Path, manifest: Manifest) -> None:
         logger.warning("%s: files not listed in the manifest are ignored: %s", root, ", ".join(extra[:10]))
 
 
+def write_golden(directory: Path, inputs: dict[str, np.ndarray], logits: np.ndarray, texts: list[tuple[str, ...]]) -> str:
+    """Write golden.npz: a few real encoded inputs (as the model takes them), the model's logits, and the texts
+    (examples, 1 or 2 columns) so a later stage or a device can check its tokenizer and outputs against them."""
+    np.savez(directory / GOLDEN, **inputs, logits=logits, texts=np.asarray(texts, dtype=str))
+    return GOLDEN
+
+
 def git_commit() -> str | None:
     """The commit of the edgekd checkout running this code, when it runs from one."""
     source = Path(__file__).resolve().parent.parent
@@ -222,7 +232,7 @@ def produced_by(stage: str, config: dict[str, Any], seed: int | None) -> Produce
         config=config,
         seed=seed,
         git_commit=git_commit(),
-        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 

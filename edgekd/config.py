@@ -280,7 +280,31 @@ def load_recipe(recipe: str | os.PathLike[str], overrides: list[str] | tuple[str
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a YAML mapping of sections (name, data, teacher, ...), found {type(raw).__name__}")
+    if "extends" in raw:
+        raw = _extend(raw, path, seen=(path.resolve(),))
     return validate_recipe(apply_overrides(raw, overrides), source=str(path))
+
+
+def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """`extends: BASE` (a shipped name or a path relative to this recipe): BASE's mapping, deep-merged with this one."""
+    base_name = raw.pop("extends")
+    candidate = path.parent / str(base_name)
+    base_path = candidate if candidate.is_file() else resolve_recipe_path(str(base_name))
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends: {base_name}` makes a cycle of recipes")
+    base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{base_path}: a recipe is a YAML mapping, found {type(base).__name__}")
+    if "extends" in base:
+        base = _extend(base, base_path, (*seen, base_path.resolve()))
+    return _deep_merge(base, raw)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from edgekd.data import Encoded, Split, TaskData, encode, pad_batch
 from edgekd.errors import ConfigError
 from edgekd.tasks import hf_label_config
 
-from ..features import Features, bert_features
+from ..features import Features, bert_architecture, bert_features
 from ..layer_map import layer_map
 from . import Student
 
@@ -110,21 +110,8 @@ class TinyBertStudent(Student):
     def save(self, directory: Path) -> dict[str, Any]:
         self.module.to("cpu").save_pretrained(directory, safe_serialization=True)
         shutil.copytree(self.teacher.tokenizer_dir, directory / "tokenizer")
-        config = self.module.config
         return {
-            "architecture": {
-                "family": "bert",
-                "student": "tinybert",
-                "class": type(self.module).__name__,
-                "layers": config.num_hidden_layers,
-                "hidden": config.hidden_size,
-                "heads": config.num_attention_heads,
-                "intermediate": config.intermediate_size,
-                "vocab": config.vocab_size,
-                "parameters": self.parameters(),
-                "layer_map": self.layer_map,
-                "init": self.cfg.init,
-            },
+            "architecture": {**bert_architecture(self.module), "student": "tinybert", "layer_map": self.layer_map, "init": self.cfg.init},
             "tokenizer": self.teacher.manifest.tokenizer.model_dump(),
             "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask", "token_type_ids")],
         }

@@ -92,7 +92,7 @@ def test_layer_maps(spec: str | list[int], n: int, m: int, expected: list[int]) 
 
 @pytest.mark.parametrize(
     ("spec", "n", "m", "message"),
-    [("uniform", 6, 4, r"needs the teacher's 6 layers to divide evenly over the student's 4; use 'top', 'bottom', or an explicit list such as \[2, 3, 4, 6\]"),
+    [("uniform", 6, 4, r"needs the teacher's 6 layers to divide evenly over the student's 4; use 'top', 'bottom', or an explicit list such as \[2, 3, 5, 6\]"),
      ("top", 4, 6, "the student has 6 layers but the teacher only 4"),
      ([1, 2, 3], 6, 4, "it has 3 entries but the student has 4 layers"),
      ([0, 2, 3, 7], 6, 4, r"every entry must be a teacher layer in 1..6"),
