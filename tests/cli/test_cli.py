@@ -104,3 +104,23 @@ def test_teacher_bad_data_exits_2_without_output(capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "teacher", str(path))
     assert code == 2 and "missing column(s) 'sentence'" in err
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_distill_verb(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_encoder: Path, single_task: Path) -> None:
+    raw = testing.tiny_recipe(single_task, tiny_encoder, tmp_path / "run", train={"epochs": 1})
+    path = write_recipe(tmp_path, raw)
+    code, out, err = run(capsys, "distill", str(path))
+    assert code == 2 and "has no students; add a `students:` section" in err
+
+    raw["students"] = testing.tiny_students()
+    path = write_recipe(tmp_path, raw)
+    code, _, err = run(capsys, "distill", str(path), "--student", "bilstm")
+    assert code == 2 and "teacher" in err and "no such directory" in err, "no teacher bundle yet"
+    assert run(capsys, "teacher", str(path))[0] == 0
+    code, _, err = run(capsys, "distill", str(path), "-o", str(tmp_path / "x"))
+    assert code == 2 and "-o names one bundle but 2 students" in err
+    code, out, err = run(capsys, "distill", str(path), "--student", "bilstm", "students.bilstm.stages.0.train.epochs=1")
+    assert code == 0, err
+    assert f"student bilstm: {tmp_path / 'run' / 'bilstm'}" in out and "agreement with the teacher" in out
+    code, out, _ = run(capsys, "inspect", str(tmp_path / "run" / "bilstm"))
+    assert code == 0 and "(student, torch" in out and "family bilstm" in out

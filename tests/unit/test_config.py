@@ -157,3 +157,11 @@ def test_extends_a_shipped_recipe_and_cycles(tmp_path: Path) -> None:
     (tmp_path / "y.yaml").write_text("extends: x.yaml\nname: y\n")
     with pytest.raises(ConfigError, match="makes a cycle"):
         load_recipe(tmp_path / "x.yaml")
+
+
+def test_overrides_reach_into_lists() -> None:
+    raw = {"students": {"s": {"stages": [{"kind": "intermediate"}, {"kind": "prediction"}]}}}
+    changed = apply_overrides(raw, ["students.s.stages.1.train.epochs=2"])
+    assert changed["students"]["s"]["stages"][1] == {"kind": "prediction", "train": {"epochs": 2}}
+    with pytest.raises(ConfigError, match=r"students.s.stages.5: the list has 2 entries \(0..1\)"):
+        apply_overrides(raw, ["students.s.stages.5.train.epochs=2"])

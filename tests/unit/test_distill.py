@@ -174,3 +174,11 @@ def test_bilstm_refuses_intermediate_stages() -> None:
     raw = {"name": "r", "data": {"task": "sst2"}, "students": {"b": {"student": {"type": "bilstm"}, "stages": [{"kind": "intermediate"}]}}}
     with pytest.raises(ConfigError, match="a bilstm student has no attention or hidden layers"):
         validate_recipe(raw)
+
+
+def test_every_registered_student_is_tested() -> None:
+    from edgekd.distill.students import registry
+
+    tested = {"tinybert", "bilstm"}  # the students exercised above, single and pair
+    assert set(registry()) == tested, "a new student needs its tests here"
+    assert set(testing.tiny_students()) == tested
