@@ -20,7 +20,7 @@ from edgekd.errors import EdgekdError
 VERBS: dict[str, tuple[str, str]] = {
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
-    "inspect": ("print a readable summary of a bundle (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
+    "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
 
@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     distill.set_defaults(run=_distill)
 
     inspect = add("inspect")
-    inspect.add_argument("bundle", type=Path)
-    inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
+    inspect_format = inspect.add_mutually_exclusive_group()
+    inspect_format.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    inspect_format.add_argument("--table", action="store_true", help="one markdown table row per bundle (results pages)")
     inspect.set_defaults(run=_inspect)
 
     validate = add("validate")
@@ -122,11 +124,17 @@ def _distill(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from edgekd.bundle import Bundle
 
-    bundle = Bundle.open(args.bundle)
-    if args.json:
-        print(json.dumps({"path": str(bundle.path), "sha256": bundle.sha256, **bundle.manifest.model_dump(mode="json")}, indent=2))
+    bundles = [Bundle.open(path) for path in args.bundles]
+    if args.table:
+        from edgekd.benchmarks.training_table import table
+
+        print(table(bundles))
         return 0
-    print(format_summary(bundle))
+    for bundle in bundles:
+        if args.json:
+            print(json.dumps({"path": str(bundle.path), "sha256": bundle.sha256, **bundle.manifest.model_dump(mode="json")}, indent=2))
+        else:
+            print(format_summary(bundle))
     return 0
 
 

@@ -124,3 +124,7 @@ def test_distill_verb(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_e
     assert f"student bilstm: {tmp_path / 'run' / 'bilstm'}" in out and "agreement with the teacher" in out
     code, out, _ = run(capsys, "inspect", str(tmp_path / "run" / "bilstm"))
     assert code == 0 and "(student, torch" in out and "family bilstm" in out
+    code, out, _ = run(capsys, "inspect", "--table", str(tmp_path / "run" / "teacher"), str(tmp_path / "run" / "bilstm"))
+    rows = out.strip().splitlines()
+    assert code == 0 and len(rows) == 4 and rows[0].startswith("| bundle | kind | model | parameters | dev accuracy")
+    assert "| teacher | bert 2L/32 |" in rows[2] and "| student | bilstm 16x2 |" in rows[3]
