@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 
 def write_curves(history: list[dict[str, float]], directory: Path, title: str, stem: str = "training_curves") -> list[Path]:
     """Write `<stem>.csv` and `<stem>.png` into `directory`; returns their paths."""
@@ -24,7 +26,11 @@ def write_curves(history: list[dict[str, float]], directory: Path, title: str, s
 
     figure, loss_axis = plt.subplots(figsize=(7, 3.5), dpi=100)
     steps = [row["step"] for row in history]
-    loss_axis.plot(steps, [row["loss"] for row in history], color="tab:blue", linewidth=0.8, alpha=0.8, label="train loss")
+    loss = np.asarray([row["loss"] for row in history])
+    loss_axis.plot(steps, loss, color="tab:blue", linewidth=0.6, alpha=0.35)
+    window = max(1, len(loss) // 50)  # a moving average shows the trend of a long, noisy run
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+    loss_axis.plot(steps[window - 1 :], smooth, color="tab:blue", linewidth=1.5)
     loss_axis.set_xlabel("optimizer step")
     loss_axis.set_ylabel("train loss", color="tab:blue")
     dev_keys = [key for key in columns if key.startswith("dev_")]

@@ -140,24 +140,28 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: bool 
 
 def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool, main: bool = True) -> dict[str, Any]:
     """Run one stage (or, on resume, load its finished weights); return its summary."""
+    # What this stage's result depends on: the data, the teacher, the student and this and the earlier stages
+    # (a change to a later stage keeps this one's finished result).
     fingerprint = sha256_json({
-        "recipe": to_dict(ctx.recipe), "student": ctx.spec.model_dump(mode="json"), "stage": number,
-        "teacher": ctx.teacher.sha256, "train": ctx.data.train.fingerprint,
+        "data": ctx.recipe.data.model_dump(mode="json"), "seed": ctx.recipe.seed, "teacher": ctx.teacher.sha256,
+        "train": ctx.data.train.fingerprint, "student": ctx.spec.student.model_dump(mode="json"),
+        "stages": [s.model_dump(mode="json") for s in ctx.spec.stages[: number + 1]],
     })
     done, weights = ctx.work / f"stage{number}.json", ctx.work / f"stage{number}.safetensors"
-    if resume and done.is_file() and json.loads(done.read_text())["fingerprint"] == fingerprint:
+    finished = json.loads(done.read_text()) if resume and done.is_file() else None
+    if finished is not None and finished["fingerprint"] == fingerprint:
         ctx.student.module.load_state_dict(load_file(weights))
         logger.info("stage %d (%s) finished before; its weights are loaded", number, stage.kind)
-        return json.loads(done.read_text())["summary"]
+        return finished["summary"]
     if stage.kind != "prediction" and not ctx.student.intermediate:
         raise ConfigError(f"a {ctx.spec.student.type} student has no transformer layers for a {stage.kind} stage")
-    train, teacher_train = ctx.train, ctx.teacher_train
+    train = ctx.train
     if stage.kind == "general":
         train = ctx.student.encode(general_corpus(stage.corpus or "", ctx.data))
     if stage.kind == "prediction":
         problem = ctx.data.task.problem
         loss = PredictionLoss(stage.loss or ctx.student.default_loss, stage.alpha, stage.temperature, problem == "regression")
-        step: nn.Module = PredictionStep(ctx.student, loss, teacher_train)
+        step: nn.Module = PredictionStep(ctx.student, loss, ctx.teacher_train)
         evaluate = lambda: evaluate_student(ctx)  # noqa: E731 - a closure over the context
     else:
         teacher = ctx.teacher_model()
