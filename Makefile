@@ -19,10 +19,13 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip check
 	@touch $@
 
-# The offline demo: the packaged MiniLM teacher fine-tuned on the packaged tweet corpus.
+# The offline demo: the packaged MiniLM teacher fine-tuned on the packaged tweet corpus, and two students.
+# A finished bundle is kept (delete runs/demo to start over).
 demo: setup
 	@test -f runs/demo/teacher/manifest.json || $(BIN)/edgekd teacher demo
-	$(BIN)/edgekd inspect runs/demo/teacher
+	@test -f runs/demo/bilstm/manifest.json || $(BIN)/edgekd distill demo --student bilstm
+	@test -f runs/demo/tinybert/manifest.json || $(BIN)/edgekd distill demo --student tinybert
+	$(BIN)/edgekd inspect --table runs/demo/teacher runs/demo/bilstm runs/demo/tinybert
 
 # The fast tier: tiny models built in code, fixture data made by the tests; a few minutes on 2 cores.
 test: setup
