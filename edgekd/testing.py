@@ -145,7 +145,7 @@ def tiny_students(train: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "tinybert": {
             "student": {"type": "tinybert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
-            "stages": [{"kind": "intermediate", "train": steps}, {"kind": "prediction", "train": steps}],
+            "stages": [{"kind": "intermediate", "train": dict(steps)}, {"kind": "prediction", "train": dict(steps)}],
         },
         "bilstm": {
             "student": {"type": "bilstm", "embeddings": "random", "embedding_dim": 16, "hidden": 16, "fc": 16, "dropout": 0.0},

@@ -182,3 +182,29 @@ def test_every_registered_student_is_tested() -> None:
     tested = {"tinybert", "bilstm"}  # the students exercised above, single and pair
     assert set(registry()) == tested, "a new student needs its tests here"
     assert set(testing.tiny_students()) == tested
+
+
+def test_changing_a_later_stage_keeps_the_finished_earlier_one(
+    taught: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    recipe = validate_recipe(taught)
+
+    def crash_in_stage_two(self: Checkpoint, *args: Any, **kwargs: Any) -> None:
+        if "stage1" in self.directory.name:
+            raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpoint, "save", crash_in_stage_two)
+        with pytest.raises(Crash):
+            distill(recipe, "tinybert", tmp_path / "s")
+    first = json.loads((tmp_path / ".s.work" / "stage0.json").read_text())["summary"]
+    changed = copy.deepcopy(taught)
+    changed["students"]["tinybert"]["stages"][1]["train"]["learning_rate"] = 1e-3
+    with caplog.at_level(logging.INFO, logger="edgekd.distill.distill"):
+        bundle = distill(validate_recipe(changed), "tinybert", tmp_path / "s", resume=True)
+    assert "stage 0 (intermediate) finished before; its weights are loaded" in caplog.text
+    assert bundle.manifest.metrics["stages"][0] == {k: v for k, v in first.items() if k != "history"}
+    assert bundle.manifest.produced_by.config["students"]["tinybert"]["stages"][1]["train"]["learning_rate"] == 1e-3
