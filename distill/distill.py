@@ -24,7 +24,7 @@ from torch import nn
 from edgekd import metrics
 from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
 from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
-from edgekd.data import Split, TaskData, eval_batches, load_task_data, spread_by_length
+from edgekd.data import Split, TaskData, load_task_data, spread_by_length
 from edgekd.errors import ConfigError, DataError
 from edgekd.hashing import sha256_json
 
@@ -32,7 +32,7 @@ from .curves import write_curves
 from .features import bert_features
 from .logits_cache import teacher_logits
 from .losses import IntermediateLoss, PredictionLoss
-from .loop import Batch, Checkpoint, Trainer, cpu_state, pick_device, process_state, seed_everything, to_device
+from .loop import Batch, Checkpoint, Trainer, batched_logits, cpu_state, pick_device, process_state, seed_everything
 from .students import Student, registry
 
 logger = logging.getLogger(__name__)
@@ -218,14 +218,12 @@ def general_corpus(corpus: str, data: TaskData) -> Split:
     return Split(name="general", texts=list(texts), labels=np.full(len(texts), -1, dtype=np.int64))
 
 
-@torch.no_grad()
 def student_logits(ctx: Context, encoded: Any) -> np.ndarray:
     ctx.student.module.eval()
-    outputs = np.zeros((len(encoded), ctx.teacher_dev.shape[-1]), dtype=np.float32)
-    for indices in eval_batches(encoded.lengths, 256):
-        batch = to_device(ctx.student.make_batch(encoded, indices), ctx.device)
-        outputs[indices] = ctx.student.features(batch).logits.float().cpu().numpy()
-    return outputs
+    return batched_logits(
+        lambda batch: ctx.student.features(batch).logits,
+        lambda indices: ctx.student.make_batch(encoded, indices), encoded.lengths, 256, ctx.device,
+    )
 
 
 def evaluate_student(ctx: Context) -> dict[str, float]:

@@ -93,19 +93,32 @@ def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
-    """Logits of a Hugging Face sequence classifier for every example, in the original order; (examples, labels)."""
-    model.eval()
+def batched_logits(
+    forward: Callable[[Batch], torch.Tensor],
+    make_batch: Callable[[np.ndarray], dict[str, np.ndarray]],
+    lengths: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Logits for every example in the original order, (examples, labels); batches sorted by length (little padding)."""
     outputs: np.ndarray | None = None
-    for indices in eval_batches(encoded.lengths, batch_size):
-        batch = to_device(pad_batch(encoded, indices), device)
-        batch.pop("labels")
-        logits = model(**batch).logits.float().cpu().numpy()  # (batch, labels)
+    for indices in eval_batches(lengths, batch_size):
+        logits = forward(to_device(make_batch(indices), device)).float().cpu().numpy()  # (batch, labels)
         if outputs is None:
-            outputs = np.zeros((len(encoded), logits.shape[-1]), dtype=np.float32)
+            outputs = np.zeros((len(lengths), logits.shape[-1]), dtype=np.float32)
         outputs[indices] = logits
     assert outputs is not None, "encoded splits are never empty"
     return outputs
+
+
+def predict_logits(model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
+    """Logits of a Hugging Face sequence classifier for every example of an encoded split."""
+    model.eval()
+    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    return batched_logits(
+        lambda batch: model(**{k: batch[k] for k in inputs}).logits,
+        lambda indices: pad_batch(encoded, indices), encoded.lengths, batch_size, device,
+    )
 
 
 @dataclass
