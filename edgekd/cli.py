@@ -196,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kernels this CPU machine does not use.
         for name in ("transformers", "torchao", "torch"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # transformers resets its own logger's level on import; its environment variable survives that.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
