@@ -158,6 +158,9 @@ class BiLSTMConfig(_Config):
     fc: int | None = Field(default=None, gt=0)
     min_freq: int = Field(default=1, gt=0)
     max_vocab: int | None = Field(default=None, gt=0)
+    # Also give ids to the N most frequent GloVe words the training text lacks, so that words first seen at test time
+    # get pretrained vectors instead of [UNK] (a larger embedding table: N * embedding_dim parameters).
+    glove_words: int = Field(default=0, ge=0)
     max_length: int = Field(default=64, gt=0)
     lowercase: bool = True
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -166,6 +169,8 @@ class BiLSTMConfig(_Config):
     def _glove_is_50d(self) -> BiLSTMConfig:
         if self.embeddings == "glove" and self.embedding_dim != 50:
             raise ValueError("student.embedding_dim must be 50 with GloVe 6B 50d (or use embeddings: random)")
+        if self.glove_words and self.embeddings != "glove":
+            raise ValueError("student.glove_words needs embeddings: glove")
         return self
 
 

@@ -48,13 +48,24 @@ class WordTokenizer:
 
     @classmethod
     def build(
-        cls, texts: Iterable[str], *, min_freq: int = 1, max_vocab: int | None = None, lowercase: bool = True, max_length: int = 64
+        cls,
+        texts: Iterable[str],
+        *,
+        min_freq: int = 1,
+        max_vocab: int | None = None,
+        lowercase: bool = True,
+        max_length: int = 64,
+        extra_words: Iterable[str] = (),
     ) -> WordTokenizer:
-        """A vocabulary of the words seen at least `min_freq` times, most frequent first (ties alphabetical)."""
+        """A vocabulary of the words seen at least `min_freq` times, most frequent first (ties alphabetical), then
+        `extra_words` the texts lack (e.g. pretrained-embedding words, for words first seen at test time)."""
         probe = cls(list(SPECIALS), lowercase=lowercase, max_length=max_length)
         counts = Counter(word for text in texts for word in probe.split(text))
         words = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w))
-        return cls([*SPECIALS, *words[:max_vocab]], lowercase=lowercase, max_length=max_length)
+        vocab = [*SPECIALS, *words[:max_vocab]]
+        known = set(vocab)
+        vocab += [w for w in dict.fromkeys(extra_words) if w not in known]
+        return cls(vocab, lowercase=lowercase, max_length=max_length)
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)

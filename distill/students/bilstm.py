@@ -96,8 +96,14 @@ class BiLSTMStudent(Student):
         hidden, fc = PAPER_SIZES[data.task.kind]
         self.hidden, self.fc = cfg.hidden or hidden, cfg.fc or fc
         texts = [text for example in data.train.texts for text in example]
+        extra: list[str] = []
+        if cfg.glove_words:
+            from ..glove import load_glove
+
+            extra = list(load_glove()[0])[: cfg.glove_words]  # GloVe's rows are ordered by corpus frequency
         self.tokenizer = WordTokenizer.build(
-            texts, min_freq=cfg.min_freq, max_vocab=cfg.max_vocab, lowercase=cfg.lowercase, max_length=cfg.max_length
+            texts, min_freq=cfg.min_freq, max_vocab=cfg.max_vocab, lowercase=cfg.lowercase, max_length=cfg.max_length,
+            extra_words=extra,
         )
         torch.manual_seed(seed)
         self.module = BiLSTMClassifier(
@@ -142,6 +148,7 @@ class BiLSTMStudent(Student):
             "num_labels": self.task.num_labels,
             "dropout": self.cfg.dropout,
             "embeddings": self.cfg.embeddings,
+            "glove_words": self.cfg.glove_words,
             "parameters": self.parameters(),
             **({"glove_coverage": round(self.glove_coverage, 4)} if self.glove_coverage is not None else {}),
         }

@@ -208,3 +208,27 @@ def test_changing_a_later_stage_keeps_the_finished_earlier_one(
     assert "stage 0 (intermediate) finished before; its weights are loaded" in caplog.text
     assert bundle.manifest.metrics["stages"][0] == {k: v for k, v in first.items() if k != "history"}
     assert bundle.manifest.produced_by.config["students"]["tinybert"]["stages"][1]["train"]["learning_rate"] == 1e-3
+
+
+def test_bilstm_glove_embeddings_and_extra_glove_words(taught: dict[str, Any], tmp_path: Path) -> None:
+    from edgekd.data import load_task_data
+    from edgekd.distill.glove import load_glove
+    from edgekd.distill.students.bilstm import BiLSTMStudent
+
+    recipe = validate_recipe(taught)
+    data = load_task_data(recipe.data)
+    teacher_bundle = Bundle.open(recipe.out / "teacher")
+    plain = BiLSTMStudent(_glove_cfg(0), teacher_bundle, data, 0)
+    extended = BiLSTMStudent(_glove_cfg(50), teacher_bundle, data, 0)
+    index, vectors = load_glove()
+    added = extended.tokenizer.vocab[len(plain.tokenizer) :]
+    assert 0 < len(added) <= 50 and all(word in index for word in added)
+    row = extended.tokenizer.index[added[0]]
+    np.testing.assert_allclose(extended.module.embedding.weight[row].detach().numpy(), vectors[index[added[0]]])
+    assert plain.glove_coverage is not None and plain.glove_coverage > 0.9  # the fixture's words are all English
+
+
+def _glove_cfg(words: int) -> Any:
+    from edgekd.config import BiLSTMConfig
+
+    return BiLSTMConfig(embeddings="glove", hidden=8, fc=8, glove_words=words)

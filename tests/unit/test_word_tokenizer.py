@@ -37,3 +37,9 @@ def test_truncation_and_round_trip(tmp_path: Path) -> None:
 def test_vocabulary_must_start_with_the_specials() -> None:
     with pytest.raises(ValueError, match="starts with"):
         WordTokenizer(["a", "b", "c"])
+
+
+def test_extra_words_follow_the_training_vocabulary() -> None:
+    tokenizer = WordTokenizer.build(["b a a"], extra_words=["the", "a", "zebra", "the"])
+    assert tokenizer.vocab == [*SPECIALS, "a", "b", "the", "zebra"]
+    assert tokenizer.encode("zebra b") == [6, 4]
