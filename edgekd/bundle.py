@@ -94,10 +94,6 @@ class Manifest(_Frozen):
     metrics: dict[str, Any] = {}
     golden: str | None = None
 
-    @property
-    def labels(self) -> list[str]:
-        return self.task.labels
-
 
 class Bundle:
     """An opened, verified bundle directory."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 SPECIALS = (PAD, UNK, MASK)
+PAD_ID, UNK_ID = 0, 1
 VOCAB_FILE = "word_vocab.json"
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -27,14 +28,6 @@ class WordTokenizer:
         self.lowercase = lowercase
         self.max_length = max_length
 
-    @property
-    def pad_id(self) -> int:
-        return 0
-
-    @property
-    def unk_id(self) -> int:
-        return 1
-
     def __len__(self) -> int:
         return len(self.vocab)
 
@@ -43,8 +36,8 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Word ids of a text, truncated to max_length; an empty text is one [UNK] (an LSTM needs a step)."""
-        ids = [self.index.get(word, 1) for word in self.split(text)[: self.max_length]]
-        return ids or [1]
+        ids = [self.index.get(word, UNK_ID) for word in self.split(text)[: self.max_length]]
+        return ids or [UNK_ID]
 
     @classmethod
     def build(

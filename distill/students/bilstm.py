@@ -19,7 +19,7 @@ from torch import nn
 from edgekd.bundle import Bundle
 from edgekd.config import BiLSTMConfig
 from edgekd.data import Split, TaskData
-from edgekd.runtime.word_tokenizer import WordTokenizer
+from edgekd.runtime.word_tokenizer import PAD_ID, WordTokenizer
 
 from ..features import Features
 from . import Student
@@ -79,7 +79,7 @@ class WordEncoded:
 
 def _pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.asarray([len(s) for s in sequences], dtype=np.int64)
-    padded = np.zeros((len(sequences), int(lengths.max())), dtype=np.int64)  # (batch, seq), 0 is [PAD]
+    padded = np.full((len(sequences), int(lengths.max())), PAD_ID, dtype=np.int64)  # (batch, seq)
     for row, seq in enumerate(sequences):
         padded[row, : len(seq)] = seq
     return padded, lengths
