@@ -20,6 +20,7 @@ from edgekd.errors import EdgekdError
 VERBS: dict[str, tuple[str, str]] = {
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
+    "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -66,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", action="store_true", help="continue an interrupted run: finished stages are skipped")
     distill.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     distill.set_defaults(run=_distill)
+
+    export = add("export")
+    export.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch bundle (teacher or student)")
+    export.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the parity dev examples come from, e.g. data.path=DIR")
+    export.add_argument("--to", dest="format", required=True, help="onnx or tflite")
+    export.add_argument("-o", "--output", type=Path, help="bundle directory to write (default BUNDLE-onnx, BUNDLE-onnx-fused, BUNDLE-tflite)")
+    export.add_argument("--fuse", action="store_true", help="ONNX: apply ONNX Runtime's transformer fusions (BERT family)")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.add_argument("--buckets", default="32,64,128", help="TFLite: comma-separated sequence lengths (default 32,64,128)")
+    export.add_argument("--parity-samples", default="256", help="dev examples compared with the parent, or 'all' (default 256)")
+    export.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    export.set_defaults(run=_export)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -119,6 +132,41 @@ def _distill(args: argparse.Namespace) -> int:
             print(f"  agreement with the teacher {m['agreement_with_teacher']:.4f}; parameters {m['parameters']:,} "
                   f"(teacher {m['teacher_parameters']:,})")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from edgekd.config import ExportConfig
+    from edgekd.errors import ConfigError
+    from edgekd.export.stage import export
+
+    formats = ("onnx", "tflite")
+    if args.format not in formats:
+        raise ConfigError(f"--to {args.format!r} is not an export format; valid: {', '.join(formats)}")
+    try:
+        buckets = [int(b) for b in args.buckets.split(",") if b.strip()]
+        samples = args.parity_samples if args.parity_samples == "all" else int(args.parity_samples)
+        cfg = ExportConfig(format=args.format, fuse=args.fuse, opset=args.opset, buckets=buckets, parity_samples=samples)
+    except ValueError as exc:  # int() of a bad number, and pydantic's ValidationError (a ValueError)
+        detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"export options: {detail} (--buckets takes e.g. 32,64,128; --parity-samples a number or 'all')") from None
+    bundle = export(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
+    m = bundle.manifest.metrics
+    print(f"{cfg.format} bundle: {bundle.path}")
+    for row in m["parity"]["outputs"]:
+        print(f"  parity {row['name']:<22} {row['examples']:>5} examples  max|diff| {row['max_abs_diff']:.2e}  "
+              f"agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
+    key = "dev" if "dev" in m else "dev_sample"
+    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items()))
+    fusions = bundle.manifest.architecture.get("export", {}).get("fusions")
+    if fusions is not None:
+        print("  fusions: " + (", ".join(f"{k} {v}" for k, v in fusions.items()) or "none fired"))
+    return 0
+
+
+def _db(value: float | str) -> str:
+    return f"{value:.1f} dB" if isinstance(value, float) else f"{value} dB"
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -215,6 +215,35 @@ class StudentConfig(_Config):
         return self
 
 
+class ExportConfig(_Config):
+    """One export of a torch bundle to a deployable format, checked against its parent."""
+
+    format: Literal["onnx", "tflite"]
+    # ONNX opset; 17 has LayerNormalization, which ONNX Runtime's fusions expect.
+    opset: int = Field(default=17, ge=17, le=21)
+    # ONNX only: ONNX Runtime's transformer fusions (attention, skip layer-norm, GELU); BERT-family graphs only.
+    fuse: bool = False
+    # TFLite only: fixed sequence lengths, one signature each; the runtime picks the smallest that fits. Lengths past
+    # the tokenizer's max_length are dropped (the max_length itself becomes the largest bucket).
+    buckets: list[int] = Field(default=[32, 64, 128], min_length=1)
+    # Dev examples compared with the parent (spread over the length range), or `all` for the whole dev set.
+    parity_samples: int | Literal["all"] = 256
+
+    @field_validator("buckets")
+    @classmethod
+    def _positive_buckets(cls, buckets: list[int]) -> list[int]:
+        if any(b < 2 for b in buckets):
+            raise ValueError(f"buckets {buckets}: every sequence length must be at least 2")
+        return sorted(set(buckets))
+
+    @field_validator("parity_samples")
+    @classmethod
+    def _some_samples(cls, samples: int | str) -> int | str:
+        if isinstance(samples, int) and samples < 1:
+            raise ValueError(f"parity_samples {samples}: compare at least 1 dev example (or `all`)")
+        return samples
+
+
 class Recipe(_Config):
     """One end-to-end recipe. Later stages add their sections here."""
 

@@ -1,8 +1,5 @@
-"""Tang et al.'s BiLSTM student: word embeddings, one bidirectional LSTM, a ReLU layer, the classifier.
-
-Single sentences: the last hidden states of both directions, concatenated. Pairs: one shared encoder for both
-sentences, then [h1, h2, h1 * h2, |h1 - h2|] (the siamese variant of the paper).
-"""
+"""Tang et al.'s BiLSTM student: tokenizer, GloVe initialisation, batching and saving around `BiLSTMClassifier`
+(the module itself lives in `edgekd.modeling`, where later stages load it from)."""
 
 from __future__ import annotations
 
@@ -14,48 +11,18 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from torch import nn
 
 from edgekd.bundle import Bundle
 from edgekd.config import BiLSTMConfig
 from edgekd.data import Split, TaskData
+from edgekd.modeling import CONFIG_FILE, WEIGHTS_FILE, BiLSTMClassifier
 from edgekd.runtime.word_tokenizer import PAD_ID, WordTokenizer
 
 from ..features import Features
 from . import Student
 
-CONFIG_FILE = "config.json"
 # The paper's sizes (hidden units per direction, ReLU layer) for single-sentence and sentence-pair tasks.
 PAPER_SIZES = {"single": (150, 200), "pair": (300, 400)}
-
-
-class BiLSTMClassifier(nn.Module):
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden: int, fc: int, num_labels: int, pair: bool, dropout: float) -> None:
-        super().__init__()
-        self.pair = pair
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=1, batch_first=True, bidirectional=True)
-        features = 2 * hidden * (4 if pair else 1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(features, fc)
-        self.classifier = nn.Linear(fc, num_labels)
-
-    def encode(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The last hidden state of each direction, concatenated: (batch, 2 * hidden)."""
-        embedded = self.embedding(input_ids)  # (batch, seq, embedding_dim)
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (final, _) = self.lstm(packed)  # final: (2 directions, batch, hidden)
-        return torch.cat([final[0], final[1]], dim=-1)
-
-    def forward(
-        self, input_ids: torch.Tensor, lengths: torch.Tensor, input_ids_b: torch.Tensor | None = None, lengths_b: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        h = self.encode(input_ids, lengths)
-        if self.pair:
-            assert input_ids_b is not None and lengths_b is not None, "a pair model needs both sentences"
-            h2 = self.encode(input_ids_b, lengths_b)
-            h = torch.cat([h, h2, h * h2, (h - h2).abs()], dim=-1)
-        return self.classifier(self.dropout(torch.relu(self.fc(self.dropout(h)))))  # (batch, labels)
 
 
 @dataclass(frozen=True)
@@ -136,7 +103,7 @@ class BiLSTMStudent(Student):
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = self.module.to("cpu")
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, directory / "model.safetensors")
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, directory / WEIGHTS_FILE)
         architecture = {
             "family": "bilstm",
             "student": "bilstm",
@@ -160,15 +127,3 @@ class BiLSTMStudent(Student):
             "tokenizer": {"type": "word", "max_length": self.cfg.max_length, "lowercase": self.cfg.lowercase},
             "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"] if "ids" in n else ["batch"]} for n in names],
         }
-
-
-def load_bilstm(directory: Path) -> BiLSTMClassifier:
-    """Rebuild a saved BiLSTM student from its bundle directory (config.json + model.safetensors)."""
-    from safetensors.torch import load_file
-
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    module = BiLSTMClassifier(
-        config["vocab"], config["embedding_dim"], config["hidden"], config["fc"], config["num_labels"], config["pair"], config["dropout"]
-    )
-    module.load_state_dict(load_file(directory / "model.safetensors"))
-    return module.eval()

@@ -70,7 +70,7 @@ def test_tinybert_two_stage(taught: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_bilstm_learns_from_cached_logits(taught: dict[str, Any], tmp_path: Path) -> None:
-    from edgekd.distill.students.bilstm import load_bilstm
+    from edgekd.modeling import load_bilstm
     from edgekd.runtime.word_tokenizer import WordTokenizer
 
     recipe = validate_recipe(taught)

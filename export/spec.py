@@ -1,0 +1,132 @@
+"""Per-family export facts in one place: input names, dynamic axes, the module to trace, parity tolerances.
+
+A new family is one small `FamilySpec` entry in `FAMILIES`, like optimum's per-architecture OnnxConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.errors import UnsupportedError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an export may be from its parent: the largest logit difference and the lowest top-1 agreement."""
+
+    atol: float
+    min_agreement: float
+
+
+class _BertLogits(nn.Module):
+    """A BERT-family classifier taking positional tensors and returning only the logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def _bert_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**{k: feeds[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+
+
+def _bilstm_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**{k: v for k, v in feeds.items() if k in ("input_ids", "lengths", "input_ids_b", "lengths_b")})
+
+
+def _onnx_bilstm(model: nn.Module) -> nn.Module:
+    from .lstm import OnnxBiLSTM
+
+    return OnnxBiLSTM(model)
+
+
+def _tflite_bilstm(model: nn.Module) -> nn.Module:
+    from .lstm import UnrolledBiLSTM
+
+    return UnrolledBiLSTM(model)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    # Inputs of a single-sentence model and what a sentence-pair model adds.
+    single_inputs: tuple[str, ...]
+    pair_inputs: tuple[str, ...]
+    # Which inputs carry a sequence axis (the rest are per-example scalars such as lengths).
+    sequence_inputs: tuple[str, ...]
+    onnx_module: Callable[[nn.Module], nn.Module]
+    tflite_module: Callable[[nn.Module], nn.Module]
+    # The parent's logits on a padded batch (the reference every export is compared with).
+    reference: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    tolerance: dict[str, Tolerance]
+
+    def inputs(self, pair: bool) -> tuple[str, ...]:
+        return self.single_inputs + (self.pair_inputs if pair else ())
+
+    def dynamic_axes(self, pair: bool) -> dict[str, dict[int, str]]:
+        axes: dict[str, dict[int, str]] = {}
+        for name in self.inputs(pair):
+            # Each sentence of a BiLSTM pair is padded on its own, so it gets its own sequence axis.
+            sequence = "sequence_b" if name.endswith("_b") else "sequence"
+            axes[name] = {0: "batch", 1: sequence} if name in self.sequence_inputs else {0: "batch"}
+        return {**axes, "logits": {0: "batch"}}
+
+    def tensor_specs(self, pair: bool, width: int | str = "sequence", batch: int | str = "batch") -> list[dict[str, Any]]:
+        specs = []
+        for name in self.inputs(pair):
+            shape = [batch, ("sequence_b" if name.endswith("_b") and isinstance(width, str) else width)]
+            specs.append({"name": name, "dtype": "int64", "shape": shape if name in self.sequence_inputs else [batch]})
+        return specs
+
+
+# Tolerances on logits. FP32 exports differ from PyTorch only by operator order (fused attention, other GEMM
+# kernels): 1e-6..1e-5 on tiny models, a few 1e-5 on 6-layer ones. Agreement below 1 allows for near-ties.
+FAMILIES: dict[str, FamilySpec] = {
+    "bert": FamilySpec(
+        name="bert",
+        single_inputs=("input_ids", "attention_mask"),
+        pair_inputs=("token_type_ids",),
+        sequence_inputs=("input_ids", "attention_mask", "token_type_ids"),
+        onnx_module=_BertLogits,
+        tflite_module=_BertLogits,
+        reference=_bert_reference,
+        tolerance={"onnx": Tolerance(atol=1e-3, min_agreement=0.995), "tflite": Tolerance(atol=1e-3, min_agreement=0.995)},
+    ),
+    "bilstm": FamilySpec(
+        name="bilstm",
+        single_inputs=("input_ids", "lengths"),
+        pair_inputs=("input_ids_b", "lengths_b"),
+        sequence_inputs=("input_ids", "input_ids_b"),
+        onnx_module=_onnx_bilstm,
+        tflite_module=_tflite_bilstm,
+        reference=_bilstm_reference,
+        tolerance={"onnx": Tolerance(atol=1e-4, min_agreement=0.995), "tflite": Tolerance(atol=1e-4, min_agreement=0.995)},
+    ),
+}
+# transformers model types that export through the BERT entry (same inputs and outputs); others are untested.
+BERT_LIKE = {"bert"}
+
+
+def family_spec(architecture: dict[str, Any]) -> FamilySpec:
+    family = str(architecture.get("family"))
+    if family in BERT_LIKE:
+        return FAMILIES["bert"]
+    if family in FAMILIES:
+        return FAMILIES[family]
+    raise UnsupportedError(
+        f"architecture family {family!r} has no export spec; supported: {', '.join(sorted(set(FAMILIES) | BERT_LIKE))}. "
+        "Add a FamilySpec entry in edgekd/export/spec.py"
+    )
+
+
+def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}

@@ -1,0 +1,211 @@
+"""`edgekd export`: a torch bundle to an ONNX or TFLite bundle, checked against its parent before it is written.
+
+Parity inputs: the parent's golden examples (whose stored ids also check the runtime tokenizer), edge cases (an empty
+text, one word, a text past the maximum length) and a sample of real dev examples spread over the length range.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd import metrics
+from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.config import DataConfig, ExportConfig, apply_overrides, to_dict
+from edgekd.data import load_task_data, resolve_task, spread_by_length
+from edgekd.errors import ConfigError, ParityError, UnsupportedError
+from edgekd.modeling import CONFIG_FILE, load_torch_model
+from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
+
+from .base import Exported, Source
+from .parity import OutputParity, check, compare
+from .spec import FamilySpec, family_spec, to_torch
+
+logger = logging.getLogger(__name__)
+
+Exporter = Callable[[nn.Module, FamilySpec, Source, ExportConfig, Path], Exported]
+# Reference and candidate run in chunks of this many examples (sorted by length, so padding stays small).
+CHUNK = 64
+
+
+def exporter(fmt: str) -> Exporter:
+    """The exporter of a format (imported lazily: each pulls in its own backend)."""
+    if fmt == "onnx":
+        from .onnx import export_onnx
+
+        return export_onnx
+    from .tflite import export_tflite
+
+    return export_tflite
+
+
+def default_output(source: Path, cfg: ExportConfig) -> Path:
+    suffix = cfg.format + ("-fused" if cfg.fuse else "")
+    return source.parent / f"{source.name}-{suffix}"
+
+
+def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
+    """Export a torch bundle; `overrides` (`data.path=DIR`, ...) change where the dev examples for parity come from."""
+    parent = Bundle.open(source)
+    manifest = parent.manifest
+    if manifest.format != "torch":
+        raise UnsupportedError(
+            f"{parent.path}: is already a {manifest.format} bundle; export reads a torch bundle (a teacher or a distilled student)"
+        )
+    if cfg.fuse and cfg.format != "onnx":
+        raise ConfigError(f"fuse applies to ONNX exports only; drop --fuse for {cfg.format}")
+    spec = family_spec(manifest.architecture)
+    data_cfg = lineage_data(parent, overrides)
+    task = resolve_task(data_cfg)
+    columns = 2 if manifest.task.kind == "pair" else 1
+    encoder = load_encoder(parent.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
+    golden = np.load(parent.file(GOLDEN)) if manifest.golden else None
+    if golden is None:
+        raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with an edgekd stage")
+    golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+    golden_examples = encoder.encode(golden_texts)
+    _check_tokenizer(golden, golden_examples, encoder.pad_id, parent.path)
+
+    dev = load_task_data(data_cfg).dev
+    dev_examples = encoder.encode(dev.texts)
+    lengths = np.asarray([sequence_length(e) for e in dev_examples])
+    picks = np.arange(len(dev)) if cfg.parity_samples == "all" else spread_by_length(lengths, int(cfg.parity_samples))
+    model = load_torch_model(parent)
+    out_path = Path(out) if out is not None else default_output(parent.path, cfg)
+    metadata = {
+        "task": manifest.task.model_dump(),
+        "labels": list(manifest.task.labels),
+        "tokenizer": manifest.tokenizer.model_dump(),
+        "family": spec.name,
+        "parent_sha256": parent.sha256,
+    }
+    source_info = Source(parent=parent, encoder=encoder, trace_examples=golden_examples, metadata=metadata)
+    with BundleWriter(out_path, overwrite=force) as writer:
+        exported = exporter(cfg.format)(model, spec, source_info, cfg, writer.path)
+        sets = {
+            "golden": golden_examples,
+            "edge cases": encoder.encode(_edge_texts(dev.texts, columns, encoder.max_length)),
+            "dev": [dev_examples[i] for i in picks],
+        }
+        results, dev_logits = _parity(model, spec, exported, encoder.pad_id, sets)
+        tolerance = spec.tolerance[cfg.format]
+        check(results, tolerance, f"the {cfg.format} export of {parent.path}")
+        _copy_support_files(parent, writer.path)
+        _write_golden(writer.path, golden_examples, encoder.pad_id, exported, golden_texts, np.asarray(golden["logits"]))
+        dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
+        key = "dev" if len(picks) == len(dev) else "dev_sample"
+        tokenizer = manifest.tokenizer.model_dump()
+        if exported.max_length is not None:
+            tokenizer["max_length"] = exported.max_length
+        bundle = writer.commit(
+            kind=manifest.kind,
+            format=cfg.format,
+            task=manifest.task.model_dump(),
+            architecture={**manifest.architecture, "export": exported.details},
+            inputs=exported.inputs,
+            outputs=[o.model_dump() for o in manifest.outputs],
+            tokenizer=tokenizer,
+            parent={"path": str(parent.path), "sha256": parent.sha256},
+            produced_by=produced_by("export", {"export": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
+            metrics={
+                key: {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": int(len(picks))},
+                "parent_dev": manifest.metrics.get("dev", {}),
+                "parity": {"tolerance": vars(tolerance), "outputs": [r.as_dict() for r in results]},
+            },
+            golden=GOLDEN,
+        )
+    return bundle
+
+
+def lineage_data(bundle: Bundle, overrides: list[str] | tuple[str, ...] = ()) -> DataConfig:
+    """The data section of the recipe a bundle descends from, with `data.*` overrides applied."""
+    config = bundle.manifest.produced_by.config
+    raw = config.get("data")
+    if not isinstance(raw, dict):
+        raise UnsupportedError(f"{bundle.path}: its lineage names no dataset; re-create it with edgekd teacher/distill")
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"only data.* overrides apply here (e.g. data.path=DIR); got {', '.join(bad)}")
+    merged = apply_overrides({"data": {k: v for k, v in raw.items() if k not in ("type", "version")}}, list(overrides))
+    try:
+        return DataConfig.model_validate(merged["data"])
+    except ValueError as exc:
+        raise ConfigError(f"data overrides {list(overrides)}: {exc}") from None
+
+
+def _edge_texts(dev_texts: list[tuple[str, ...]], columns: int, max_length: int) -> list[tuple[str, ...]]:
+    """An empty text, a single word, and a text longer than the maximum length (truncated by the tokenizer)."""
+    words = " ".join(t[0] for t in dev_texts[:200]).split()
+    long_text = " ".join((words or ["word"]) * (max_length * 2 // max(1, len(words)) + 1))
+    singles = ["", words[0] if words else "a", long_text]
+    if columns == 1:
+        return [(t,) for t in singles]
+    return [("", ""), (singles[1], long_text), (long_text, long_text)]
+
+
+def _check_tokenizer(golden: Any, examples: list[Example], pad_id: int, where: Path) -> None:
+    """The runtime tokenizer must give the ids training gave (stored with the golden examples)."""
+    feeds = collate(examples, pad_id)
+    problems = [
+        f"{name}: runtime {feeds[name].tolist()[:2]}... vs training {golden[name].tolist()[:2]}..."
+        for name in feeds
+        if name in golden and (feeds[name].shape != golden[name].shape or not np.array_equal(feeds[name], golden[name]))
+    ]
+    if problems:
+        raise ParityError(f"{where}: the runtime tokenizer does not reproduce the golden inputs:\n  " + "\n  ".join(problems))
+
+
+@torch.no_grad()
+def _parity(
+    model: nn.Module, spec: FamilySpec, exported: Exported, pad_id: int, sets: dict[str, list[Example]]
+) -> tuple[list[OutputParity], np.ndarray]:
+    """Compare reference and export on each named set (and per group); return the results and the dev logits."""
+    results: list[OutputParity] = []
+    dev_logits = np.zeros((0,))
+    for name, examples in sets.items():
+        reference = _chunked(examples, lambda chunk: spec.reference(model, to_torch(collate(chunk, pad_id))).numpy())
+        candidate = _chunked(examples, exported.run)
+        results.append(compare(name, reference, candidate))
+        if exported.group is not None:
+            groups = np.asarray([exported.group(e) for e in examples])
+            for group in sorted(set(groups), key=lambda g: (len(g), g)):
+                mask = groups == group
+                results.append(compare(f"{name}, {group}", reference[mask], candidate[mask]))
+        if name == "dev":
+            dev_logits = candidate
+    return results, dev_logits
+
+
+def _chunked(examples: list[Example], run: Callable[[list[Example]], np.ndarray]) -> np.ndarray:
+    """Run in chunks of similar length; return outputs in the examples' order."""
+    order = np.argsort([sequence_length(e) for e in examples], kind="stable")
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(order), CHUNK):
+        outputs.append(np.asarray(run([examples[i] for i in order[start : start + CHUNK]]), dtype=np.float32))
+    stacked = np.concatenate(outputs)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
+def _copy_support_files(parent: Bundle, directory: Path) -> None:
+    """The tokenizer, and config.json (optimum's ORTModel reads it beside model.onnx)."""
+    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
+    if CONFIG_FILE in parent.manifest.files:
+        shutil.copy2(parent.file(CONFIG_FILE), directory / CONFIG_FILE)
+
+
+def _write_golden(
+    directory: Path, examples: list[Example], pad_id: int, exported: Exported, texts: list[tuple[str, ...]], parent_logits: np.ndarray
+) -> None:
+    """golden.npz of the export: its inputs as the runtime builds them, its own logits, and the parent's."""
+    feeds = collate(examples, pad_id)
+    logits = _chunked(examples, exported.run)
+    np.savez(directory / GOLDEN, **feeds, logits=logits, parent_logits=parent_logits, texts=np.asarray(texts, dtype=str))

@@ -1,0 +1,131 @@
+"""Text to model inputs without torch or transformers: WordPiece through the `tokenizers` library, or the BiLSTM's
+word tokenizer. The ids are exactly those training used (tests compare them with transformers' tokenizer).
+
+An encoder turns texts (one or two strings each) into unpadded examples; `collate` pads a batch of them, to the
+batch's longest member (ONNX, dynamic axes) or to a fixed width (TFLite sequence buckets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgekd.errors import BundleError, DataError
+
+from .word_tokenizer import PAD_ID, VOCAB_FILE, WordTokenizer
+
+# One example: sequence inputs as 1-D int64 arrays, per-example scalars (BiLSTM lengths) as ints.
+Example = dict[str, "np.ndarray | int"]
+Texts = Sequence[str | Sequence[str]]
+
+
+class Encoder(Protocol):
+    names: tuple[str, ...]
+    pad_id: int
+    max_length: int
+
+    def encode(self, texts: Texts) -> list[Example]: ...
+
+
+def as_examples(texts: Texts, columns: int) -> list[tuple[str, ...]]:
+    """Normalise texts to tuples of `columns` strings; a wrong shape or a non-string is a DataError."""
+    examples = []
+    for number, text in enumerate(texts):
+        example = (text,) if isinstance(text, str) else tuple(text)
+        if len(example) != columns or not all(isinstance(part, str) for part in example):
+            shape = "one string" if columns == 1 else f"{columns} strings (a sentence pair)"
+            raise DataError(f"text {number}: {text!r} is not {shape}, which this model takes")
+        examples.append(example)
+    return examples
+
+
+class WordPieceEncoder:
+    """BERT inputs (input_ids, attention_mask, token_type_ids) from a saved `tokenizer.json`."""
+
+    names = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __init__(self, tokenizer_dir: Path, max_length: int, columns: int) -> None:
+        from tokenizers import Tokenizer
+
+        path = tokenizer_dir / "tokenizer.json"
+        if not path.is_file():
+            raise BundleError(f"{tokenizer_dir}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer file there")
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()
+        # transformers' `truncation=True`: trim the longer of the two sentences first, keep [CLS] and [SEP].
+        self.tokenizer.enable_truncation(max_length, strategy="longest_first")
+        self.max_length, self.columns = max_length, columns
+        pad = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = 0 if pad is None else pad
+
+    def encode(self, texts: Texts) -> list[Example]:
+        examples = as_examples(texts, self.columns)
+        batch = self.tokenizer.encode_batch([e[0] if self.columns == 1 else e for e in examples])
+        return [
+            {
+                "input_ids": np.asarray(out.ids, dtype=np.int64),
+                "attention_mask": np.asarray(out.attention_mask, dtype=np.int64),
+                "token_type_ids": np.asarray(out.type_ids, dtype=np.int64),
+            }
+            for out in batch
+        ]
+
+
+class WordEncoder:
+    """BiLSTM inputs (input_ids and lengths, and input_ids_b and lengths_b for pairs) from `word_vocab.json`."""
+
+    pad_id = PAD_ID
+
+    def __init__(self, tokenizer_dir: Path, max_length: int, columns: int) -> None:
+        if not (tokenizer_dir / VOCAB_FILE).is_file():
+            raise BundleError(f"{tokenizer_dir}: no {VOCAB_FILE}; the BiLSTM's word vocabulary is missing")
+        self.tokenizer = WordTokenizer.load(tokenizer_dir)
+        self.tokenizer.max_length = max_length
+        self.max_length, self.columns = max_length, columns
+        self.names = ("input_ids", "lengths") + (("input_ids_b", "lengths_b") if columns == 2 else ())
+
+    def encode(self, texts: Texts) -> list[Example]:
+        out = []
+        for example in as_examples(texts, self.columns):
+            row: Example = {}
+            for suffix, text in zip(("", "_b"), example):
+                ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
+                row[f"input_ids{suffix}"], row[f"lengths{suffix}"] = ids, len(ids)
+            out.append(row)
+        return out
+
+
+def load_encoder(tokenizer_dir: Path, kind: str, max_length: int, columns: int) -> Encoder:
+    """The encoder for a bundle's tokenizer facts (`manifest.tokenizer`)."""
+    if kind == "wordpiece":
+        return WordPieceEncoder(tokenizer_dir, max_length, columns)
+    if kind == "word":
+        return WordEncoder(tokenizer_dir, max_length, columns)
+    raise BundleError(f"tokenizer type {kind!r} is unknown; valid: wordpiece, word")
+
+
+def collate(examples: Sequence[Example], pad_id: int, width: int | None = None) -> dict[str, np.ndarray]:
+    """Stack examples into a batch: sequences padded (input ids with `pad_id`, masks and type ids with 0) to `width`
+    or to the batch's longest member, scalars into (batch,) arrays."""
+    batch: dict[str, np.ndarray] = {}
+    for name in examples[0]:
+        values = [example[name] for example in examples]
+        if isinstance(values[0], np.ndarray):
+            size = width or max(len(v) for v in values)
+            fill = pad_id if name.startswith("input_ids") else 0
+            padded = np.full((len(values), size), fill, dtype=np.int64)  # (batch, seq)
+            for row, value in enumerate(values):
+                assert isinstance(value, np.ndarray) and len(value) <= size, "truncated by the encoder"
+                padded[row, : len(value)] = value
+            batch[name] = padded
+        else:
+            batch[name] = np.asarray(values, dtype=np.int64)
+    return batch
+
+
+def sequence_length(example: Example) -> int:
+    """The longest sequence input of an example (a TFLite bucket must hold it)."""
+    return max(len(v) for v in example.values() if isinstance(v, np.ndarray))
