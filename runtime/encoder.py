@@ -34,7 +34,7 @@ def as_examples(texts: Texts, columns: int) -> list[tuple[str, ...]]:
     """Normalise texts to tuples of `columns` strings; a wrong shape or a non-string is a DataError."""
     examples = []
     for number, text in enumerate(texts):
-        example = (text,) if isinstance(text, str) else tuple(text)
+        example = (text,) if isinstance(text, str) else tuple(text) if isinstance(text, (list, tuple)) else (text,)
         if len(example) != columns or not all(isinstance(part, str) for part in example):
             shape = "one string" if columns == 1 else f"{columns} strings (a sentence pair)"
             raise DataError(f"text {number}: {text!r} is not {shape}, which this model takes")
