@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,3 @@ class Exported:
     run: Callable[[list[Example]], np.ndarray]
     # The name of the group (e.g. a TFLite length bucket) an example's parity is reported under; None: one group.
     group: Callable[[Example], str] | None = None
-    # The largest sequence the exported model takes (TFLite's largest bucket); None: the tokenizer's max length.
-    max_length: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

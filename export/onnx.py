@@ -9,14 +9,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from edgekd.config import ExportConfig
 from edgekd.errors import UnsupportedError
 from edgekd.runtime.backends import OnnxBackend
-from edgekd.runtime.encoder import Example, collate
+from edgekd.runtime.encoder import collate
 
 from .spec import FamilySpec, to_torch
 from .base import Exported, Source
@@ -51,12 +50,8 @@ def export_onnx(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportC
     if cfg.fuse:
         details["fusions"] = _fuse(path, spec, source.architecture)
     _set_metadata(path, source.metadata)
-    backend = OnnxBackend(path)
-
-    def run(examples: list[Example]) -> np.ndarray:
-        return backend.run(collate(examples, source.encoder.pad_id))
-
-    return Exported(files=[MODEL_FILE], inputs=spec.tensor_specs(pair), details=details, run=run)
+    backend = OnnxBackend(path, source.encoder.pad_id)
+    return Exported(files=[MODEL_FILE], inputs=spec.tensor_specs(pair), details=details, run=backend.run)
 
 
 def _fuse(path: Path, spec: FamilySpec, architecture: dict[str, Any]) -> dict[str, int]:

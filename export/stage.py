@@ -65,13 +65,17 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
     columns = 2 if manifest.task.kind == "pair" else 1
-    encoder = load_encoder(parent.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
-    golden = np.load(parent.file(GOLDEN)) if manifest.golden else None
-    if golden is None:
+    tokenizer = manifest.tokenizer
+    if not manifest.golden:
         raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with an edgekd stage")
+    golden = np.load(parent.file(manifest.golden))
     golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+    training_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
+    _check_tokenizer(golden, training_encoder.encode(golden_texts), training_encoder.pad_id, parent.path)
+    # TFLite's largest bucket may be shorter than the parent's max length: both sides then see the same truncation.
+    max_length = min(tokenizer.max_length, max(cfg.buckets)) if cfg.format == "tflite" else tokenizer.max_length
+    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, max_length, columns)
     golden_examples = encoder.encode(golden_texts)
-    _check_tokenizer(golden, golden_examples, encoder.pad_id, parent.path)
 
     dev = load_task_data(data_cfg).dev
     dev_examples = encoder.encode(dev.texts)
@@ -101,9 +105,6 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
         _write_golden(writer.path, golden_examples, encoder.pad_id, exported, golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
         key = "dev" if len(picks) == len(dev) else "dev_sample"
-        tokenizer = manifest.tokenizer.model_dump()
-        if exported.max_length is not None:
-            tokenizer["max_length"] = exported.max_length
         bundle = writer.commit(
             kind=manifest.kind,
             format=cfg.format,
@@ -111,7 +112,7 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
             architecture={**manifest.architecture, "export": exported.details},
             inputs=exported.inputs,
             outputs=[o.model_dump() for o in manifest.outputs],
-            tokenizer=tokenizer,
+            tokenizer={**tokenizer.model_dump(), "max_length": max_length},
             parent={"path": str(parent.path), "sha256": parent.sha256},
             produced_by=produced_by("export", {"export": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
             metrics={

@@ -1,13 +1,16 @@
 """Inference backends over one model file: onnxruntime for ONNX, ai-edge-litert for TFLite.
 
-A backend takes padded numpy feeds (`encoder.collate`) and returns logits (batch, labels). Threads are set
-explicitly (default 1 intra-op, 1 inter-op, no spinning: the benchmark protocol's setting). A file that is not a
+A backend takes encoded examples (`encoder.Encoder.encode`) and returns logits (examples, labels). ONNX pads a batch to
+its longest member (dynamic axes); TFLite runs each example in the smallest sequence bucket that holds it. Threads are
+set explicitly (default 1 intra-op, 1 inter-op, no spinning: the benchmark protocol's setting). A file that is not a
 model of its format is a BundleError before any run.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -15,19 +18,23 @@ import numpy as np
 
 from edgekd.errors import BundleError
 
+from .encoder import Example, collate, sequence_length
+
 logger = logging.getLogger(__name__)
+# TFLite signatures are named by their fixed sequence length: seq32, seq64, ...
+BUCKET_SIGNATURE = re.compile(r"^seq(\d+)$")
 
 
 class Backend(Protocol):
     input_names: tuple[str, ...]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+    def run(self, examples: list[Example]) -> np.ndarray: ...
 
 
 class OnnxBackend:
-    """An onnxruntime session; feeds the model does not take (e.g. token_type_ids of a single-sentence BERT) are dropped."""
+    """An onnxruntime session; inputs the model does not take (token_type_ids of a single-sentence BERT) are dropped."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -39,13 +46,65 @@ class OnnxBackend:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...) for a bad file
+        except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidGraph, ...) for a bad file
             raise BundleError(f"{path}: onnxruntime cannot load it as an ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.pad_id = pad_id
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, examples: list[Example]) -> np.ndarray:
+        return self.run_feeds(collate(examples, self.pad_id))
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of a padded batch (every input the model takes, as int64)."""
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise BundleError(f"the ONNX model needs inputs {missing} that the bundle's tokenizer does not produce")
         (logits,) = self.session.run(["logits"], {n: feeds[n] for n in self.input_names})
         return logits
+
+
+class TfliteBackend:
+    """A LiteRT interpreter with one signature per sequence bucket (batch 1); examples run one by one."""
+
+    def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            signatures = self.interpreter.get_signature_list()
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"{path}: LiteRT cannot load it as a TFLite model ({str(exc).splitlines()[0][:200]})") from None
+        self.buckets: dict[int, str] = {}
+        for name in signatures:
+            match = BUCKET_SIGNATURE.match(name)
+            if match:
+                self.buckets[int(match.group(1))] = name
+        if not self.buckets:
+            raise BundleError(f"{path}: no seq<N> signatures (found {sorted(signatures)}); export it with `edgekd export --to tflite`")
+        self.buckets = dict(sorted(self.buckets.items()))
+        first = signatures[next(iter(self.buckets.values()))]
+        self.input_names = tuple(first["inputs"])
+        self.pad_id = pad_id
+        self._runners = {b: self.interpreter.get_signature_runner(name) for b, name in self.buckets.items()}
+        self._dtypes = {b: {n: d["dtype"] for n, d in r.get_input_details().items()} for b, r in self._runners.items()}
+        # An interpreter holds its tensors: one call at a time.
+        self._lock = threading.Lock()
+
+    def bucket(self, length: int) -> int:
+        """The smallest bucket that holds `length` tokens."""
+        for size in self.buckets:
+            if length <= size:
+                return size
+        raise BundleError(f"an input of {length} tokens exceeds the largest TFLite bucket ({max(self.buckets)}); the tokenizer truncates to it")
+
+    def run(self, examples: list[Example]) -> np.ndarray:
+        rows = []
+        for example in examples:
+            size = self.bucket(sequence_length(example))
+            feeds = collate([example], self.pad_id, width=size)
+            dtypes = self._dtypes[size]
+            with self._lock:
+                outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
+            (logits,) = outputs.values()
+            rows.append(np.asarray(logits, dtype=np.float32).reshape(-1))
+        return np.stack(rows)

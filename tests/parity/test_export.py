@@ -53,6 +53,51 @@ def test_onnx_export_matches_its_parent(tiny_bundles: dict[str, Bundle], tmp_pat
     assert Bundle.open(bundle.path).sha256 == bundle.sha256
 
 
+TFLITE_CASES = [("tinybert", [8, 16]), ("bilstm", [4, 8])]
+
+
+@pytest.mark.parametrize(("model", "buckets"), TFLITE_CASES, ids=[m for m, _ in TFLITE_CASES])
+def test_tflite_export_matches_its_parent(tiny_bundles: dict[str, Bundle], tmp_path: Path, model: str, buckets: list[int]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    parent = tiny_bundles[model]
+    bundle = export(parent.path, ExportConfig(format="tflite", buckets=buckets), tmp_path / "out")
+    m = bundle.manifest
+    assert m.format == "tflite" and m.architecture["export"]["buckets"] == buckets
+    # The tokenizer now truncates to the largest bucket, so the runtime never meets a longer input.
+    assert m.tokenizer.max_length == buckets[-1] < parent.manifest.tokenizer.max_length
+    parity = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    # Every bucket is exercised: the empty text and a single word in the smallest, the over-long text in the largest.
+    assert {f"edge cases, bucket {b}" for b in buckets} <= set(parity)
+    assert all(row["max_abs_diff"] <= 1e-4 and row["agreement"] == 1.0 for row in parity.values()), parity
+    signatures = Interpreter(model_path=str(bundle.file("model.tflite"))).get_signature_list()
+    assert sorted(signatures) == sorted(f"seq{b}" for b in buckets)
+    assert all(t.dtype == "int32" and t.shape[0] == 1 for t in m.inputs)
+
+
+def test_tflite_runtime_picks_the_smallest_bucket(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    from edgekd.runtime.backends import TfliteBackend
+
+    bundle = export(tiny_bundles["tinybert"].path, ExportConfig(format="tflite", buckets=[4, 8, 64]), tmp_path / "out")
+    # 64 is past the tokenizer's max length (32): the max length itself becomes the largest bucket.
+    assert bundle.manifest.architecture["export"]["buckets"] == [4, 8, 32]
+    backend = TfliteBackend(bundle.file("model.tflite"), pad_id=0)
+    assert [backend.bucket(n) for n in (1, 4, 5, 8, 9, 32)] == [4, 4, 8, 8, 32, 32]
+    with pytest.raises(BundleError, match="largest TFLite bucket"):
+        backend.bucket(33)
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "tflite"])
+def test_a_damaged_model_file_is_a_clear_error(tmp_path: Path, suffix: str) -> None:
+    from edgekd.runtime.backends import OnnxBackend, TfliteBackend
+
+    path = tmp_path / f"model.{suffix}"
+    path.write_bytes(b"\x08\x07 this is not a model" * 10)
+    backend = OnnxBackend if suffix == "onnx" else TfliteBackend
+    with pytest.raises(BundleError, match="cannot load it"):
+        backend(path, pad_id=0)
+
+
 def test_dynamic_axes_take_any_batch_and_length(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
     """Length 1 up to the maximum, batch 1 and 5, through the exported graph, against the torch parent."""
     from edgekd.modeling import load_torch_model
@@ -60,7 +105,7 @@ def test_dynamic_axes_take_any_batch_and_length(tiny_bundles: dict[str, Bundle],
 
     parent = tiny_bundles["bilstm"]
     bundle = export(parent.path, ExportConfig(format="onnx"), tmp_path / "out")
-    backend = OnnxBackend(bundle.file("model.onnx"))
+    backend = OnnxBackend(bundle.file("model.onnx"), pad_id=0)
     model = load_torch_model(parent)
     rng = np.random.default_rng(0)
     max_length = parent.manifest.tokenizer.max_length
@@ -74,7 +119,7 @@ def test_dynamic_axes_take_any_batch_and_length(tiny_bundles: dict[str, Bundle],
             feeds.update(input_ids_b=ids[:, : max(1, width - 1)].copy(), lengths_b=np.minimum(lengths, max(1, width - 1)))
         with torch.no_grad():
             expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
-        assert np.abs(backend.run(feeds) - expected).max() < 1e-5, (batch, width)
+        assert np.abs(backend.run_feeds(feeds) - expected).max() < 1e-5, (batch, width)
 
 
 def test_optimum_loads_the_bert_export(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
@@ -128,6 +173,8 @@ def test_export_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: 
     assert "not an edgekd bundle" in capsys.readouterr().err
     assert main(["export", str(student.path), "--to", "tflite", "--buckets", "1,x"]) == 2
     assert "--buckets" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="ONNX exports only"):
+        export(student.path, ExportConfig(format="tflite", fuse=True), tmp_path / "z")
     with pytest.raises(UnsupportedError, match="family bert"):
         export(tiny_bundles["bilstm"].path, ExportConfig(format="onnx", fuse=True), tmp_path / "x")
     onnx_bundle = export(student.path, ExportConfig(format="onnx"), tmp_path / "onnx")
