@@ -14,14 +14,17 @@ import random
 from dataclasses import dataclass, replace
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.config import DataConfig
-from edgekd.errors import DataError
+from edgekd.config import DataConfig, apply_overrides
+from edgekd.errors import ConfigError, DataError, UnsupportedError
 from edgekd.hashing import sha256_json
 from edgekd.tasks import PRESETS, Task
+
+if TYPE_CHECKING:
+    from edgekd.bundle import Bundle
 
 logger = logging.getLogger(__name__)
 
@@ -402,3 +405,19 @@ def spread_by_length(lengths: np.ndarray, count: int) -> np.ndarray:
     order = np.argsort(lengths, kind="stable")
     picks = order[np.linspace(0, len(order) - 1, min(count, len(order))).round().astype(int)]
     return np.unique(picks)
+
+
+def lineage_data(bundle: Bundle, overrides: list[str] | tuple[str, ...] = ()) -> DataConfig:
+    """The data section of the recipe a bundle descends from, with `data.*` overrides applied."""
+    config = bundle.manifest.produced_by.config
+    raw = config.get("data")
+    if not isinstance(raw, dict):
+        raise UnsupportedError(f"{bundle.path}: its lineage names no dataset; re-create it with edgekd teacher/distill")
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"only data.* overrides apply here (e.g. data.path=DIR); got {', '.join(bad)}")
+    merged = apply_overrides({"data": {k: v for k, v in raw.items() if k not in ("type", "version")}}, list(overrides))
+    try:
+        return DataConfig.model_validate(merged["data"])
+    except ValueError as exc:
+        raise ConfigError(f"data overrides {list(overrides)}: {exc}") from None

@@ -8,13 +8,20 @@ is collected and raised once, one line per output, as optimum's `validate_model_
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgekd.errors import ParityError
+from edgekd.runtime.encoder import Example, sequence_length
 
 from .spec import Tolerance
+
+# Logits (examples, labels) of a list of encoded examples, in their order.
+Runner = Callable[[list[Example]], np.ndarray]
+# Reference and candidate run in chunks of this many examples (sorted by length, so padding stays small).
+CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,32 @@ def check(results: list[OutputParity], tolerance: Tolerance, what: str) -> None:
             + "\nThe parent's and the export's outputs differ: the export is wrong (or the tolerance in "
             "edgekd/export/spec.py is too tight for this model); no bundle was written."
         )
+
+
+def compare_sets(
+    reference: Runner, candidate: Runner, sets: dict[str, list[Example]], group: Callable[[Example], str] | None = None
+) -> tuple[list[OutputParity], dict[str, np.ndarray]]:
+    """Compare on each named set of examples (and per group, e.g. TFLite bucket); also return the candidate's logits."""
+    results: list[OutputParity] = []
+    outputs: dict[str, np.ndarray] = {}
+    for name, examples in sets.items():
+        expected = run_chunked(examples, reference)
+        got = run_chunked(examples, candidate)
+        results.append(compare(name, expected, got))
+        if group is not None:
+            groups = np.asarray([group(e) for e in examples])
+            for label in sorted(set(groups), key=lambda g: (len(g), g)):
+                mask = groups == label
+                results.append(compare(f"{name}, {label}", expected[mask], got[mask]))
+        outputs[name] = got
+    return results, outputs
+
+
+def run_chunked(examples: list[Example], run: Runner) -> np.ndarray:
+    """Run in chunks of similar length; return outputs in the examples' order."""
+    order = np.argsort([sequence_length(e) for e in examples], kind="stable")
+    chunks = [np.asarray(run([examples[i] for i in order[start : start + CHUNK]]), dtype=np.float32) for start in range(0, len(order), CHUNK)]
+    stacked = np.concatenate(chunks)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result

@@ -18,21 +18,19 @@ from torch import nn
 
 from edgekd import metrics
 from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
-from edgekd.config import DataConfig, ExportConfig, apply_overrides, to_dict
-from edgekd.data import load_task_data, resolve_task, spread_by_length
+from edgekd.config import ExportConfig, to_dict
+from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.modeling import CONFIG_FILE, load_torch_model
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 
 from .base import Exported, Source
-from .parity import OutputParity, check, compare
+from .parity import check, compare_sets, run_chunked
 from .spec import FamilySpec, family_spec, to_torch
 
 logger = logging.getLogger(__name__)
 
 Exporter = Callable[[nn.Module, FamilySpec, Source, ExportConfig, Path], Exported]
-# Reference and candidate run in chunks of this many examples (sorted by length, so padding stays small).
-CHUNK = 64
 
 
 def exporter(fmt: str) -> Exporter:
@@ -98,7 +96,10 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
             "edge cases": encoder.encode(_edge_texts(dev.texts, columns, encoder.max_length)),
             "dev": [dev_examples[i] for i in picks],
         }
-        results, dev_logits = _parity(model, spec, exported, encoder.pad_id, sets)
+        with torch.no_grad():
+            reference = lambda chunk: spec.reference(model, to_torch(collate(chunk, encoder.pad_id))).numpy()  # noqa: E731
+            results, outputs = compare_sets(reference, exported.run, sets, exported.group)
+        dev_logits = outputs["dev"]
         tolerance = spec.tolerance[cfg.format]
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
         _copy_support_files(parent, writer.path)
@@ -125,22 +126,6 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     return bundle
 
 
-def lineage_data(bundle: Bundle, overrides: list[str] | tuple[str, ...] = ()) -> DataConfig:
-    """The data section of the recipe a bundle descends from, with `data.*` overrides applied."""
-    config = bundle.manifest.produced_by.config
-    raw = config.get("data")
-    if not isinstance(raw, dict):
-        raise UnsupportedError(f"{bundle.path}: its lineage names no dataset; re-create it with edgekd teacher/distill")
-    bad = [o for o in overrides if not o.startswith("data.")]
-    if bad:
-        raise ConfigError(f"only data.* overrides apply here (e.g. data.path=DIR); got {', '.join(bad)}")
-    merged = apply_overrides({"data": {k: v for k, v in raw.items() if k not in ("type", "version")}}, list(overrides))
-    try:
-        return DataConfig.model_validate(merged["data"])
-    except ValueError as exc:
-        raise ConfigError(f"data overrides {list(overrides)}: {exc}") from None
-
-
 def _edge_texts(dev_texts: list[tuple[str, ...]], columns: int, max_length: int) -> list[tuple[str, ...]]:
     """An empty text, a single word, and a text longer than the maximum length (truncated by the tokenizer)."""
     words = " ".join(t[0] for t in dev_texts[:200]).split()
@@ -163,39 +148,6 @@ def _check_tokenizer(golden: Any, examples: list[Example], pad_id: int, where: P
         raise ParityError(f"{where}: the runtime tokenizer does not reproduce the golden inputs:\n  " + "\n  ".join(problems))
 
 
-@torch.no_grad()
-def _parity(
-    model: nn.Module, spec: FamilySpec, exported: Exported, pad_id: int, sets: dict[str, list[Example]]
-) -> tuple[list[OutputParity], np.ndarray]:
-    """Compare reference and export on each named set (and per group); return the results and the dev logits."""
-    results: list[OutputParity] = []
-    dev_logits = np.zeros((0,))
-    for name, examples in sets.items():
-        reference = _chunked(examples, lambda chunk: spec.reference(model, to_torch(collate(chunk, pad_id))).numpy())
-        candidate = _chunked(examples, exported.run)
-        results.append(compare(name, reference, candidate))
-        if exported.group is not None:
-            groups = np.asarray([exported.group(e) for e in examples])
-            for group in sorted(set(groups), key=lambda g: (len(g), g)):
-                mask = groups == group
-                results.append(compare(f"{name}, {group}", reference[mask], candidate[mask]))
-        if name == "dev":
-            dev_logits = candidate
-    return results, dev_logits
-
-
-def _chunked(examples: list[Example], run: Callable[[list[Example]], np.ndarray]) -> np.ndarray:
-    """Run in chunks of similar length; return outputs in the examples' order."""
-    order = np.argsort([sequence_length(e) for e in examples], kind="stable")
-    outputs: list[np.ndarray] = []
-    for start in range(0, len(order), CHUNK):
-        outputs.append(np.asarray(run([examples[i] for i in order[start : start + CHUNK]]), dtype=np.float32))
-    stacked = np.concatenate(outputs)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
-
-
 def _copy_support_files(parent: Bundle, directory: Path) -> None:
     """The tokenizer, and config.json (optimum's ORTModel reads it beside model.onnx)."""
     shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
@@ -208,5 +160,5 @@ def _write_golden(
 ) -> None:
     """golden.npz of the export: its inputs as the runtime builds them, its own logits, and the parent's."""
     feeds = collate(examples, pad_id)
-    logits = _chunked(examples, exported.run)
+    logits = run_chunked(examples, exported.run)
     np.savez(directory / GOLDEN, **feeds, logits=logits, parent_logits=parent_logits, texts=np.asarray(texts, dtype=str))

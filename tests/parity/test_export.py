@@ -163,6 +163,9 @@ def test_a_broken_export_is_caught_and_nothing_is_written(
     message = str(caught.value)
     assert "golden" in message and "dev" in message and "max |diff|" in message
     assert not out.exists() and not list(tmp_path.glob(".broken.partial-*"))
+    # The CLI says so with exit code 1 (a check failed), not 2 (bad input).
+    assert main(["export", str(tiny_bundles["tinybert"].path), "--to", "onnx", "-o", str(out)]) == 1
+    assert not out.exists()
 
 
 def test_export_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
