@@ -31,6 +31,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 CARD = "README.md"
 GOLDEN = "golden.npz"
+# transformers' model config; also beside exported models, where optimum's ORTModel reads it.
+HF_CONFIG = "config.json"
 # How many dev examples (spread over the length range) a bundle keeps as golden inputs.
 GOLDEN_EXAMPLES = 8
 
@@ -202,11 +204,26 @@ def _warn_unlisted(root: Path, manifest: Manifest) -> None:
         logger.warning("%s: files not listed in the manifest are ignored: %s", root, ", ".join(extra[:10]))
 
 
-def write_golden(directory: Path, inputs: dict[str, np.ndarray], logits: np.ndarray, texts: list[tuple[str, ...]]) -> str:
+def write_golden(
+    directory: Path,
+    inputs: dict[str, np.ndarray],
+    logits: np.ndarray,
+    texts: list[tuple[str, ...]],
+    parent_logits: np.ndarray | None = None,
+) -> str:
     """Write golden.npz: a few real encoded inputs (as the model takes them), the model's logits, and the texts
-    (examples, 1 or 2 columns) so a later stage or a device can check its tokenizer and outputs against them."""
-    np.savez(directory / GOLDEN, **inputs, logits=logits, texts=np.asarray(texts, dtype=str))
+    (examples, 1 or 2 columns) so a later stage or a device can check its tokenizer and outputs against them; an
+    exported or quantized model also keeps its parent's logits."""
+    extra = {} if parent_logits is None else {"parent_logits": parent_logits}
+    np.savez(directory / GOLDEN, **inputs, logits=logits, texts=np.asarray(texts, dtype=str), **extra)
     return GOLDEN
+
+
+def copy_support_files(parent: Bundle, directory: Path) -> None:
+    """Carry the parent's tokenizer, and its config.json when it has one, into a new bundle directory."""
+    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
+    if HF_CONFIG in parent.manifest.files:
+        shutil.copy2(parent.file(HF_CONFIG), directory / HF_CONFIG)
 
 
 def git_commit() -> str | None:

@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
     "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
+    "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -79,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--parity-samples", default="256", help="dev examples compared with the parent, or 'all' (default 256)")
     export.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     export.set_defaults(run=_export)
+
+    quantize = add("quantize")
+    quantize.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle (edgekd export)")
+    quantize.add_argument("overrides", nargs="*", metavar="data.key=value", help="where calibration and dev text come from")
+    quantize.add_argument("--method", help="onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic")
+    quantize.add_argument("--preset", help="a hardware preset instead of --method: x86-vnni, avx2, arm64")
+    quantize.add_argument("--calibration", help="onnx-static: minmax, entropy or percentile")
+    quantize.add_argument("--samples", type=int, help="onnx-static: calibration examples from the training text (default 128)")
+    quantize.add_argument("--activations", help="onnx-static: uint8 (x86) or int8 (ARM64)")
+    quantize.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
+    quantize.add_argument("--reduce-range", action="store_true", help="7-bit weights (AVX2 without VNNI)")
+    quantize.add_argument("--eval-samples", help="dev examples evaluated, or 'all' (default all)")
+    quantize.add_argument("--min-agreement", type=float, help="floor on top-1 agreement with the parent (default 0.9)")
+    quantize.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-<method suffix>)")
+    quantize.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    quantize.set_defaults(run=_quantize)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -162,6 +179,46 @@ def _export(args: argparse.Namespace) -> int:
     fusions = bundle.manifest.architecture.get("export", {}).get("fusions")
     if fusions is not None:
         print("  fusions: " + (", ".join(f"{k} {v}" for k, v in fusions.items()) or "none fired"))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from edgekd.config import QuantizeConfig
+    from edgekd.errors import ConfigError
+    from edgekd.quantize.presets import for_target
+    from edgekd.quantize.stage import quantize
+
+    if bool(args.method) == bool(args.preset):
+        raise ConfigError("give one of --method (onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic) or --preset (x86-vnni, avx2, arm64)")
+    options: dict[str, object] = {"calibration": args.calibration, "samples": args.samples, "activations": args.activations,
+                                  "eval_samples": args.eval_samples, "min_agreement": args.min_agreement}
+    if args.per_tensor:
+        options["per_channel"] = False
+    if args.reduce_range:
+        options["reduce_range"] = True
+    if options["eval_samples"] not in (None, "all"):
+        options["eval_samples"] = int(str(options["eval_samples"])) if str(options["eval_samples"]).isdigit() else options["eval_samples"]
+    base = for_target(args.preset).model_dump() if args.preset else {"method": args.method}
+    raw = {**base, **{k: v for k, v in options.items() if v is not None}}
+    try:
+        cfg = TypeAdapter(QuantizeConfig).validate_python(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"quantize options for {raw['method']!r}:\n  " + "\n  ".join(lines)
+                          + "\n(valid methods: onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic; an option of another method does not apply)") from None
+    bundle = quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
+    m = bundle.manifest.metrics
+    size, parent_size = m["footprint"], m["parent_footprint"]
+    key = "dev" if "dev" in m else "dev_sample"
+    print(f"{cfg.method} bundle: {bundle.path}")
+    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items())
+          + "; parent: " + ", ".join(f"{k} {v:.4f}" for k, v in m["parent_dev"].items() if isinstance(v, float)))
+    for row in m["parity"]["outputs"]:
+        print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
+    print(f"  size {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
+          f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
     return 0
 
 

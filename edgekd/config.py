@@ -244,6 +244,55 @@ class ExportConfig(_Config):
         return samples
 
 
+class _QuantizeBase(_Config):
+    # A floor on top-1 agreement with the parent on the evaluated dev examples: a quantized model below it is broken
+    # (a wrong calibration, an unsupported graph) and is not written. Accuracy budgets belong in the gate.
+    min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
+    # Dev examples evaluated (accuracy, agreement, SQNR against the parent), or `all`.
+    eval_samples: int | Literal["all"] = "all"
+
+
+class OnnxDynamicConfig(_QuantizeBase):
+    """ONNX Runtime dynamic INT8: weights quantized ahead of time, activations' ranges computed per call."""
+
+    method: Literal["onnx-dynamic"] = "onnx-dynamic"
+    per_channel: bool = True
+    # 7-bit weights: needed where INT8 dot products saturate 16-bit sums (AVX2 without VNNI); see quantize.presets.
+    reduce_range: bool = False
+
+
+class OnnxStaticConfig(_QuantizeBase):
+    """ONNX Runtime static INT8 in QDQ format, activation ranges calibrated on real training text."""
+
+    method: Literal["onnx-static"] = "onnx-static"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    # Training examples run to collect activation ranges.
+    samples: int = Field(default=128, gt=0)
+    # Percentile calibration only: the share of each activation's values inside its range.
+    percentile: float = Field(default=99.999, gt=90.0, le=100.0)
+    per_channel: bool = True
+    # uint8 activations suit x86 (VNNI multiplies u8 by s8); int8 symmetric suits ARM64's SDOT.
+    activations: Literal["uint8", "int8"] = "uint8"
+    reduce_range: bool = False
+
+
+class OnnxFp16Config(_QuantizeBase):
+    """FP16 weights and compute (inputs and outputs stay as they were): half the size; fast where FP16 is native."""
+
+    method: Literal["onnx-fp16"] = "onnx-fp16"
+
+
+class TfliteDynamicConfig(_QuantizeBase):
+    """LiteRT dynamic-range INT8 (ai-edge-quantizer): INT8 weights, float activations quantized on the fly."""
+
+    method: Literal["tflite-dynamic"] = "tflite-dynamic"
+
+
+QuantizeConfig = typing.Annotated[
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig, Field(discriminator="method")
+]
+
+
 class Recipe(_Config):
     """One end-to-end recipe. Later stages add their sections here."""
 

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from edgekd.bundle import HF_CONFIG as CONFIG_FILE
 from edgekd.errors import BundleError, UnsupportedError
 
 if TYPE_CHECKING:
     from edgekd.bundle import Bundle
-
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 

@@ -7,7 +7,6 @@ text, one word, a text past the maximum length) and a sample of real dev example
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ import torch
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by
+from edgekd.bundle import GOLDEN, Bundle, BundleWriter, copy_support_files, produced_by, write_golden
 from edgekd.config import ExportConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
-from edgekd.modeling import CONFIG_FILE, load_torch_model
+from edgekd.modeling import load_torch_model
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 
 from .base import Exported, Source
@@ -102,8 +101,9 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
         dev_logits = outputs["dev"]
         tolerance = spec.tolerance[cfg.format]
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
-        _copy_support_files(parent, writer.path)
-        _write_golden(writer.path, golden_examples, encoder.pad_id, exported, golden_texts, np.asarray(golden["logits"]))
+        copy_support_files(parent, writer.path)
+        golden_logits = run_chunked(golden_examples, exported.run)
+        write_golden(writer.path, collate(golden_examples, encoder.pad_id), golden_logits, golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
         key = "dev" if len(picks) == len(dev) else "dev_sample"
         bundle = writer.commit(
@@ -146,19 +146,3 @@ def _check_tokenizer(golden: Any, examples: list[Example], pad_id: int, where: P
     ]
     if problems:
         raise ParityError(f"{where}: the runtime tokenizer does not reproduce the golden inputs:\n  " + "\n  ".join(problems))
-
-
-def _copy_support_files(parent: Bundle, directory: Path) -> None:
-    """The tokenizer, and config.json (optimum's ORTModel reads it beside model.onnx)."""
-    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
-    if CONFIG_FILE in parent.manifest.files:
-        shutil.copy2(parent.file(CONFIG_FILE), directory / CONFIG_FILE)
-
-
-def _write_golden(
-    directory: Path, examples: list[Example], pad_id: int, exported: Exported, texts: list[tuple[str, ...]], parent_logits: np.ndarray
-) -> None:
-    """golden.npz of the export: its inputs as the runtime builds them, its own logits, and the parent's."""
-    feeds = collate(examples, pad_id)
-    logits = run_chunked(examples, exported.run)
-    np.savez(directory / GOLDEN, **feeds, logits=logits, parent_logits=parent_logits, texts=np.asarray(texts, dtype=str))

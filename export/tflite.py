@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgekd.config import ExportConfig
+from edgekd.logs import root_filter
 from edgekd.runtime.backends import TfliteBackend
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
@@ -47,20 +48,15 @@ def export_tflite(model: nn.Module, spec: FamilySpec, source: Source, cfg: Expor
     example = source.trace_examples[-1]  # the longest golden example: real ids in every position it has
     converter = None
     started = time.perf_counter()
-    root = logging.getLogger()
     # litert-torch announces through the root logger that int64 inputs become int32: that is intended here.
-    root.addFilter(_not_downcast_notice)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # deprecations inside torch.export
-            for size in buckets:
-                sample = to_torch(collate([_fit(example, size)], source.encoder.pad_id, width=size))
-                kwargs = {name: sample[name] for name in names}
-                converter = (converter or litert_torch).signature(f"seq{size}", module, sample_kwargs=kwargs)
-            assert converter is not None
-            edge_model = converter.convert()
-    finally:
-        root.removeFilter(_not_downcast_notice)
+    with root_filter(lambda r: "downcasts 64-bit" in r.getMessage()), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # deprecations inside torch.export
+        for size in buckets:
+            sample = to_torch(collate([_fit(example, size)], source.encoder.pad_id, width=size))
+            kwargs = {name: sample[name] for name in names}
+            converter = (converter or litert_torch).signature(f"seq{size}", module, sample_kwargs=kwargs)
+        assert converter is not None
+        edge_model = converter.convert()
     path = directory / MODEL_FILE
     edge_model.export(str(path))
     seconds = time.perf_counter() - started
@@ -73,10 +69,6 @@ def export_tflite(model: nn.Module, spec: FamilySpec, source: Source, cfg: Expor
         run=backend.run,
         group=lambda e: f"bucket {backend.bucket(sequence_length(e))}",
     )
-
-
-def _not_downcast_notice(record: logging.LogRecord) -> bool:
-    return "downcasts 64-bit" not in record.getMessage()
 
 
 def _fit(example: Example, size: int) -> Example:

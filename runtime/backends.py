@@ -108,3 +108,12 @@ class TfliteBackend:
             (logits,) = outputs.values()
             rows.append(np.asarray(logits, dtype=np.float32).reshape(-1))
         return np.stack(rows)
+
+
+def open_backend(path: Path, pad_id: int, threads: int = 1) -> Backend:
+    """The backend for a model file, by its suffix (.onnx or .tflite)."""
+    if path.suffix == ".onnx":
+        return OnnxBackend(path, pad_id, threads)
+    if path.suffix == ".tflite":
+        return TfliteBackend(path, pad_id, threads)
+    raise BundleError(f"{path}: not a model file the runtime runs (.onnx or .tflite)")

@@ -1,0 +1,131 @@
+"""`edgekd quantize`: an ONNX or TFLite bundle to a quantized one, evaluated against its parent through the runtime.
+
+Each method is a config type plus a handler registered by (method, format), as torchao dispatches on its configs.
+Every output is evaluated: dev metrics of the quantized file through the runtime, top-1 agreement and logit SQNR
+against the parent on the same examples, bytes, gzip bytes, parameters and non-zero parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd import metrics
+from edgekd.bundle import Bundle, BundleWriter, copy_support_files, produced_by, write_golden
+from edgekd.config import QuantizeConfig, to_dict
+from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
+from edgekd.errors import ParityError, UnsupportedError
+from edgekd.export.parity import compare_sets
+from edgekd.footprint import footprint
+from edgekd.logs import root_filter
+from edgekd.runtime.backends import open_backend
+from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
+
+logger = logging.getLogger(__name__)
+
+# handler(source model file, target model file, config, calibration examples, pad id) -> details for the manifest
+Handler = Callable[[Path, Path, Any, list[Example], int], dict[str, Any]]
+MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+
+
+def handlers() -> dict[tuple[str, str], Handler]:
+    """Quantization handlers by (method, bundle format); each backend is imported when its handler runs."""
+    from . import onnx, tflite
+
+    return {
+        ("onnx-dynamic", "onnx"): onnx.quantize_dynamic,
+        ("onnx-static", "onnx"): onnx.quantize_static,
+        ("onnx-fp16", "onnx"): onnx.quantize_fp16,
+        ("tflite-dynamic", "tflite"): tflite.quantize_dynamic,
+    }
+
+
+def default_output(source: Path, cfg: QuantizeConfig) -> Path:
+    return source.parent / f"{source.name}-{cfg.method.split('-', 1)[1]}"
+
+
+def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
+    """Quantize an exported bundle; `overrides` (`data.path=DIR`) say where calibration and dev text come from."""
+    parent = Bundle.open(source)
+    manifest = parent.manifest
+    table = handlers()
+    handler = table.get((cfg.method, manifest.format))
+    if handler is None:
+        valid = ", ".join(m for m, f in table if f == manifest.format) or f"none (export it first: edgekd export {parent.path} --to onnx)"
+        raise UnsupportedError(f"{parent.path}: method {cfg.method!r} does not apply to a {manifest.format} bundle; valid: {valid}")
+    if manifest.architecture.get("quantize"):
+        raise UnsupportedError(f"{parent.path}: is already quantized ({manifest.architecture['quantize'].get('method')}); quantize its float parent")
+    if cfg.method == "onnx-static" and manifest.architecture.get("export", {}).get("fusions"):
+        raise UnsupportedError(
+            f"{parent.path}: onnx-static needs the unfused export (ONNX shape inference cannot type the fused operators' "
+            "outputs, so calibration would skip most tensors); quantize the export made without --fuse. ONNX Runtime "
+            "fuses the QDQ graph's MatMuls into integer kernels when it loads the model."
+        )
+    model_file = MODEL_FILES[manifest.format]
+    data_cfg = lineage_data(parent, overrides)
+    task = resolve_task(data_cfg)
+    data = load_task_data(data_cfg)
+    columns = 2 if manifest.task.kind == "pair" else 1
+    encoder = load_encoder(parent.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
+    calibration: list[Example] = []
+    samples = getattr(cfg, "samples", 0)
+    if samples:
+        # Real task text, spread over the length range, so short and long inputs both set the activation ranges.
+        train = encoder.encode(data.train.texts)
+        picks = spread_by_length(np.asarray([sequence_length(e) for e in train]), samples)
+        calibration = [train[i] for i in picks]
+    dev_examples = encoder.encode(data.dev.texts)
+    picks = np.arange(len(dev_examples)) if cfg.eval_samples == "all" else spread_by_length(
+        np.asarray([sequence_length(e) for e in dev_examples]), int(cfg.eval_samples)
+    )
+    golden = np.load(parent.file(manifest.golden)) if manifest.golden else None
+    if golden is None:
+        raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with edgekd export")
+    golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+    golden_examples = encoder.encode(golden_texts)
+    parent_backend = open_backend(parent.file(model_file), encoder.pad_id)
+    out_path = Path(out) if out is not None else default_output(parent.path, cfg)
+    with BundleWriter(out_path, overwrite=force) as writer:
+        target = writer.path / model_file
+        # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger.
+        with root_filter(lambda r: r.levelno < logging.WARNING):
+            details = {"method": cfg.method, **handler(parent.file(model_file), target, cfg, calibration, encoder.pad_id)}
+        candidate = open_backend(target, encoder.pad_id)
+        sets = {"golden": golden_examples, "dev": [dev_examples[i] for i in picks]}
+        results, outputs = compare_sets(parent_backend.run, candidate.run, sets)
+        dev_parity = results[-1]
+        if dev_parity.agreement < cfg.min_agreement:
+            raise ParityError(
+                f"{cfg.method} of {parent.path}: top-1 agreement with the parent {dev_parity.agreement:.4f} is below the floor "
+                f"{cfg.min_agreement} on {dev_parity.examples} dev examples (SQNR {dev_parity.sqnr_db:.1f} dB); the quantized "
+                "model is broken for this graph. Try another method or calibration; no bundle was written."
+            )
+        copy_support_files(parent, writer.path)
+        golden_feeds = collate(golden_examples, encoder.pad_id)
+        write_golden(writer.path, golden_feeds, outputs["golden"], golden_texts, np.asarray(golden["logits"]))
+        dev_metrics = metrics.compute(task.metrics, outputs["dev"], data.dev.labels[picks], task.problem)
+        key = "dev" if len(picks) == len(data.dev) else "dev_sample"
+        return writer.commit(
+            kind=manifest.kind,
+            format=manifest.format,
+            task=manifest.task.model_dump(),
+            architecture={**manifest.architecture, "quantize": details},
+            inputs=[i.model_dump() for i in manifest.inputs],
+            outputs=[o.model_dump() for o in manifest.outputs],
+            tokenizer=manifest.tokenizer.model_dump(),
+            parent={"path": str(parent.path), "sha256": parent.sha256},
+            produced_by=produced_by("quantize", {"quantize": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
+            metrics={
+                key: {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": int(len(picks))},
+                "parent_dev": manifest.metrics.get("dev", manifest.metrics.get("dev_sample", {})),
+                "parity": {"outputs": [r.as_dict() for r in results]},
+                "footprint": footprint(target),
+                "parent_footprint": footprint(parent.file(model_file)),
+            },
+            golden=manifest.golden,
+        )
+

@@ -1,0 +1,136 @@
+"""Quantization of tiny exported teachers and students: every method, evaluated against its parent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.bundle import Bundle
+from edgekd.cli import main
+from edgekd.config import ExportConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig, TfliteDynamicConfig
+from edgekd.errors import ConfigError, ParityError, UnsupportedError
+from edgekd.export.stage import export
+from edgekd.quantize.presets import PRESETS, for_target
+from edgekd.quantize.stage import handlers, quantize
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Bundle]:
+    """ONNX (plain and fused) and TFLite exports of the tiny students."""
+    root = tmp_path_factory.mktemp("exported")
+    return {
+        "tinybert-onnx": export(tiny_bundles["tinybert"].path, ExportConfig(format="onnx"), root / "tinybert-onnx"),
+        "tinybert-onnx-fused": export(tiny_bundles["tinybert"].path, ExportConfig(format="onnx", fuse=True), root / "tinybert-fused"),
+        "bilstm-onnx": export(tiny_bundles["bilstm"].path, ExportConfig(format="onnx"), root / "bilstm-onnx"),
+        "tinybert-tflite": export(tiny_bundles["tinybert"].path, ExportConfig(format="tflite", buckets=[16]), root / "tinybert-tflite"),
+    }
+
+
+CASES = [
+    ("tinybert-onnx", OnnxDynamicConfig(), 25.0),
+    ("tinybert-onnx", OnnxDynamicConfig(per_channel=False, reduce_range=True), 20.0),
+    ("tinybert-onnx-fused", OnnxDynamicConfig(), 25.0),
+    ("bilstm-onnx", OnnxDynamicConfig(), 25.0),
+    ("tinybert-onnx", OnnxStaticConfig(samples=32), 15.0),
+    ("tinybert-onnx", OnnxStaticConfig(samples=32, calibration="percentile", activations="int8"), 15.0),
+    ("tinybert-onnx", OnnxStaticConfig(samples=32, calibration="entropy"), 15.0),
+    ("bilstm-onnx", OnnxStaticConfig(samples=32), 15.0),
+    ("tinybert-onnx", OnnxFp16Config(), 40.0),
+    ("tinybert-tflite", TfliteDynamicConfig(), 20.0),
+]
+
+
+@pytest.mark.parametrize(("source", "cfg", "min_sqnr"), CASES, ids=[f"{s}-{c.method}-{i}" for i, (s, c, _) in enumerate(CASES)])
+def test_quantized_model_stays_close_to_its_parent(exported: dict[str, Bundle], tmp_path: Path, source: str, cfg: object, min_sqnr: float) -> None:
+    parent = exported[source]
+    bundle = quantize(parent.path, cfg, tmp_path / "q")  # type: ignore[arg-type]
+    m = bundle.manifest
+    assert m.format == parent.manifest.format and m.parent.sha256 == parent.sha256
+    assert m.architecture["quantize"]["method"] == cfg.method  # type: ignore[attr-defined]
+    rows = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    assert rows["dev"]["agreement"] >= 0.95 and rows["dev"]["sqnr_db"] >= min_sqnr, rows
+    size, parent_size = m.metrics["footprint"], m.metrics["parent_footprint"]
+    assert size["parameters"] > 0 and size["gzip_bytes"] < size["bytes"]
+    assert parent_size["parameters"] > 0
+    if m.format == "onnx":
+        # Most of the weights are now stored in the method's type (tiny models are too small for the file to shrink:
+        # per-channel scales and the extra operators outweigh the bytes saved).
+        stored = {"onnx-fp16": {"float16"}}.get(cfg.method, {"int8", "uint8"})  # type: ignore[attr-defined]
+        # (ONNX Runtime has no integer Gemm and static mode leaves the LSTM float: in the tiny BiLSTM, whose dense
+        # layers outweigh its embedding table, that is most of the parameters.)
+        assert _share_of_parameters(bundle.file("model.onnx"), stored) > (0.1 if "bilstm" in source else 0.5)
+    assert m.metrics["dev"]["examples"] == 40
+    assert Bundle.open(bundle.path).sha256 == bundle.sha256
+
+
+def _share_of_parameters(path: Path, dtypes: set[str]) -> float:
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    return sum(a.size for a in arrays if str(a.dtype) in dtypes) / sum(a.size for a in arrays)
+
+
+def test_quantize_errors(exported: dict[str, Bundle], tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UnsupportedError, match="valid: tflite-dynamic"):
+        quantize(exported["tinybert-tflite"].path, OnnxDynamicConfig(), tmp_path / "a")
+    with pytest.raises(UnsupportedError, match="export it first"):
+        quantize(tiny_bundles["tinybert"].path, OnnxDynamicConfig(), tmp_path / "b")
+    with pytest.raises(UnsupportedError, match="unfused export"):
+        quantize(exported["tinybert-onnx-fused"].path, OnnxStaticConfig(), tmp_path / "f")
+    once = quantize(exported["bilstm-onnx"].path, OnnxDynamicConfig(), tmp_path / "c")
+    with pytest.raises(UnsupportedError, match="already quantized"):
+        quantize(once.path, OnnxDynamicConfig(), tmp_path / "d")
+    source = str(exported["tinybert-onnx"].path)
+    assert main(["quantize", source, "--method", "onnx-dynamic", "--calibration", "minmax"]) == 2
+    assert "calibration" in capsys.readouterr().err
+    assert main(["quantize", source, "--method", "int3"]) == 2
+    assert "valid methods" in capsys.readouterr().err
+    assert main(["quantize", source, "--preset", "risc-v"]) == 2
+    assert "valid: x86-vnni, avx2, arm64" in capsys.readouterr().err
+    assert main(["quantize", source, "--method", "onnx-static", "--samples", "0"]) == 2
+    assert main(["quantize", source]) == 2
+
+
+def test_a_broken_quantization_hits_the_agreement_floor(exported: dict[str, Bundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    import edgekd.quantize.onnx as onnx_handlers
+
+    def flipped(source: Path, target: Path, *args: object) -> dict[str, str]:
+        """A 'quantizer' that negates the classifier: every prediction flips."""
+        model = onnx.load(str(source))
+        last = [n for n in model.graph.node if n.op_type == "Gemm"][-1]
+        for tensor in model.graph.initializer:
+            if tensor.name in last.input:
+                tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), tensor.name))
+        onnx.save(model, str(target))
+        return {}
+
+    monkeypatch.setattr(onnx_handlers, "quantize_dynamic", flipped)
+    out = tmp_path / "flipped"
+    with pytest.raises(ParityError, match="below the floor"):
+        quantize(exported["bilstm-onnx"].path, OnnxDynamicConfig(), out)
+    assert not out.exists()
+
+
+def test_presets_are_named_factories() -> None:
+    assert set(PRESETS) == {"x86-vnni", "avx2", "arm64"}
+    assert for_target("avx2").reduce_range and not for_target("x86-vnni").reduce_range
+    assert for_target("arm64").activations == "int8"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError):
+        for_target("mips")
+
+
+def test_cli_quantize_with_a_preset(exported: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "vnni"
+    assert main(["quantize", str(exported["tinybert-onnx"].path), "--preset", "x86-vnni", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "vs parent dev" in text and "size" in text
+    assert Bundle.open(out).manifest.architecture["quantize"]["method"] == "onnx-dynamic"
+
+
+def test_every_method_is_tested() -> None:
+    assert {(c.method, "tflite" if "tflite" in s else "onnx") for s, c, _ in CASES} == set(handlers())  # type: ignore[attr-defined]
