@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
     "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
+    "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -96,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-<method suffix>)")
     quantize.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     quantize.set_defaults(run=_quantize)
+
+    prune = add("prune")
+    prune.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch bundle (a distilled student)")
+    prune.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the training and dev text come from")
+    prune.add_argument("--method", required=True, help="magnitude or vocab")
+    prune.add_argument("--sparsity", type=float, help="magnitude: the share of Linear weights set to zero, in [0, 1)")
+    prune.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-sparse<N> or BUNDLE-vocab)")
+    prune.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    prune.set_defaults(run=_prune)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -218,6 +228,33 @@ def _quantize(args: argparse.Namespace) -> int:
     for row in m["parity"]["outputs"]:
         print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
     print(f"  size {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
+          f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from edgekd.config import PruneConfig
+    from edgekd.errors import ConfigError
+    from edgekd.quantize.prune import prune
+
+    raw = {"method": args.method, **({"sparsity": args.sparsity} if args.sparsity is not None else {})}
+    try:
+        cfg = TypeAdapter(PruneConfig).validate_python(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("prune options:\n  " + "\n  ".join(lines) + "\n(methods: magnitude --sparsity S with 0 <= S < 1; vocab)") from None
+    bundle = prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
+    m = bundle.manifest.metrics
+    size, parent_size = m["footprint"], m["parent_footprint"]
+    print(f"{cfg.method} bundle: {bundle.path}")
+    print("  dev: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m["dev"].items())
+          + "; parent: " + ", ".join(f"{k} {v:.4f}" for k, v in m["parent_dev"].items() if isinstance(v, float)))
+    for row in m["parity"]["outputs"]:
+        print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
+    print(f"  parameters {size['parameters']:,} ({size['nonzero_parameters']:,} non-zero), parent {parent_size['parameters']:,}; "
+          f"weights {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
           f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
     return 0
 

@@ -288,9 +288,40 @@ class TfliteDynamicConfig(_QuantizeBase):
     method: Literal["tflite-dynamic"] = "tflite-dynamic"
 
 
+class TfliteInt8Config(_QuantizeBase):
+    """LiteRT static INT8 (ai-edge-quantizer): INT8 weights and activations, ranges calibrated on real training text."""
+
+    method: Literal["tflite-int8"] = "tflite-int8"
+    # Training examples run to collect activation ranges (spread over the sequence buckets).
+    samples: int = Field(default=128, gt=0)
+
+
+class TfliteFp16Config(_QuantizeBase):
+    """LiteRT FP16 weights (ai-edge-quantizer float casting): half the size; compute stays float32."""
+
+    method: Literal["tflite-fp16"] = "tflite-fp16"
+
+
 QuantizeConfig = typing.Annotated[
-    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig, Field(discriminator="method")
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config,
+    Field(discriminator="method"),
 ]
+
+
+class MagnitudePruneConfig(_Config):
+    """Unstructured global magnitude pruning: the smallest weights of every Linear layer, ranked together, set to 0."""
+
+    method: Literal["magnitude"] = "magnitude"
+    sparsity: float = Field(ge=0.0, lt=1.0)
+
+
+class VocabPruneConfig(_Config):
+    """Keep only the vocabulary the task's training text uses (plus special tokens); shrink the embedding table."""
+
+    method: Literal["vocab"] = "vocab"
+
+
+PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig, Field(discriminator="method")]
 
 
 class Recipe(_Config):

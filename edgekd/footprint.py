@@ -21,9 +21,10 @@ _TFLITE_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.i
 
 def footprint(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
-    counts = _onnx_counts(path) if path.suffix == ".onnx" else _tflite_counts(data, path) if path.suffix == ".tflite" else None
-    if counts is None:
-        raise BundleError(f"{path}: not a model file edgekd measures (.onnx or .tflite)")
+    counters = {".onnx": lambda: _onnx_counts(path), ".tflite": lambda: _tflite_counts(data, path), ".safetensors": lambda: _safetensors_counts(path)}
+    if path.suffix not in counters:
+        raise BundleError(f"{path}: not a model file edgekd measures (.onnx, .tflite or .safetensors)")
+    counts = counters[path.suffix]()
     parameters, nonzero = counts
     return {
         "file": path.name,
@@ -32,6 +33,13 @@ def footprint(path: Path) -> dict[str, Any]:
         "parameters": parameters,
         "nonzero_parameters": nonzero,
     }
+
+
+def _safetensors_counts(path: Path) -> tuple[int, int]:
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    return sum(t.size for t in tensors.values()), sum(int(np.count_nonzero(t)) for t in tensors.values())
 
 
 def _onnx_counts(path: Path) -> tuple[int, int]:

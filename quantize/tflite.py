@@ -1,12 +1,22 @@
-"""LiteRT quantization through ai-edge-quantizer."""
+"""LiteRT quantization through ai-edge-quantizer: dynamic INT8, static INT8 (calibrated on real training text), FP16."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import TfliteDynamicConfig
-from edgekd.runtime.encoder import Example
+import numpy as np
+
+from edgekd.config import TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config
+from edgekd.errors import DataError
+from edgekd.runtime.backends import BUCKET_SIGNATURE
+from edgekd.runtime.encoder import Example, collate, sequence_length
+
+logger = logging.getLogger(__name__)
+
+# Fewest calibration examples per sequence bucket: a bucket that real text rarely reaches still gets ranges.
+MIN_PER_BUCKET = 8
 
 
 def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calibration: list[Example], pad_id: int) -> dict[str, Any]:
@@ -18,3 +28,62 @@ def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calib
     result = engine.quantize()
     target.write_bytes(bytes(result.quantized_model))
     return {"backend": "ai-edge-quantizer", "recipe": "dynamic_wi8_afp32", "weights": "int8", "activations": "float32, dynamic"}
+
+
+def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
+    from ai_edge_quantizer import quantizer, recipe
+
+    engine = quantizer.Quantizer(str(source))
+    # INT8 weights (per channel) and INT8 activations of every operator the quantizer supports; the int32 token inputs
+    # and the float logits keep their types (the embedding lookup's output is the first quantized tensor).
+    engine.load_quantization_recipe(recipe.static_wi8_ai8())
+    data = representative_data(source, calibration, pad_id)
+    # One thread: calibration runs the float model once per example, and edgekd runs on small shared machines.
+    ranges = engine.calibrate(data, num_threads=1)
+    result = engine.quantize(ranges)
+    target.write_bytes(bytes(result.quantized_model))
+    return {
+        "backend": "ai-edge-quantizer", "recipe": "static_wi8_ai8", "weights": "int8", "activations": "int8, static ranges",
+        "calibration_examples": {name: len(feeds) for name, feeds in data.items()},
+    }
+
+
+def representative_data(source: Path, calibration: list[Example], pad_id: int) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Calibration feeds per seq<N> signature: each example in the bucket the runtime would run it in, padded to N and
+    cast to the signature's input types; a bucket real text rarely reaches is topped up with its longest shorter ones."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(source))
+    lengths = np.asarray([sequence_length(e) for e in calibration])
+    buckets = sorted((int(m.group(1)), name) for name in interpreter.get_signature_list() if (m := BUCKET_SIGNATURE.match(name)))
+    data: dict[str, list[dict[str, np.ndarray]]] = {}
+    floor = 0
+    for size, name in buckets:
+        picks = [i for i in np.argsort(-lengths, kind="stable") if lengths[i] <= size]
+        if not picks:
+            raise DataError(
+                f"{source}: no calibration example fits the {size}-token bucket {name!r} (the shortest has {lengths.min()} "
+                "tokens); raise samples, or export without that bucket"
+            )
+        own = [i for i in picks if lengths[i] > floor]
+        chosen = own if len(own) >= MIN_PER_BUCKET else picks[: max(MIN_PER_BUCKET, len(own))]
+        dtypes = {n: d["dtype"] for n, d in interpreter.get_signature_runner(name).get_input_details().items()}
+        feeds = [collate([calibration[i]], pad_id, width=size) for i in chosen]
+        data[name] = [{n: f[n].astype(dtypes[n]) for n in dtypes} for f in feeds]
+        floor = size
+    return data
+
+
+def quantize_fp16(source: Path, target: Path, cfg: TfliteFp16Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    engine = quantizer.Quantizer(str(source))
+    # ai-edge-quantizer has no FP16 recipe: float casting stores the weights of the operators it supports (fully
+    # connected, convolutions, embedding lookup) as float16, each read through a DEQUANTIZE to float32.
+    engine.add_weight_only_config(
+        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING,
+    )
+    result = engine.quantize()
+    target.write_bytes(bytes(result.quantized_model))
+    return {"backend": "ai-edge-quantizer", "recipe": "float_casting", "weights": "float16", "compute": "float32"}

@@ -1,0 +1,101 @@
+"""Pruning tiny students: vocabulary and magnitude, then export, against their parents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edgekd.bundle import Bundle
+from edgekd.cli import main
+from edgekd.config import ExportConfig, MagnitudePruneConfig, VocabPruneConfig
+from edgekd.errors import UnsupportedError
+from edgekd.export.stage import export
+from edgekd.quantize.prune import PRUNERS, prune
+from edgekd.runtime.encoder import load_encoder
+
+
+@pytest.mark.parametrize("model", ["tinybert", "bilstm"])
+def test_vocab_pruning_keeps_predictions_on_seen_text(tiny_bundles: dict[str, Bundle], tmp_path: Path, model: str) -> None:
+    parent = tiny_bundles[model]
+    bundle = prune(parent.path, VocabPruneConfig(), tmp_path / "vocab")
+    m = bundle.manifest
+    details = m.architecture["prune"]
+    # (The tiny BiLSTM's vocabulary is its training text's, so nothing goes; TinyBERT's WordPiece table shrinks.)
+    assert details["vocab"] < details["vocab_before"] if model == "tinybert" else details["vocab"] == details["vocab_before"]
+    # The fixture's dev text uses only words of its training text: every piece is kept, predictions are identical.
+    rows = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    assert rows["dev"]["agreement"] == 1.0 and rows["dev"]["max_abs_diff"] < 1e-5, rows
+    assert m.metrics["footprint"]["parameters"] <= m.metrics["parent_footprint"]["parameters"]
+    # Text with pieces the training text never used reads as [UNK] through the runtime's tokenizer.
+    columns = 2 if m.task.kind == "pair" else 1
+    encoder = load_encoder(bundle.tokenizer_dir, m.tokenizer.type, m.tokenizer.max_length, columns)
+    unseen = encoder.encode([("xylophone quiz",) * columns])[0]["input_ids"]
+    unk = 1
+    assert unk in unseen.tolist() and int(unseen.max()) < details["vocab"]
+    # The smaller model exports, and the export matches it (the tokenizer remap travels with the bundle).
+    onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "vocab-onnx")
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+
+
+def test_bilstm_vocab_pruning_drops_words_the_training_text_lacks(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    parent = tiny_bundles["bilstm"]
+    bundle = prune(parent.path, VocabPruneConfig(), tmp_path / "vocab", overrides=["data.max_train_examples=3"])
+    details = bundle.manifest.architecture["prune"]
+    assert details["vocab"] < details["vocab_before"]
+    assert bundle.manifest.metrics["footprint"]["parameters"] < bundle.manifest.metrics["parent_footprint"]["parameters"]
+
+
+def test_wordpiece_remap_splits_text_as_before(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    """A kept piece keeps its place in every split: the new ids are the old ones renumbered, others [UNK]."""
+    parent = tiny_bundles["tinybert"]
+    bundle = prune(parent.path, VocabPruneConfig(), tmp_path / "vocab")
+    columns = 2 if parent.manifest.task.kind == "pair" else 1
+    old = load_encoder(parent.tokenizer_dir, "wordpiece", 32, columns)
+    new = load_encoder(bundle.tokenizer_dir, "wordpiece", 32, columns)
+    text = [("the movie was good, not boring!",) * columns]
+    old_ids, new_ids = old.encode(text)[0]["input_ids"], new.encode(text)[0]["input_ids"]
+    assert len(old_ids) == len(new_ids)
+    vocab = json.loads((bundle.tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    assert all(n == 1 or n in vocab.values() for n in new_ids.tolist())
+
+
+def test_magnitude_pruning_reaches_its_sparsity(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    parent = tiny_bundles["tinybert"]
+    bundle = prune(parent.path, MagnitudePruneConfig(sparsity=0.5), tmp_path / "sparse")
+    m = bundle.manifest
+    details = m.architecture["prune"]
+    assert abs(details["zeroed"] / details["linear_weights"] - 0.5) < 0.01
+    size, before = m.metrics["footprint"], m.metrics["parent_footprint"]
+    assert size["parameters"] == before["parameters"]
+    assert before["nonzero_parameters"] - size["nonzero_parameters"] >= 0.49 * details["linear_weights"]
+    assert size["gzip_bytes"] < before["gzip_bytes"]
+    assert "dev" in m.metrics and m.metrics["parity"]["outputs"][0]["examples"] == 8
+
+
+def test_prune_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValidationError):
+        MagnitudePruneConfig(sparsity=1.0)
+    student = str(tiny_bundles["bilstm"].path)
+    assert main(["prune", student, "--method", "magnitude", "--sparsity", "1.5"]) == 2
+    assert "sparsity" in capsys.readouterr().err
+    assert main(["prune", student, "--method", "heads"]) == 2
+    assert "methods: magnitude" in capsys.readouterr().err
+    onnx_bundle = export(student, ExportConfig(format="onnx"), tmp_path / "onnx")
+    with pytest.raises(UnsupportedError, match="prune a torch bundle"):
+        prune(onnx_bundle.path, VocabPruneConfig(), tmp_path / "x")
+
+
+def test_every_pruning_method_is_tested() -> None:
+    assert set(PRUNERS) == {"magnitude", "vocab"}
+
+
+def test_cli_prune(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli-vocab"
+    assert main(["prune", str(tiny_bundles["bilstm"].path), "--method", "vocab", "-o", str(out)]) == 0
+    assert "non-zero" in capsys.readouterr().out
+    golden = np.load(Bundle.open(out).file("golden.npz"))
+    assert "parent_logits" in golden
