@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,6 +27,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
+
+
+# `key.sub=value` or `key.list[0].sub=value` on the command line.
+OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+|\[\d+\])*=")
 
 
 def _epilog() -> str:
@@ -321,8 +326,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    # Overrides (key.sub=value) may come before or after the options; argparse alone takes them only before.
-    args, extra = parser.parse_known_args(argv)
+    # Overrides (key.sub=value) may come anywhere: moved behind the positionals, so that `edgekd quantize
+    # data.path=DIR BUNDLE` does not read the override as the bundle; argparse then leaves late ones in `extra`.
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    overrides = [t for t in tokens if OVERRIDE.match(t)]
+    args, extra = parser.parse_known_args([t for t in tokens if not OVERRIDE.match(t)] + overrides)
     strays = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
     if strays:
         parser.error(f"unrecognized arguments: {' '.join(strays)}")

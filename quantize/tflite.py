@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,19 @@ def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calib
 
 
 def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     engine = quantizer.Quantizer(str(source))
-    # INT8 weights (per channel) and INT8 activations of every operator the quantizer supports; the int32 token inputs
-    # and the float logits keep their types (the embedding lookup's output is the first quantized tensor).
+    # INT8 weights (per channel) and INT8 activations of every operator the quantizer supports. The token inputs stay
+    # int32 (the embedding lookup stays float; its output is quantized).
     engine.load_quantization_recipe(recipe.static_wi8_ai8())
+    for scope in _output_scopes(source):
+        # The quantizer would make the logits int8 too; the runtime reads float logits, so the operators producing
+        # the outputs (the classifier: a few hundred weights) stay float behind a DEQUANTIZE.
+        engine.update_quantization_recipe(
+            regex=f"^{re.escape(scope)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE,
+        )
     data = representative_data(source, calibration, pad_id)
     # One thread: calibration runs the float model once per example, and edgekd runs on small shared machines.
     ranges = engine.calibrate(data, num_threads=1)
@@ -44,8 +52,19 @@ def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration
     target.write_bytes(bytes(result.quantized_model))
     return {
         "backend": "ai-edge-quantizer", "recipe": "static_wi8_ai8", "weights": "int8", "activations": "int8, static ranges",
-        "calibration_examples": {name: len(feeds) for name, feeds in data.items()},
+        "calibration_examples": {name: len(feeds) for name, feeds in data.items()}, "outputs": "float32",
     }
+
+
+def _output_scopes(source: Path) -> list[str]:
+    """The recipe scopes (`;`-joined output tensor names) of the operators that produce each signature's outputs."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils
+
+    model = tfl_flatbuffer_utils.read_model(str(source))
+    return [
+        tfl_flatbuffer_utils.get_op_scope(op, graph.tensors)
+        for graph in model.subgraphs for op in graph.operators if set(op.outputs) & set(graph.outputs)
+    ]
 
 
 def representative_data(source: Path, calibration: list[Example], pad_id: int) -> dict[str, list[dict[str, np.ndarray]]]:

@@ -195,6 +195,10 @@ def test_cli_export_prints_parity(tiny_bundles: dict[str, Bundle], tmp_path: Pat
     text = capsys.readouterr().out
     assert "parity dev" in text and "dev: accuracy" in text
     assert Bundle.open(out).manifest.metrics["dev"]["examples"] == 40
+    # An override may come before the bundle: it is not read as the bundle's path.
+    out2 = tmp_path / "cli-onnx-20"
+    assert main(["export", "data.max_dev_examples=20", str(tiny_bundles["teacher"].path), "--to", "onnx", "-o", str(out2), "--parity-samples", "all"]) == 0
+    assert Bundle.open(out2).manifest.metrics["dev"]["examples"] == 20
 
 
 def test_every_family_has_export_tests() -> None:
