@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune = add("prune")
     prune.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch bundle (a distilled student)")
     prune.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the training and dev text come from")
-    prune.add_argument("--method", required=True, help="magnitude or vocab")
+    prune.add_argument("--method", required=True, help="magnitude, structured or vocab")
     prune.add_argument("--sparsity", type=float, help="magnitude: the share of Linear weights set to zero, in [0, 1)")
+    prune.add_argument("--heads", type=float, help="structured: the share of attention heads removed, in [0, 1)")
+    prune.add_argument("--ffn", type=float, help="structured: the share of FFN neurons removed from every layer, in [0, 1)")
+    prune.add_argument("--samples", type=int, help="structured: training examples that rank the units (default 512)")
     prune.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-sparse<N> or BUNDLE-vocab)")
     prune.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     prune.set_defaults(run=_prune)
@@ -244,12 +247,13 @@ def _prune(args: argparse.Namespace) -> int:
     from edgekd.errors import ConfigError
     from edgekd.quantize.prune import prune
 
-    raw = {"method": args.method, **({"sparsity": args.sparsity} if args.sparsity is not None else {})}
+    given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples}
+    raw = {"method": args.method, **{k: v for k, v in given.items() if v is not None}}
     try:
         cfg = TypeAdapter(PruneConfig).validate_python(raw)
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("prune options:\n  " + "\n  ".join(lines) + "\n(methods: magnitude --sparsity S with 0 <= S < 1; vocab)") from None
+        raise ConfigError("prune options:\n  " + "\n  ".join(lines) + "\n(methods: magnitude --sparsity S; structured --heads H --ffn F; vocab; shares in [0, 1))") from None
     bundle = prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
     m = bundle.manifest.metrics
     size, parent_size = m["footprint"], m["parent_footprint"]

@@ -321,7 +321,26 @@ class VocabPruneConfig(_Config):
     method: Literal["vocab"] = "vocab"
 
 
-PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig, Field(discriminator="method")]
+class StructuredPruneConfig(_Config):
+    """Remove whole attention heads and FFN neurons of a BERT-family model, least important first (Michel et al. 2019:
+    importance = |gradient of the loss with respect to a mask on the unit|, over real training examples)."""
+
+    method: Literal["structured"] = "structured"
+    # Share of all attention heads removed (ranked across layers; every layer keeps at least one).
+    heads: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Share of FFN neurons removed from every layer (the same count per layer, so the config stays uniform).
+    ffn: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Training examples whose gradients rank the units.
+    samples: int = Field(default=512, gt=0)
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> StructuredPruneConfig:
+        if self.heads == 0 and self.ffn == 0:
+            raise ValueError("structured pruning needs heads > 0 or ffn > 0 (shares in [0, 1))")
+        return self
+
+
+PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig | StructuredPruneConfig, Field(discriminator="method")]
 
 
 class Recipe(_Config):

@@ -2,6 +2,7 @@
 
 - magnitude: unstructured global magnitude pruning of the Linear weights to a target sparsity. Dense runtimes (ONNX
   Runtime, LiteRT) still multiply the zeros: the file compresses better (gzip) but does not run faster.
+- structured: whole attention heads and FFN neurons, ranked by gradient importance, removed (`structured.py`).
 - vocab: the word pieces (or words) the training text uses, plus the special tokens, keep their embedding rows; the
   rest go. The tokenizer is remapped so that the runtime produces the new ids: a WordPiece tokenizer keeps its full
   vocabulary for segmentation (so text splits exactly as before) and maps every dropped piece to [UNK]'s id.
@@ -22,7 +23,7 @@ from torch import nn
 
 from edgekd import metrics
 from edgekd.bundle import Bundle, BundleWriter, produced_by, write_golden
-from edgekd.config import MagnitudePruneConfig, PruneConfig, VocabPruneConfig, to_dict
+from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConfig, VocabPruneConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
 from edgekd.export.parity import compare, run_chunked
@@ -96,7 +97,11 @@ def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *
 
 
 def _suffix(cfg: PruneConfig) -> str:
-    return f"sparse{round(cfg.sparsity * 100)}" if isinstance(cfg, MagnitudePruneConfig) else "vocab"
+    if isinstance(cfg, MagnitudePruneConfig):
+        return f"sparse{round(cfg.sparsity * 100)}"
+    if isinstance(cfg, StructuredPruneConfig):
+        return f"heads{round(cfg.heads * 100)}-ffn{round(cfg.ffn * 100)}"
+    return "vocab"
 
 
 def _torch_runner(model: nn.Module, spec: Any, encoder: Encoder) -> Callable[[list[Example]], np.ndarray]:
@@ -213,4 +218,10 @@ def _prune_word_vocab(source: Path, target: Path, texts: list[str]) -> tuple[lis
     return kept, len(tokenizer)
 
 
-PRUNERS: dict[str, Pruner] = {"magnitude": magnitude, "vocab": vocab}
+def _structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: Any, directory: Path) -> dict[str, Any]:
+    from .structured import structured
+
+    return structured(model, parent, data, cfg, directory)
+
+
+PRUNERS: dict[str, Pruner] = {"magnitude": magnitude, "vocab": vocab, "structured": _structured}

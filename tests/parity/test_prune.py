@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from edgekd.bundle import Bundle
 from edgekd.cli import main
-from edgekd.config import ExportConfig, MagnitudePruneConfig, VocabPruneConfig
+from edgekd.config import ExportConfig, MagnitudePruneConfig, StructuredPruneConfig, VocabPruneConfig
 from edgekd.errors import UnsupportedError
 from edgekd.export.stage import export
 from edgekd.quantize.prune import PRUNERS, prune
@@ -76,6 +76,23 @@ def test_magnitude_pruning_reaches_its_sparsity(tiny_bundles: dict[str, Bundle],
     assert "dev" in m.metrics and m.metrics["parity"]["outputs"][0]["examples"] == 8
 
 
+def test_structured_pruning_shrinks_the_exported_matrices(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    parent = tiny_bundles["teacher"]  # 2 layers of 2 heads, hidden 32, FFN 64
+    bundle = prune(parent.path, StructuredPruneConfig(heads=0.5, ffn=0.5, samples=32), tmp_path / "structured")
+    details = bundle.manifest.architecture["prune"]
+    assert details["heads_kept"] == 2 and details["ffn_kept"] == 32
+    assert all(len(heads) == 1 for heads in details["heads_removed"].values())  # one head left in every layer
+    assert bundle.manifest.metrics["footprint"]["parameters"] < bundle.manifest.metrics["parent_footprint"]["parameters"]
+    onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "structured-onnx")
+    shapes = sorted(numpy_helper.to_array(t).shape for t in onnx.load(str(onnx_bundle.file("model.onnx"))).graph.initializer)
+    assert (32, 32) in shapes and (32, 16) in shapes  # FFN up-projection (hidden, 32 kept); one 16-wide head's Q/K/V
+    assert (32, 64) not in shapes and (64, 32) not in shapes
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+
+
 def test_prune_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValidationError):
         MagnitudePruneConfig(sparsity=1.0)
@@ -84,13 +101,17 @@ def test_prune_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: p
     assert "sparsity" in capsys.readouterr().err
     assert main(["prune", student, "--method", "heads"]) == 2
     assert "methods: magnitude" in capsys.readouterr().err
+    with pytest.raises(UnsupportedError, match="BERT-family"):
+        prune(student, StructuredPruneConfig(heads=0.5), tmp_path / "y")
+    with pytest.raises(ValidationError, match="heads > 0 or ffn > 0"):
+        StructuredPruneConfig()
     onnx_bundle = export(student, ExportConfig(format="onnx"), tmp_path / "onnx")
     with pytest.raises(UnsupportedError, match="prune a torch bundle"):
         prune(onnx_bundle.path, VocabPruneConfig(), tmp_path / "x")
 
 
 def test_every_pruning_method_is_tested() -> None:
-    assert set(PRUNERS) == {"magnitude", "vocab"}
+    assert set(PRUNERS) == {"magnitude", "vocab", "structured"}
 
 
 def test_cli_prune(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
