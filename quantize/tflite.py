@@ -39,9 +39,8 @@ def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration
     # INT8 weights (per channel) and INT8 activations of every operator the quantizer supports. The token inputs stay
     # int32 (the embedding lookup stays float; its output is quantized).
     engine.load_quantization_recipe(recipe.static_wi8_ai8())
-    for scope in _output_scopes(source):
-        # The quantizer would make the logits int8 too; the runtime reads float logits, so the operators producing
-        # the outputs (the classifier: a few hundred weights) stay float behind a DEQUANTIZE.
+    kept_float = _float_scopes(source)
+    for scope in kept_float:
         engine.update_quantization_recipe(
             regex=f"^{re.escape(scope)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE,
         )
@@ -52,19 +51,35 @@ def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration
     target.write_bytes(bytes(result.quantized_model))
     return {
         "backend": "ai-edge-quantizer", "recipe": "static_wi8_ai8", "weights": "int8", "activations": "int8, static ranges",
-        "calibration_examples": {name: len(feeds) for name, feeds in data.items()}, "outputs": "float32",
+        "calibration_examples": {name: len(feeds) for name, feeds in data.items()}, "float_operators": len(kept_float),
     }
 
 
-def _output_scopes(source: Path) -> list[str]:
-    """The recipe scopes (`;`-joined output tensor names) of the operators that produce each signature's outputs."""
+def _float_scopes(source: Path) -> list[str]:
+    """Recipe scopes (an operator's `;`-joined output tensor names) of the operators static INT8 must leave float.
+
+    - Those producing a signature's outputs: the quantizer would make the logits int8, and the runtime reads float
+      logits; the classifier is a few hundred weights.
+    - Those reading a constant beyond the calibrator's range (|x| >= 3e38, e.g. the attention mask's float32-min
+      bias) and their consumers: the calibrator drops such values, so the mask's range comes out [0, 0] and padding
+      would not be masked. Kept float, the masked scores clamp to the bottom of the next quantized range instead.
+    """
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils
 
     model = tfl_flatbuffer_utils.read_model(str(source))
-    return [
-        tfl_flatbuffer_utils.get_op_scope(op, graph.tensors)
-        for graph in model.subgraphs for op in graph.operators if set(op.outputs) & set(graph.outputs)
-    ]
+    scopes: list[str] = []
+    for graph in model.subgraphs:
+        huge: set[int] = set()  # outputs of the operators reading a constant beyond the calibrator's range
+        for op in graph.operators:
+            for index in op.inputs:
+                tensor = graph.tensors[index] if index >= 0 else None
+                data = tfl_flatbuffer_utils.get_tensor_data(tensor, model.buffers) if tensor is not None and tensor.buffer else None
+                if data is not None and data.dtype == np.float32 and data.size and np.abs(data).max() >= 3e38:
+                    huge.update(op.outputs)
+        for op in graph.operators:
+            if set(op.outputs) & (set(graph.outputs) | huge) or set(op.inputs) & huge:
+                scopes.append(tfl_flatbuffer_utils.get_op_scope(op, graph.tensors))
+    return scopes
 
 
 def representative_data(source: Path, calibration: list[Example], pad_id: int) -> dict[str, list[dict[str, np.ndarray]]]:
