@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize = add("quantize")
     quantize.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle (edgekd export)")
     quantize.add_argument("overrides", nargs="*", metavar="data.key=value", help="where calibration and dev text come from")
-    quantize.add_argument("--method", help="onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic")
+    quantize.add_argument("--method", help="onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic, tflite-int8, tflite-fp16")
     quantize.add_argument("--preset", help="a hardware preset instead of --method: x86-vnni, avx2, arm64")
     quantize.add_argument("--calibration", help="onnx-static: minmax, entropy or percentile")
     quantize.add_argument("--samples", type=int, help="onnx-static: calibration examples from the training text (default 128)")
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--heads", type=float, help="structured: the share of attention heads removed, in [0, 1)")
     prune.add_argument("--ffn", type=float, help="structured: the share of FFN neurons removed from every layer, in [0, 1)")
     prune.add_argument("--samples", type=int, help="structured: training examples that rank the units (default 512)")
+    prune.add_argument("--min-count", type=int, help="vocab: keep pieces the training text uses at least this often (default 1)")
     prune.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-sparse<N> or BUNDLE-vocab)")
     prune.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     prune.set_defaults(run=_prune)
@@ -225,7 +226,7 @@ def _quantize(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"quantize options for {raw['method']!r}:\n  " + "\n  ".join(lines)
-                          + "\n(valid methods: onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic; an option of another method does not apply)") from None
+                          + "\n(valid methods: onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic, tflite-int8, tflite-fp16; an option of another method does not apply)") from None
     bundle = quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
     m = bundle.manifest.metrics
     size, parent_size = m["footprint"], m["parent_footprint"]
@@ -247,7 +248,7 @@ def _prune(args: argparse.Namespace) -> int:
     from edgekd.errors import ConfigError
     from edgekd.quantize.prune import prune
 
-    given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples}
+    given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples, "min_count": args.min_count}
     raw = {"method": args.method, **{k: v for k, v in given.items() if v is not None}}
     try:
         cfg = TypeAdapter(PruneConfig).validate_python(raw)

@@ -319,6 +319,8 @@ class VocabPruneConfig(_Config):
     """Keep only the vocabulary the task's training text uses (plus special tokens); shrink the embedding table."""
 
     method: Literal["vocab"] = "vocab"
+    # Keep a piece (or word) only when the training text uses it at least this often: fewer rows, more [UNK]s.
+    min_count: int = Field(default=1, ge=1)
 
 
 class StructuredPruneConfig(_Config):

@@ -76,6 +76,8 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
         # Shape inference and graph clean-up before calibration, as ONNX Runtime recommends for static quantization.
         # Its symbolic shape inference types the fused operators' outputs (needed on fused graphs) but gives up on the
         # unfused attention mask's Min(512, sequence) broadcast; there ONNX's own shape inference suffices.
+        # (Its failure is expected on unfused graphs, and it warns first.)
+        logging.getLogger("onnxruntime.tools.symbolic_shape_infer").setLevel(logging.ERROR)
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
         except Exception as exc:  # SymbolicShapeInference raises a bare Exception("Incomplete symbolic shape inference")

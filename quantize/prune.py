@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,10 @@ def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfi
         raise DataError("vocabulary pruning needs training text; the train split is empty")
     tokenizer_dir = directory / parent.manifest.tokenizer.path
     if parent.manifest.tokenizer.type == "word":
-        kept, before = _prune_word_vocab(parent.tokenizer_dir, tokenizer_dir, texts)
+        kept, before = _prune_word_vocab(parent.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.embedding
     else:
-        kept, before = _prune_wordpiece(parent.tokenizer_dir, tokenizer_dir, texts)
+        kept, before = _prune_wordpiece(parent.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.get_input_embeddings()
     index = torch.as_tensor(kept, dtype=torch.long)
     smaller = nn.Embedding(len(kept), embedding.embedding_dim, padding_idx=0)
@@ -169,21 +170,26 @@ def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfi
         model.config.vocab_size = len(kept)
     _save(model, parent, directory)
     logger.info("vocabulary %d -> %d entries", before, len(kept))
-    return {"vocab": len(kept), "vocab_before": before, "embedding_parameters_removed": (before - len(kept)) * embedding.embedding_dim}
+    return {
+        "vocab": len(kept), "vocab_before": before, "min_count": cfg.min_count,
+        "embedding_parameters_removed": (before - len(kept)) * embedding.embedding_dim,
+    }
 
 
-def _prune_wordpiece(source: Path, target: Path, texts: list[str]) -> tuple[list[int], int]:
-    """Keep the specials and every piece the texts produce; rewrite tokenizer.json (and vocab.txt) with new ids."""
+def _prune_wordpiece(source: Path, target: Path, texts: list[str], min_count: int) -> tuple[list[int], int]:
+    """Keep the specials and every piece the texts produce at least `min_count` times; rewrite tokenizer.json (and
+    vocab.txt) with the new ids."""
     from tokenizers import Tokenizer
 
     shutil.copytree(source, target)
     tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    seen: set[int] = set()
+    counts: Counter[int] = Counter()
     for start in range(0, len(texts), 4096):
         for encoding in tokenizer.encode_batch(texts[start : start + 4096]):
-            seen.update(encoding.ids)
+            counts.update(encoding.ids)
+    seen = {piece for piece, count in counts.items() if count >= min_count}
     spec = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
     full: dict[str, int] = spec["model"]["vocab"]
     specials = {t["content"] for t in spec.get("added_tokens", [])} | {spec["model"].get("unk_token", "[UNK]")}
@@ -206,11 +212,12 @@ def _prune_wordpiece(source: Path, target: Path, texts: list[str]) -> tuple[list
     return kept_old, len(full)
 
 
-def _prune_word_vocab(source: Path, target: Path, texts: list[str]) -> tuple[list[int], int]:
+def _prune_word_vocab(source: Path, target: Path, texts: list[str], min_count: int) -> tuple[list[int], int]:
     from edgekd.runtime.word_tokenizer import WordTokenizer
 
     tokenizer = WordTokenizer.load(source)
-    seen = {word for text in texts for word in tokenizer.split(text)}
+    counts = Counter(word for text in texts for word in tokenizer.split(text))
+    seen = {word for word, count in counts.items() if count >= min_count}
     kept = [i for i, word in enumerate(tokenizer.vocab) if word in SPECIALS or word in seen]
     smaller = WordTokenizer([tokenizer.vocab[i] for i in kept], lowercase=tokenizer.lowercase, max_length=tokenizer.max_length)
     smaller.save(target)

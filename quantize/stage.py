@@ -41,6 +41,8 @@ def handlers() -> dict[tuple[str, str], Handler]:
         ("onnx-static", "onnx"): onnx.quantize_static,
         ("onnx-fp16", "onnx"): onnx.quantize_fp16,
         ("tflite-dynamic", "tflite"): tflite.quantize_dynamic,
+        ("tflite-int8", "tflite"): tflite.quantize_int8,
+        ("tflite-fp16", "tflite"): tflite.quantize_fp16,
     }
 
 
@@ -91,8 +93,9 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
     out_path = Path(out) if out is not None else default_output(parent.path, cfg)
     with BundleWriter(out_path, overwrite=force) as writer:
         target = writer.path / model_file
-        # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger.
-        with root_filter(lambda r: r.levelno < logging.WARNING):
+        # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger, and advises pre-processing
+        # for dynamic quantization too (it matters for static calibration, which does it).
+        with root_filter(lambda r: r.levelno < logging.WARNING or "pre-processing before quantization" in r.getMessage()):
             details = {"method": cfg.method, **handler(parent.file(model_file), target, cfg, calibration, encoder.pad_id)}
         candidate = open_backend(target, encoder.pad_id)
         sets = {"golden": golden_examples, "dev": [dev_examples[i] for i in picks]}

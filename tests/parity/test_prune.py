@@ -49,6 +49,13 @@ def test_bilstm_vocab_pruning_drops_words_the_training_text_lacks(tiny_bundles: 
     assert bundle.manifest.metrics["footprint"]["parameters"] < bundle.manifest.metrics["parent_footprint"]["parameters"]
 
 
+def test_min_count_keeps_fewer_pieces(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    parent = tiny_bundles["tinybert"]
+    everything = prune(parent.path, VocabPruneConfig(), tmp_path / "all").manifest.architecture["prune"]["vocab"]
+    frequent = prune(parent.path, VocabPruneConfig(min_count=20), tmp_path / "frequent").manifest.architecture["prune"]["vocab"]
+    assert frequent < everything
+
+
 def test_wordpiece_remap_splits_text_as_before(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
     """A kept piece keeps its place in every split: the new ids are the old ones renumbered, others [UNK]."""
     parent = tiny_bundles["tinybert"]

@@ -8,7 +8,9 @@ import pytest
 
 from edgekd.bundle import Bundle
 from edgekd.cli import main
-from edgekd.config import ExportConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig, TfliteDynamicConfig
+from edgekd.config import (
+    ExportConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig, TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config,
+)
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.export.stage import export
 from edgekd.quantize.presets import PRESETS, for_target
@@ -24,6 +26,7 @@ def exported(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathF
         "tinybert-onnx-fused": export(tiny_bundles["tinybert"].path, ExportConfig(format="onnx", fuse=True), root / "tinybert-fused"),
         "bilstm-onnx": export(tiny_bundles["bilstm"].path, ExportConfig(format="onnx"), root / "bilstm-onnx"),
         "tinybert-tflite": export(tiny_bundles["tinybert"].path, ExportConfig(format="tflite", buckets=[16]), root / "tinybert-tflite"),
+        "bilstm-tflite": export(tiny_bundles["bilstm"].path, ExportConfig(format="tflite", buckets=[8]), root / "bilstm-tflite"),
     }
 
 
@@ -38,6 +41,10 @@ CASES = [
     ("bilstm-onnx", OnnxStaticConfig(samples=32), 15.0),
     ("tinybert-onnx", OnnxFp16Config(), 40.0),
     ("tinybert-tflite", TfliteDynamicConfig(), 20.0),
+    ("tinybert-tflite", TfliteInt8Config(samples=16), 999.0),
+    ("tinybert-tflite", TfliteFp16Config(), 999.0),
+    ("bilstm-tflite", TfliteDynamicConfig(), 999.0),
+    ("bilstm-tflite", TfliteInt8Config(samples=16), 999.0),
 ]
 
 
