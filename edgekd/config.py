@@ -302,8 +302,20 @@ class TfliteFp16Config(_QuantizeBase):
     method: Literal["tflite-fp16"] = "tflite-fp16"
 
 
+class IncConfig(_QuantizeBase):
+    """Neural Compressor's accuracy-driven tuning of a torch student: weight-only round-to-nearest (RTN) of the Linear
+    layers, trying bit widths from the most aggressive and stopping at the first within `tolerable_loss`."""
+
+    method: Literal["inc"] = "inc"
+    # Relative loss of the dev metric accepted (0.01: the quantized model keeps at least 99% of the parent's accuracy).
+    tolerable_loss: float = Field(default=0.01, gt=0.0, lt=1.0)
+    # Weight bit widths tried in this order; widths below 8 quantize groups of `group_size` input channels.
+    bits: list[Literal[2, 3, 4, 8]] = Field(default=[4, 8], min_length=1)
+    group_size: int = Field(default=32, gt=0)
+
+
 QuantizeConfig = typing.Annotated[
-    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config,
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | IncConfig | TfliteInt8Config | TfliteFp16Config,
     Field(discriminator="method"),
 ]
 

@@ -41,10 +41,28 @@ Pruner = Callable[[nn.Module, Bundle, TaskData, Any, Path], dict[str, Any]]
 
 
 def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
+    """Prune a torch bundle with the method of `cfg`; `overrides` (`data.path=DIR`) say where the text comes from."""
+    return transform_torch(source, cfg, PRUNERS[cfg.method], "prune", _suffix(cfg), out, overrides=overrides, force=force)
+
+
+def transform_torch(
+    source: str | Path,
+    cfg: Any,
+    transform: Pruner,
+    stage: str,
+    suffix: str,
+    out: str | Path | None = None,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    force: bool = False,
+    key: str | None = None,
+) -> Bundle:
+    """A torch bundle to a transformed torch bundle (pruned, or quantized by Neural Compressor), evaluated on the dev
+    set against its parent, each reading the text through its own tokenizer."""
     parent = Bundle.open(source)
     manifest = parent.manifest
     if manifest.format != "torch":
-        raise UnsupportedError(f"{parent.path}: is a {manifest.format} bundle; prune a torch bundle (a student), then export it")
+        raise UnsupportedError(f"{parent.path}: is a {manifest.format} bundle; {stage} {cfg.method} reads a torch bundle (a student), then export it")
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
     data = load_task_data(data_cfg)
@@ -58,10 +76,9 @@ def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *
         raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with its stage")
     golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
     parent_run = _torch_runner(load_torch_model(parent), spec, parent_encoder)
-    out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{_suffix(cfg)}"
+    out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{suffix}"
     with BundleWriter(out_path, overwrite=force) as writer:
-        pruner: Pruner = PRUNERS[cfg.method]
-        details = {"method": cfg.method, **pruner(model, parent, data, cfg, writer.path)}
+        details = {"method": cfg.method, **transform(model, parent, data, cfg, writer.path)}
         pruned = load_torch_model(Bundle(writer.path, manifest, ""))
         encoder = load_encoder(writer.path / tokenizer.path, tokenizer.type, tokenizer.max_length, columns)
         run = _torch_runner(pruned, spec, encoder)
@@ -73,7 +90,7 @@ def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *
             results.append(compare(name, expected, outputs[name]))
         write_golden(writer.path, collate(encoder.encode(golden_texts), encoder.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, outputs["dev"], data.dev.labels, task.problem)
-        architecture = {**manifest.architecture, "prune": details, "parameters": sum(p.numel() for p in pruned.parameters())}
+        architecture = {**manifest.architecture, key or stage: details, "parameters": sum(p.numel() for p in pruned.parameters())}
         if "vocab" in details:
             architecture["vocab"] = details["vocab"]
         return writer.commit(
@@ -85,7 +102,7 @@ def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *
             outputs=[o.model_dump() for o in manifest.outputs],
             tokenizer=tokenizer.model_dump(),
             parent={"path": str(parent.path), "sha256": parent.sha256},
-            produced_by=produced_by("prune", {"prune": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
+            produced_by=produced_by(stage, {stage: to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
             metrics={
                 "dev": {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": len(data.dev)},
                 "parent_dev": manifest.metrics.get("dev", {}),
@@ -113,7 +130,7 @@ def _torch_runner(model: nn.Module, spec: Any, encoder: Encoder) -> Callable[[li
     return run
 
 
-def _save(model: nn.Module, parent: Bundle, directory: Path) -> None:
+def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:
     """Save a pruned model the way its family loads (transformers' format, or the BiLSTM's config + safetensors)."""
     if parent.manifest.architecture.get("family") == "bilstm":
         from safetensors.torch import save_file
@@ -139,7 +156,7 @@ def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePr
         for w in weights:
             w.mul_((w.abs() > threshold).to(w.dtype))
     zeros = sum(int((w == 0).sum()) for w in weights)
-    _save(model, parent, directory)
+    save_model(model, parent, directory)
     shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
     return {"sparsity": cfg.sparsity, "linear_weights": int(magnitudes.numel()), "zeroed": zeros,
             "note": "dense runtimes still compute the zeros: smaller gzip size, same latency"}
@@ -168,7 +185,7 @@ def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfi
     else:
         model.set_input_embeddings(smaller)
         model.config.vocab_size = len(kept)
-    _save(model, parent, directory)
+    save_model(model, parent, directory)
     logger.info("vocabulary %d -> %d entries", before, len(kept))
     return {
         "vocab": len(kept), "vocab_before": before, "min_count": cfg.min_count,

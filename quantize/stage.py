@@ -54,10 +54,17 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
     """Quantize an exported bundle; `overrides` (`data.path=DIR`) say where calibration and dev text come from."""
     parent = Bundle.open(source)
     manifest = parent.manifest
+    if manifest.format == "torch" and cfg.method == "inc":
+        from .inc import tune
+        from .prune import transform_torch
+
+        # A torch bundle out (RTN-rounded float weights): it flows on to `edgekd export`.
+        return transform_torch(parent.path, cfg, tune, "quantize", "inc", out, overrides=overrides, force=force, key="inc")
     table = handlers()
     handler = table.get((cfg.method, manifest.format))
     if handler is None:
-        valid = ", ".join(m for m, f in table if f == manifest.format) or f"none (export it first: edgekd export {parent.path} --to onnx)"
+        export_first = f"export it first: edgekd export {parent.path} --to onnx"
+        valid = ", ".join(m for m, f in table if f == manifest.format) or f"inc (Neural Compressor), or {export_first}"
         raise UnsupportedError(f"{parent.path}: method {cfg.method!r} does not apply to a {manifest.format} bundle; valid: {valid}")
     if manifest.architecture.get("quantize"):
         raise UnsupportedError(f"{parent.path}: is already quantized ({manifest.architecture['quantize'].get('method')}); quantize its float parent")

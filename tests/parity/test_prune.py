@@ -52,7 +52,7 @@ def test_bilstm_vocab_pruning_drops_words_the_training_text_lacks(tiny_bundles: 
 def test_min_count_keeps_fewer_pieces(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
     parent = tiny_bundles["tinybert"]
     everything = prune(parent.path, VocabPruneConfig(), tmp_path / "all").manifest.architecture["prune"]["vocab"]
-    frequent = prune(parent.path, VocabPruneConfig(min_count=20), tmp_path / "frequent").manifest.architecture["prune"]["vocab"]
+    frequent = prune(parent.path, VocabPruneConfig(min_count=60), tmp_path / "frequent").manifest.architecture["prune"]["vocab"]
     assert frequent < everything
 
 
@@ -113,7 +113,7 @@ def test_prune_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: p
     with pytest.raises(ValidationError, match="heads > 0 or ffn > 0"):
         StructuredPruneConfig()
     onnx_bundle = export(student, ExportConfig(format="onnx"), tmp_path / "onnx")
-    with pytest.raises(UnsupportedError, match="prune a torch bundle"):
+    with pytest.raises(UnsupportedError, match="reads a torch bundle"):
         prune(onnx_bundle.path, VocabPruneConfig(), tmp_path / "x")
 
 

@@ -9,7 +9,7 @@ import pytest
 from edgekd.bundle import Bundle
 from edgekd.cli import main
 from edgekd.config import (
-    ExportConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig, TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config,
+    ExportConfig, IncConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig, TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config,
 )
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.export.stage import export
@@ -41,10 +41,10 @@ CASES = [
     ("bilstm-onnx", OnnxStaticConfig(samples=32), 15.0),
     ("tinybert-onnx", OnnxFp16Config(), 40.0),
     ("tinybert-tflite", TfliteDynamicConfig(), 20.0),
-    ("tinybert-tflite", TfliteInt8Config(samples=16), 999.0),
-    ("tinybert-tflite", TfliteFp16Config(), 999.0),
-    ("bilstm-tflite", TfliteDynamicConfig(), 999.0),
-    ("bilstm-tflite", TfliteInt8Config(samples=16), 999.0),
+    ("tinybert-tflite", TfliteInt8Config(samples=16), 35.0),
+    ("tinybert-tflite", TfliteFp16Config(), 60.0),
+    ("bilstm-tflite", TfliteDynamicConfig(), 25.0),
+    ("bilstm-tflite", TfliteInt8Config(samples=16), 12.0),
 ]
 
 
@@ -82,7 +82,7 @@ def _share_of_parameters(path: Path, dtypes: set[str]) -> float:
 def test_quantize_errors(exported: dict[str, Bundle], tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UnsupportedError, match="valid: tflite-dynamic"):
         quantize(exported["tinybert-tflite"].path, OnnxDynamicConfig(), tmp_path / "a")
-    with pytest.raises(UnsupportedError, match="export it first"):
+    with pytest.raises(UnsupportedError, match="inc .Neural Compressor., or export it first"):
         quantize(tiny_bundles["tinybert"].path, OnnxDynamicConfig(), tmp_path / "b")
     with pytest.raises(UnsupportedError, match="unfused export"):
         quantize(exported["tinybert-onnx-fused"].path, OnnxStaticConfig(), tmp_path / "f")
@@ -121,6 +121,42 @@ def test_a_broken_quantization_hits_the_agreement_floor(exported: dict[str, Bund
     with pytest.raises(ParityError, match="below the floor"):
         quantize(exported["bilstm-onnx"].path, OnnxDynamicConfig(), out)
     assert not out.exists()
+
+
+def test_neural_compressor_tunes_a_torch_student_that_then_exports(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    parent = tiny_bundles["teacher"]
+    # Two configurations, the aggressive one first: every trial is recorded with its accuracy.
+    bundle = quantize(parent.path, IncConfig(bits=[2, 8], group_size=16, tolerable_loss=0.05), tmp_path / "inc")
+    m = bundle.manifest
+    details = m.architecture["inc"]
+    assert m.format == "torch" and details["trials"][0]["bits"] == 2
+    assert details["chosen"]["accuracy"] >= details["baseline"] * 0.95
+    assert details["chosen"] == next(t for t in details["trials"] if t["accuracy"] >= details["baseline"] * 0.95)
+    assert m.metrics["dev"]["accuracy"] == pytest.approx(details["chosen"]["accuracy"], abs=1e-6)
+    onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "inc-onnx")
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+
+
+
+def test_neural_compressor_stops_at_the_first_passing_config_or_fails(
+    tiny_bundles: dict[str, Bundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture task is too easy for rounding to hurt, so the dev metric is scripted: float 0.9, then per trial."""
+    import edgekd.quantize.inc as inc
+
+    def scripted(scores: list[float]) -> None:
+        values = iter(scores)
+        monkeypatch.setattr(inc, "_metric", lambda *args: next(values))
+
+    parent = tiny_bundles["teacher"].path
+    scripted([0.9, 0.5, 0.895, 0.895])  # baseline, 2-bit, 4-bit, then the float copy's check
+    details = quantize(parent, IncConfig(bits=[2, 4, 8], tolerable_loss=0.01), tmp_path / "ok").manifest.architecture["inc"]
+    assert [t["bits"] for t in details["trials"]] == [2, 4] and details["chosen"]["bits"] == 4  # 8-bit never tried
+    scripted([0.9, 0.5, 0.6, 0.6])
+    with pytest.raises(ParityError, match="no configuration within 1.0%") as caught:
+        quantize(parent, IncConfig(bits=[2, 4], tolerable_loss=0.01), tmp_path / "none")
+    assert "2-bit" in str(caught.value) and "4-bit" in str(caught.value)
+    assert not (tmp_path / "none").exists()
 
 
 def test_presets_are_named_factories() -> None:
