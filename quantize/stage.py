@@ -131,7 +131,8 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
             produced_by=produced_by("quantize", {"quantize": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
             metrics={
                 key: {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": int(len(picks))},
-                "parent_dev": manifest.metrics.get("dev", manifest.metrics.get("dev_sample", {})),
+                # The float model's full-dev metrics: measured on the export itself, or on its torch parent.
+                "parent_dev": manifest.metrics.get("dev") or manifest.metrics.get("parent_dev", {}),
                 "parity": {"outputs": [r.as_dict() for r in results]},
                 "footprint": footprint(target),
                 "parent_footprint": footprint(parent.file(model_file)),
