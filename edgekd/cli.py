@@ -87,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     export.set_defaults(run=_export)
 
+    from edgekd.config import QuantizeConfig, method_names
+
     quantize = add("quantize")
     quantize.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle (edgekd export)")
     quantize.add_argument("overrides", nargs="*", metavar="data.key=value", help="where calibration and dev text come from")
-    quantize.add_argument("--method", help="onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic, tflite-int8, tflite-fp16")
+    quantize.add_argument("--method", help=f"one of: {', '.join(method_names(QuantizeConfig))}")
     quantize.add_argument("--preset", help="a hardware preset instead of --method: x86-vnni, avx2, arm64")
     quantize.add_argument("--calibration", help="onnx-static: minmax, entropy or percentile")
     quantize.add_argument("--samples", type=int, help="onnx-static: calibration examples from the training text (default 128)")
@@ -204,13 +206,13 @@ def _export(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from edgekd.config import QuantizeConfig
+    from edgekd.config import QuantizeConfig, method_names
     from edgekd.errors import ConfigError
-    from edgekd.quantize.presets import for_target
+    from edgekd.quantize.presets import PRESETS, for_target
     from edgekd.quantize.stage import quantize
 
     if bool(args.method) == bool(args.preset):
-        raise ConfigError("give one of --method (onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic) or --preset (x86-vnni, avx2, arm64)")
+        raise ConfigError(f"give one of --method ({', '.join(method_names(QuantizeConfig))}) or --preset ({', '.join(PRESETS)})")
     options: dict[str, object] = {"calibration": args.calibration, "samples": args.samples, "activations": args.activations,
                                   "eval_samples": args.eval_samples, "min_agreement": args.min_agreement}
     if args.per_tensor:
@@ -226,7 +228,7 @@ def _quantize(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"quantize options for {raw['method']!r}:\n  " + "\n  ".join(lines)
-                          + "\n(valid methods: onnx-dynamic, onnx-static, onnx-fp16, tflite-dynamic, tflite-int8, tflite-fp16; an option of another method does not apply)") from None
+                          + f"\n(valid methods: {', '.join(method_names(QuantizeConfig))}; an option of another method does not apply)") from None
     bundle = quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
     m = bundle.manifest.metrics
     size, parent_size = m["footprint"], m["parent_footprint"]
@@ -238,6 +240,11 @@ def _quantize(args: argparse.Namespace) -> int:
         print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
     print(f"  size {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
           f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
+    tuned = bundle.manifest.architecture.get("inc")
+    if tuned:
+        from edgekd.quantize.inc import inc_trials_table
+
+        print("  Neural Compressor trials:\n    " + "\n    ".join(inc_trials_table(tuned)))
     return 0
 
 

@@ -314,8 +314,14 @@ class IncConfig(_QuantizeBase):
     group_size: int = Field(default=32, gt=0)
 
 
+def method_names(union: Any) -> list[str]:
+    """The `method` tags of a discriminated union of configs (QuantizeConfig, PruneConfig), in declaration order."""
+    members = typing.get_args(typing.get_args(union)[0])
+    return [typing.get_args(m.model_fields["method"].annotation)[0] for m in members]
+
+
 QuantizeConfig = typing.Annotated[
-    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | IncConfig | TfliteInt8Config | TfliteFp16Config,
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
     Field(discriminator="method"),
 ]
 
