@@ -285,9 +285,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
     bundles = [Bundle.open(path) for path in args.bundles]
     if args.table:
-        from edgekd.benchmarks.training_table import table
+        from edgekd.benchmarks import artifact_table, training_table
 
-        print(table(bundles))
+        trained = [b for b in bundles if b.manifest.produced_by.stage in ("teacher", "distill")]
+        derived = [b for b in bundles if b not in trained]
+        print("\n\n".join(t for t in (trained and training_table.table(trained), derived and artifact_table.table(derived)) if t))
         return 0
     for bundle in bundles:
         if args.json:

@@ -67,11 +67,17 @@ def _tflite_counts(data: bytes, path: Path) -> tuple[int, int]:
     for subgraph in model.subgraphs or []:
         for tensor in subgraph.tensors or []:
             buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers or []) else None
-            if tensor.buffer in seen or buffer is None or buffer.data is None or len(buffer.data) == 0:
+            if tensor.buffer in seen or buffer is None:
+                continue
+            if buffer.data is not None and len(buffer.data):
+                raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
+            elif (buffer.offset or 0) > 1 and (buffer.size or 0) > 0:
+                # Large constants may live after the flatbuffer, addressed by offset and size (ai-edge-quantizer).
+                raw = data[buffer.offset : buffer.offset + buffer.size]
+            else:
                 continue
             seen.add(tensor.buffer)
             dtype = _TFLITE_TYPES.get(tensor.type)
-            raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
             values = np.frombuffer(raw, dtype=dtype) if dtype is not None else np.frombuffer(raw, dtype=np.uint8)
             total += values.size
             nonzero += int(np.count_nonzero(values))

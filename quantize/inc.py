@@ -37,12 +37,13 @@ def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, direc
     import shutil
 
     from neural_compressor.common.utils.logger import Logger
-    from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear
-    from neural_compressor.torch.quantization import RTNConfig, TuningConfig, autotune
 
     if not logger.isEnabledFor(logging.DEBUG):
-        # INC prints every trial's full config at INFO; its logger resets its level when first used, so set it now.
+        # INC prints every trial's full config at INFO and its accelerator probing at WARNING; its logger resets its
+        # level when first used, so set it before the torch part of INC is imported.
         Logger().get_logger().setLevel(logging.ERROR)
+    from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear
+    from neural_compressor.torch.quantization import RTNConfig, TuningConfig, autotune
     task = resolve_task(lineage_data(parent))
     spec = family_spec(parent.manifest.architecture)
     tokenizer = parent.manifest.tokenizer

@@ -59,7 +59,9 @@ def test_quantized_model_stays_close_to_its_parent(exported: dict[str, Bundle], 
     assert rows["dev"]["agreement"] >= 0.95 and rows["dev"]["sqnr_db"] >= min_sqnr, rows
     size, parent_size = m.metrics["footprint"], m.metrics["parent_footprint"]
     assert size["parameters"] > 0 and size["gzip_bytes"] < size["bytes"]
-    assert parent_size["parameters"] > 0
+    # Quantization stores the same weights in fewer bits: the count stays (TFLite keeps large constants at offsets
+    # past the flatbuffer, which the count must follow).
+    assert size["parameters"] >= 0.95 * parent_size["parameters"] > 0
     if m.format == "onnx":
         # Most of the weights are now stored in the method's type (tiny models are too small for the file to shrink:
         # per-channel scales and the extra operators outweigh the bytes saved).
