@@ -204,76 +204,72 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from pydantic import TypeAdapter, ValidationError
-
     from edgekd.config import QuantizeConfig, method_names
     from edgekd.errors import ConfigError
     from edgekd.quantize.presets import PRESETS, for_target
     from edgekd.quantize.stage import quantize
 
+    methods = ", ".join(method_names(QuantizeConfig))
     if bool(args.method) == bool(args.preset):
-        raise ConfigError(f"give one of --method ({', '.join(method_names(QuantizeConfig))}) or --preset ({', '.join(PRESETS)})")
-    options: dict[str, object] = {"calibration": args.calibration, "samples": args.samples, "activations": args.activations,
-                                  "eval_samples": args.eval_samples, "min_agreement": args.min_agreement}
-    if args.per_tensor:
-        options["per_channel"] = False
-    if args.reduce_range:
-        options["reduce_range"] = True
-    if options["eval_samples"] not in (None, "all"):
-        options["eval_samples"] = int(str(options["eval_samples"])) if str(options["eval_samples"]).isdigit() else options["eval_samples"]
+        raise ConfigError(f"give one of --method ({methods}) or --preset ({', '.join(PRESETS)})")
+    samples = args.eval_samples
+    options: dict[str, object] = {
+        "calibration": args.calibration, "samples": args.samples, "activations": args.activations,
+        "eval_samples": int(samples) if samples and samples.isdigit() else samples, "min_agreement": args.min_agreement,
+        "per_channel": False if args.per_tensor else None, "reduce_range": True if args.reduce_range else None,
+    }
     base = for_target(args.preset).model_dump() if args.preset else {"method": args.method}
     raw = {**base, **{k: v for k, v in options.items() if v is not None}}
-    try:
-        cfg = TypeAdapter(QuantizeConfig).validate_python(raw)
-    except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"quantize options for {raw['method']!r}:\n  " + "\n  ".join(lines)
-                          + f"\n(valid methods: {', '.join(method_names(QuantizeConfig))}; an option of another method does not apply)") from None
-    bundle = quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
-    m = bundle.manifest.metrics
-    size, parent_size = m["footprint"], m["parent_footprint"]
-    key = "dev" if "dev" in m else "dev_sample"
-    print(f"{cfg.method} bundle: {bundle.path}")
-    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items())
-          + "; parent: " + ", ".join(f"{k} {v:.4f}" for k, v in m["parent_dev"].items() if isinstance(v, float)))
-    for row in m["parity"]["outputs"]:
-        print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
-    print(f"  size {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
-          f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
-    tuned = bundle.manifest.architecture.get("inc")
-    if tuned:
-        from edgekd.quantize.inc import inc_trials_table
-
-        print("  Neural Compressor trials:\n    " + "\n    ".join(inc_trials_table(tuned)))
+    cfg = _validated(QuantizeConfig, raw, f"quantize options for {raw['method']!r}", f"valid methods: {methods}; an option of another method does not apply")
+    _print_derived(quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
     return 0
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from pydantic import TypeAdapter, ValidationError
-
     from edgekd.config import PruneConfig
-    from edgekd.errors import ConfigError
     from edgekd.quantize.prune import prune
 
     given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples, "min_count": args.min_count}
     raw = {"method": args.method, **{k: v for k, v in given.items() if v is not None}}
+    cfg = _validated(PruneConfig, raw, "prune options", "methods: magnitude --sparsity S; structured --heads H --ffn F; vocab; shares in [0, 1)")
+    _print_derived(prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
+    return 0
+
+
+def _validated(union: object, raw: dict[str, object], what: str, hint: str) -> object:
+    """A config of a tagged union from command-line options; every problem in one ConfigError."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from edgekd.errors import ConfigError
+
     try:
-        cfg = TypeAdapter(PruneConfig).validate_python(raw)
+        return TypeAdapter(union).validate_python(raw)
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("prune options:\n  " + "\n  ".join(lines) + "\n(methods: magnitude --sparsity S; structured --heads H --ffn F; vocab; shares in [0, 1))") from None
-    bundle = prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
+        raise ConfigError(f"{what}:\n  " + "\n  ".join(lines) + f"\n({hint})") from None
+
+
+def _print_derived(bundle: object) -> None:
+    """What a quantize or prune run wrote: dev metrics, agreement and SQNR against the parent, sizes."""
+    from edgekd.bundle import Bundle
+
+    assert isinstance(bundle, Bundle)
     m = bundle.manifest.metrics
     size, parent_size = m["footprint"], m["parent_footprint"]
-    print(f"{cfg.method} bundle: {bundle.path}")
-    print("  dev: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m["dev"].items())
+    key = "dev" if "dev" in m else "dev_sample"
+    details = next((bundle.manifest.architecture[k] for k in ("quantize", "prune", "inc") if k in bundle.manifest.architecture), {})
+    print(f"{details.get('method', bundle.manifest.produced_by.stage)} bundle: {bundle.path}")
+    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items())
           + "; parent: " + ", ".join(f"{k} {v:.4f}" for k, v in m["parent_dev"].items() if isinstance(v, float)))
     for row in m["parity"]["outputs"]:
         print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
     print(f"  parameters {size['parameters']:,} ({size['nonzero_parameters']:,} non-zero), parent {parent_size['parameters']:,}; "
-          f"weights {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
+          f"file {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
           f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
-    return 0
+    if details.get("method") == "inc":
+        from edgekd.quantize.inc import inc_trials_table
+
+        print("  Neural Compressor trials:\n    " + "\n    ".join(inc_trials_table(details)))
 
 
 def _db(value: float | str) -> str:
