@@ -83,7 +83,7 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     metadata = {
         "task": manifest.task.model_dump(),
         "labels": list(manifest.task.labels),
-        "tokenizer": manifest.tokenizer.model_dump(),
+        "tokenizer": {**tokenizer.model_dump(), "max_length": max_length},
         "family": spec.name,
         "parent_sha256": parent.sha256,
     }
