@@ -282,6 +282,22 @@ class OnnxFp16Config(_QuantizeBase):
     method: Literal["onnx-fp16"] = "onnx-fp16"
 
 
+class OnnxInt4Config(_QuantizeBase):
+    """ONNX Runtime weight-only 4-bit: MatMul weights (MatMulNBits) and, with `embeddings`, the embedding table
+    (GatherBlockQuantized), in blocks of `block_size` values sharing a scale; activations stay float."""
+
+    method: Literal["onnx-int4"] = "onnx-int4"
+    block_size: int = Field(default=32, ge=16)
+    embeddings: bool = True
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, block_size: int) -> int:
+        if block_size & (block_size - 1):
+            raise ValueError(f"block_size {block_size}: ONNX Runtime's 4-bit kernels take a power of two (16, 32, 64, 128)")
+        return block_size
+
+
 class TfliteDynamicConfig(_QuantizeBase):
     """LiteRT dynamic-range INT8 (ai-edge-quantizer): INT8 weights, float activations quantized on the fly."""
 
@@ -321,7 +337,7 @@ def method_names(union: Any) -> list[str]:
 
 
 QuantizeConfig = typing.Annotated[
-    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | OnnxInt4Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
     Field(discriminator="method"),
 ]
 

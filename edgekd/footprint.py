@@ -1,7 +1,7 @@
 """What a model file costs on a device: bytes, gzip bytes (an app download), parameters and non-zero parameters.
 
 Parameters are the elements of the file's constant tensors (ONNX initializers, TFLite buffers; a buffer shared by
-several TFLite signatures counts once). Non-zero counts stored values: for a quantized tensor that is the non-zero
+several TFLite signatures counts once); 4-bit weights packed two to a byte count one per byte. Non-zero counts stored values: for a quantized tensor that is the non-zero
 integer codes, which equals the non-zero weights when the zero point is 0 (symmetric INT8 weights).
 """
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime quantization: dynamic INT8, static INT8 (QDQ, calibrated on real training text), FP16."""
+"""ONNX Runtime quantization: dynamic INT8, static INT8 (QDQ, calibrated on real training text), FP16, weight-only INT4."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import OnnxDynamicConfig, OnnxFp16Config, OnnxStaticConfig
+import numpy as np
+
+from edgekd.config import OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 logger = logging.getLogger(__name__)
@@ -128,3 +130,24 @@ def quantize_fp16(source: Path, target: Path, cfg: OnnxFp16Config, calibration: 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     onnx.save(model, str(target))
     return {"backend": "onnxruntime.transformers.float16", "weights": "float16", "compute": "float16 where the runtime has kernels"}
+
+
+def quantize_int4(source: Path, target: Path, cfg: OnnxInt4Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    ops = ("MatMul", "Gather") if cfg.embeddings else ("MatMul",)
+    # Symmetric blocks along the input dimension of MatMul weights and along the hidden dimension of embedding rows.
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(source)), bits=4, block_size=cfg.block_size, is_symmetric=True, op_types_to_quantize=ops,
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+    )
+    # An all-zero block (the [PAD] embedding row) has scale 0: its codes come from 0/0, harmless since they are
+    # multiplied by that zero scale again; numpy's warning about it is noise.
+    with np.errstate(invalid="ignore"):
+        quantizer.process()
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+    return {
+        "backend": "onnxruntime.quantization.matmul_nbits_quantizer", "weights": "int4 (symmetric blocks)", "block_size": cfg.block_size,
+        "operators": list(ops), "activations": "float32",
+    }

@@ -40,6 +40,7 @@ def handlers() -> dict[tuple[str, str], Handler]:
         ("onnx-dynamic", "onnx"): onnx.quantize_dynamic,
         ("onnx-static", "onnx"): onnx.quantize_static,
         ("onnx-fp16", "onnx"): onnx.quantize_fp16,
+        ("onnx-int4", "onnx"): onnx.quantize_int4,
         ("tflite-dynamic", "tflite"): tflite.quantize_dynamic,
         ("tflite-int8", "tflite"): tflite.quantize_int8,
         ("tflite-fp16", "tflite"): tflite.quantize_fp16,
