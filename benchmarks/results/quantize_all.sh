@@ -11,6 +11,7 @@ q $R/tinybert-onnx --preset x86-vnni -o $R/tinybert-onnx-dynamic
 q $R/tinybert-onnx-fused --preset x86-vnni -o $R/tinybert-onnx-fused-dynamic
 for c in minmax entropy percentile; do q $R/tinybert-onnx --method onnx-static --calibration $c -o $R/tinybert-onnx-static-$c; done
 q $R/tinybert-onnx --method onnx-fp16 -o $R/tinybert-onnx-fp16
+q $R/tinybert-onnx --method onnx-int4 -o $R/tinybert-onnx-int4
 for m in dynamic int8 fp16; do q $R/tinybert-tflite --method tflite-$m -o $R/tinybert-tflite-$m; done
 q $R/bilstm-onnx --preset x86-vnni -o $R/bilstm-onnx-dynamic
 q $R/bilstm-onnx --method onnx-static -o $R/bilstm-onnx-static-minmax
@@ -22,6 +23,10 @@ for n in 1 20 100; do
   $E prune runs/sst2/tinybert --method vocab --min-count $n -o $R/tinybert-vocab$n --force $D
   $E -q export $R/tinybert-vocab$n --to onnx -o $R/tinybert-vocab$n-onnx --force $D
   q $R/tinybert-vocab$n-onnx --method onnx-static -o $R/tinybert-vocab$n-onnx-static
+done
+q $R/tinybert-vocab1-onnx --method onnx-int4 -o $R/tinybert-vocab1-onnx-int4
+for b in tinybert-onnx-static-minmax tinybert-onnx-int4 tinybert-vocab1-onnx-int4; do
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/paired_onnx_latency.py $R/tinybert-onnx $R/$b
 done
 # 40% of heads and FFN neurons removed, a one-epoch prediction-layer distillation from the teacher to recover.
 $E prune runs/sst2/tinybert --method structured --heads 0.4 --ffn 0.4 -o $R/tinybert-pruned --force $D
