@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
+    "predict": ("classify texts with an ONNX or TFLite bundle (JSON lines out)", "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -117,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("-o", "--output", type=Path, help="bundle directory (default BUNDLE-sparse<N> or BUNDLE-vocab)")
     prune.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     prune.set_defaults(run=_prune)
+
+    predict = add("predict")
+    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (a pair model: the two texts joined by a tab)")
+    predict.add_argument("--input", type=Path, help="a UTF-8 file: one text (or one tab-separated pair) per line; - reads stdin")
+    predict.add_argument("--threads", type=int, default=1, help="backend intra-op threads (default 1)")
+    predict.add_argument("--batch-size", type=int, default=32, help="texts per inference call (default 32)")
+    predict.set_defaults(run=_predict)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -270,6 +279,31 @@ def _print_derived(bundle: object) -> None:
         from edgekd.quantize.inc import inc_trials_table
 
         print("  Neural Compressor trials:\n    " + "\n    ".join(inc_trials_table(details)))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from edgekd.errors import ConfigError, DataError
+    from edgekd.runtime.classifier import Classifier, read_texts
+
+    if bool(args.texts) == bool(args.input):
+        raise ConfigError("give texts on the command line or --input FILE (one text, or a tab-separated pair, per line)")
+    if args.threads < 1 or args.batch_size < 1:
+        raise ConfigError(f"--threads {args.threads} and --batch-size {args.batch_size} must be at least 1")
+    classifier = Classifier.load(args.bundle, threads=args.threads, batch_size=args.batch_size)
+    columns = 2 if classifier.bundle.manifest.task.kind == "pair" else 1
+    if args.input:
+        try:
+            raw = sys.stdin.read() if str(args.input) == "-" else args.input.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"--input {args.input}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"--input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        texts = read_texts(raw.splitlines(), columns, str(args.input))
+    else:
+        texts = read_texts(args.texts, columns, "the command line")
+    for text, prediction in zip(texts, classifier.predict(texts)):
+        print(json.dumps({"text": text[0] if columns == 1 else list(text), **prediction.as_dict()}, ensure_ascii=False))
+    return 0
 
 
 def _db(value: float | str) -> str:

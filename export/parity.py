@@ -14,14 +14,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgekd.errors import ParityError
-from edgekd.runtime.encoder import Example, sequence_length
+from edgekd.runtime.backends import run_batched
+from edgekd.runtime.encoder import Example
 
 from .spec import Tolerance
 
 # Logits (examples, labels) of a list of encoded examples, in their order.
 Runner = Callable[[list[Example]], np.ndarray]
-# Reference and candidate run in chunks of this many examples (sorted by length, so padding stays small).
-CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,8 @@ def compare_sets(
     results: list[OutputParity] = []
     outputs: dict[str, np.ndarray] = {}
     for name, examples in sets.items():
-        expected = run_chunked(examples, reference)
-        got = run_chunked(examples, candidate)
+        expected = run_batched(examples, reference)
+        got = run_batched(examples, candidate)
         results.append(compare(name, expected, got))
         if group is not None:
             groups = np.asarray([group(e) for e in examples])
@@ -103,13 +102,3 @@ def compare_sets(
                 results.append(compare(f"{name}, {label}", expected[mask], got[mask]))
         outputs[name] = got
     return results, outputs
-
-
-def run_chunked(examples: list[Example], run: Runner) -> np.ndarray:
-    """Run in chunks of similar length; return outputs in the examples' order."""
-    order = np.argsort([sequence_length(e) for e in examples], kind="stable")
-    chunks = [np.asarray(run([examples[i] for i in order[start : start + CHUNK]]), dtype=np.float32) for start in range(0, len(order), CHUNK)]
-    stacked = np.concatenate(chunks)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result

@@ -21,10 +21,11 @@ from edgekd.config import ExportConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.modeling import load_torch_model
+from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 
 from .base import Exported, Source
-from .parity import check, compare_sets, run_chunked
+from .parity import check, compare_sets
 from .spec import FamilySpec, family_spec, to_torch
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
         tolerance = spec.tolerance[cfg.format]
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
         copy_support_files(parent, writer.path)
-        golden_logits = run_chunked(golden_examples, exported.run)
+        golden_logits = run_batched(golden_examples, exported.run)
         write_golden(writer.path, collate(golden_examples, encoder.pad_id), golden_logits, golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
         key = "dev" if len(picks) == len(dev) else "dev_sample"

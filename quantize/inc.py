@@ -24,7 +24,7 @@ from edgekd.bundle import Bundle
 from edgekd.config import IncConfig
 from edgekd.data import TaskData, lineage_data, resolve_task
 from edgekd.errors import ParityError
-from edgekd.export.parity import run_chunked
+from edgekd.runtime.backends import run_batched
 from edgekd.export.spec import family_spec, to_torch
 from edgekd.runtime.encoder import collate, load_encoder
 
@@ -53,7 +53,7 @@ def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, direc
 
     @torch.no_grad()
     def dev_metric(candidate: nn.Module) -> float:
-        logits = run_chunked(dev, lambda chunk: spec.reference(candidate, to_torch(collate(chunk, encoder.pad_id))).float().numpy())
+        logits = run_batched(dev, lambda chunk: spec.reference(candidate, to_torch(collate(chunk, encoder.pad_id))).float().numpy())
         return _metric(primary, logits, data.dev.labels, task.problem)
 
     configs = [RTNConfig(bits=b, group_size=-1 if b == 8 else cfg.group_size, use_layer_wise=False) for b in cfg.bits]

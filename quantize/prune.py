@@ -27,7 +27,8 @@ from edgekd.bundle import Bundle, BundleWriter, produced_by, write_golden
 from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConfig, VocabPruneConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
-from edgekd.export.parity import compare, run_chunked
+from edgekd.export.parity import compare
+from edgekd.runtime.backends import run_batched
 from edgekd.export.spec import family_spec, to_torch
 from edgekd.footprint import footprint
 from edgekd.modeling import WEIGHTS_FILE, load_torch_model
@@ -85,8 +86,8 @@ def transform_torch(
         # Parent and pruned model each read the text through their own tokenizer.
         results, outputs = [], {}
         for name, texts in {"golden": golden_texts, "dev": list(data.dev.texts)}.items():
-            expected = run_chunked(parent_encoder.encode(texts), parent_run)
-            outputs[name] = run_chunked(encoder.encode(texts), run)
+            expected = run_batched(parent_encoder.encode(texts), parent_run)
+            outputs[name] = run_batched(encoder.encode(texts), run)
             results.append(compare(name, expected, outputs[name]))
         write_golden(writer.path, collate(encoder.encode(golden_texts), encoder.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, outputs["dev"], data.dev.labels, task.problem)

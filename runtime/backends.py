@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -117,3 +118,13 @@ def open_backend(path: Path, pad_id: int, threads: int = 1) -> Backend:
     if path.suffix == ".tflite":
         return TfliteBackend(path, pad_id, threads)
     raise BundleError(f"{path}: not a model file the runtime runs (.onnx or .tflite)")
+
+
+def run_batched(examples: list[Example], run: Callable[[list[Example]], np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Run in batches of similar length (less padding); return outputs (examples, ...) in the examples' order."""
+    order = np.argsort([sequence_length(e) for e in examples], kind="stable")
+    batches = [np.asarray(run([examples[i] for i in order[start : start + batch_size]]), dtype=np.float32) for start in range(0, len(order), batch_size)]
+    stacked = np.concatenate(batches)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
