@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
     "predict": ("classify texts with an ONNX or TFLite bundle (JSON lines out)", "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
+    "target": ("run a bundle on a target (local, ssh://...) and compare it with this machine", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -126,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threads", type=int, default=1, help="backend intra-op threads (default 1)")
     predict.add_argument("--batch-size", type=int, default=32, help="texts per inference call (default 32)")
     predict.set_defaults(run=_predict)
+
+    target = add("target")
+    target_verbs = target.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = target_verbs.add_parser("check", help="run the golden texts and dev samples on the target; agreement with this machine")
+    check.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
+    check.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the dev texts come from")
+    check.add_argument("--target", required=True, help="local or ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE]")
+    check.add_argument("--samples", type=int, default=64, help="dev texts spread over the length range (default 64)")
+    check.add_argument("--timeout", type=float, default=600, help="seconds the run on the target may take (default 600)")
+    check.set_defaults(run=_target_check)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -303,6 +314,32 @@ def _predict(args: argparse.Namespace) -> int:
         texts = read_texts(args.texts, columns, "the command line")
     for text, prediction in zip(texts, classifier.predict(texts)):
         print(json.dumps({"text": text[0] if columns == 1 else list(text), **prediction.as_dict()}, ensure_ascii=False))
+    return 0
+
+
+def _target_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgekd.bundle import Bundle
+    from edgekd.data import lineage_data, load_task_data, spread_by_length
+    from edgekd.runtime.targets import parse_target, run_child
+
+    target = parse_target(args.target)
+    bundle = Bundle.open(args.bundle)
+    dev = load_task_data(lineage_data(bundle, args.overrides)).dev
+    lengths = np.asarray([sum(len(part.split()) for part in text) for text in dev.texts])
+    texts = [dev.texts[i] for i in spread_by_length(lengths, args.samples)]
+    with parse_target("local") as local:
+        host = run_child(local, bundle.path, texts, timeout=args.timeout)
+    with target:
+        remote = run_child(target, bundle.path, texts, timeout=args.timeout)
+    ours, theirs = np.asarray(host["logits"]), np.asarray(remote["logits"])
+    agreement = float(np.mean(ours.argmax(-1) == theirs.argmax(-1))) if len(ours) else 1.0
+    machine = remote["machine"]
+    print(f"{remote['target']} ({remote['latency_source']}): {machine['arch']}, {machine['cpu']}, {machine['cores']} cores, "
+          f"Python {machine['python']}, {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}")
+    print(f"  golden: max |logit - stored| {remote['golden_max_abs_diff']:.2e}")
+    print(f"  {len(texts)} dev texts: agreement with this machine {agreement:.4f}, max |logit diff| {np.abs(ours - theirs).max():.2e}")
     return 0
 
 

@@ -76,3 +76,15 @@ def tiny_bundles(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         accuracy = bundle.manifest.metrics["dev"]["accuracy"]
         assert accuracy >= 0.75, f"the tiny {name} reached only {accuracy:.2f} dev accuracy: the export tests need a trained model"
     return bundles
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields sshd.Server
+    """A throw-away OpenSSH server on a loopback port with its own host key and a client key (tests/sshd.py)."""
+    import sshd
+
+    reason = sshd.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with sshd.serve(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -1,0 +1,39 @@
+"""edgekd as one importable archive for a device: Python imports a pure-Python package straight from a zip on
+PYTHONPATH, so a device that already has the runtime's dependencies needs no install."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import edgekd
+
+from . import TargetError
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def runtime_archive() -> Path:
+    """A wheel of edgekd built from this checkout, or (when edgekd is installed from a wheel) a zip of the package."""
+    package = Path(edgekd.__file__).resolve().parent
+    checkout = package.parent
+    out = Path(tempfile.mkdtemp(prefix="edgekd-wheel-"))
+    if (checkout / "pyproject.toml").is_file() and (checkout / "runtime").is_dir():
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(checkout)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        wheels = sorted(out.glob("edgekd-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise TargetError(f"could not build the edgekd wheel for the device: {done.stderr.strip()[-800:]}")
+        logger.info("built %s for the device", wheels[0].name)
+        return wheels[0]
+    archive = out / "edgekd-runtime.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in package.rglob("*.py"):
+            bundle.write(path, Path("edgekd") / path.relative_to(package))
+    return archive

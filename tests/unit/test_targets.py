@@ -1,0 +1,115 @@
+"""Targets: local and a real OpenSSH server on loopback; hostile names, unknown host keys, hangs, leftovers."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgekd.bundle import Bundle
+from edgekd.cli import main
+from edgekd.config import ExportConfig
+from edgekd.errors import ConfigError
+from edgekd.export.stage import export
+from edgekd.runtime.targets import TargetError, parse_target, run_child
+from edgekd.runtime.targets.ssh import SshTarget
+
+VENV_PYTHON = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    return export(tiny_bundles["bilstm"].path, ExportConfig(format="onnx"), tmp_path_factory.mktemp("target") / "bilstm-onnx")
+
+
+def _texts(bundle: Bundle) -> list[tuple[str, ...]]:
+    columns = 2 if bundle.manifest.task.kind == "pair" else 1
+    return [("a good film",) * columns, ("sad and boring",) * columns]
+
+
+def _python() -> str:
+    import sys
+
+    return VENV_PYTHON if Path(VENV_PYTHON).is_file() else sys.executable
+
+
+def test_local_target_runs_the_child(onnx_bundle: Bundle) -> None:
+    with parse_target("local") as target:
+        result = run_child(target, onnx_bundle.path, _texts(onnx_bundle))
+        workdir = target.workdir  # type: ignore[attr-defined]
+    assert result["golden_max_abs_diff"] < 1e-5 and len(result["logits"]) == 2
+    assert result["latency_source"] == "measured_host" and result["machine"]["cores"] >= 1
+    assert not Path(workdir).exists()
+
+
+def test_ssh_target_matches_local(onnx_bundle: Bundle, ssh_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with parse_target("local") as local:
+        expected = run_child(local, onnx_bundle.path, _texts(onnx_bundle))
+    target = parse_target(ssh_server.url(python=_python()))
+    with target:
+        result = run_child(target, onnx_bundle.path, _texts(onnx_bundle))
+        workdir = target.workdir  # type: ignore[attr-defined]
+    assert np.allclose(result["logits"], expected["logits"], atol=1e-6) and result["golden_max_abs_diff"] < 1e-5
+    assert result["target"] == f"ssh://root@127.0.0.1:{ssh_server.port}" and result["latency_source"] == "measured_device"
+    # The work directory is gone from the device, and no credential reached the logs or the result.
+    assert subprocess.run(["test", "-e", workdir]).returncode != 0
+    private = ssh_server.identity.read_text()
+    assert private.splitlines()[1] not in caplog.text and str(ssh_server.identity) not in str(result)
+
+
+def test_an_unknown_host_key_is_refused(onnx_bundle: Bundle, ssh_server: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    target = SshTarget("root", "127.0.0.1", ssh_server.port, python=_python(), identity=str(ssh_server.identity), known_hosts=str(empty))
+    with pytest.raises(TargetError, match="host key"), target:
+        run_child(target, onnx_bundle.path, _texts(onnx_bundle))
+
+
+def test_a_hanging_device_times_out_and_is_cleaned(onnx_bundle: Bundle, ssh_server: Any, tmp_path: Path) -> None:
+    hang = tmp_path / "hanging-python"
+    hang.write_text("#!/bin/sh\nsleep 60\n")
+    hang.chmod(0o755)
+    target = parse_target(ssh_server.url(python=str(hang)))
+    with pytest.raises(TargetError, match="did not finish within 3 s"):
+        with target:
+            workdir_holder: list[str] = []
+            try:
+                run_child(target, onnx_bundle.path, _texts(onnx_bundle), timeout=3)
+            finally:
+                workdir_holder.append(str(target.workdir))  # type: ignore[attr-defined]
+    assert workdir_holder[0].startswith("/tmp/edgekd.") and not Path(workdir_holder[0]).exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://ro ot@127.0.0.1",
+        "ssh://root;touch /tmp/pwned@127.0.0.1",
+        "ssh://$(touch /tmp/pwned)@127.0.0.1",
+        "ssh://root@127.0.0.1?python=/usr/bin/python3;touch%20/tmp/pwned",
+        "ssh://root@127.0.0.1?python=$(id)",
+        "ssh://root@127.0.0.1?python=/usr/bin/python3%27%20x",
+        "ssh://root@host'name",
+        "ssh://root@127.0.0.1:99999",
+        "ssh://root@127.0.0.1?shell=/bin/sh",
+        "ssh://127.0.0.1",
+        "ftp://root@127.0.0.1",
+    ],
+)
+def test_hostile_or_malformed_targets_are_refused_before_anything_runs(url: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_target(url)
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_cli_target_check(onnx_bundle: Bundle, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["target", "check", str(onnx_bundle.path), "--target", "local", "--samples", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "agreement with this machine 1.0000" in out and "measured_host" in out
+    assert main(["target", "check", str(onnx_bundle.path), "--target", "telnet://x"]) == 2
+    assert "valid: local, ssh://" in capsys.readouterr().err
