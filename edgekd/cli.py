@@ -26,6 +26,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
     "predict": ("classify texts with an ONNX or TFLite bundle (JSON lines out)", "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
     "target": ("run a bundle on a target (local, ssh://...) and compare it with this machine", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
+    "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
+              "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -133,10 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
     check = target_verbs.add_parser("check", help="run the golden texts and dev samples on the target; agreement with this machine")
     check.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
     check.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the dev texts come from")
-    check.add_argument("--target", required=True, help="local or ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE]")
+    check.add_argument("--target", required=True, help="local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE] or qemu-aarch64://ROOTFS")
     check.add_argument("--samples", type=int, default=64, help="dev texts spread over the length range (default 64)")
     check.add_argument("--timeout", type=float, default=600, help="seconds the run on the target may take (default 600)")
     check.set_defaults(run=_target_check)
+    target_setup = target_verbs.add_parser("setup", help="make an emulated target: an arm64 Debian root filesystem run through qemu (as root)")
+    target_setup.add_argument("kind", choices=["qemu-aarch64"], help="the kind of target")
+    target_setup.add_argument("directory", type=Path, metavar="DIR", help="an empty or new directory (about 700 MB); then --target qemu-aarch64://DIR")
+    target_setup.set_defaults(run=_target_setup)
+
+    bench = add("bench")
+    bench.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="ONNX or TFLite bundles")
+    bench.add_argument("-o", "--output", type=Path, required=True, help="report directory (report.json, report.md)")
+    bench.add_argument("--reference", help="a bundle, or bert-base-shape (BERT-base-sized, random weights: latency only)")
+    bench.add_argument("--teacher", help="the teacher bundle whose dev metric accuracy drops are measured against")
+    bench.add_argument("--target", default="local", help="local or ssh://user@host[:port][?python=PATH] (default local)")
+    bench.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
+    bench.add_argument("--queries", type=int, default=64, help="measured queries per measurement, at least 64 (default 64)")
+    bench.add_argument("--seconds", type=float, default=1.0, help="minimum measured seconds, at least 1 (default 1)")
+    bench.add_argument("--texts", type=int, default=200, help="real dev sentences cycled through (default 200)")
+    bench.set_defaults(run=_bench, overrides=[])
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -343,6 +361,41 @@ def _target_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_setup(args: argparse.Namespace) -> int:
+    from edgekd.runtime.targets.qemu_setup import setup
+
+    facts, done = setup(args.directory)
+    root = os.path.abspath(args.directory)
+    packages = ", ".join(f"{k} {v}" for k, v in facts["packages"].items())
+    if done:
+        print(f"{root}: arm64 {facts['suite']} root filesystem ready in {facts['setup_seconds']:.0f} s")
+    else:
+        print(f"{root}: already a finished arm64 {facts['suite']} root filesystem; nothing done")
+    print(f"  Python {facts['python']}, {packages}; {facts['qemu']}")
+    print(f"  use: --target qemu-aarch64://{root}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgekd.benchmarks import report
+    from edgekd.benchmarks.bench import BenchSettings, bench
+    from edgekd.errors import ConfigError
+
+    try:
+        threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--threads {args.threads!r}: comma-separated counts, e.g. 1,2") from None
+    settings = BenchSettings(
+        target=args.target, reference=args.reference, teacher=args.teacher, threads=threads, queries=args.queries,
+        seconds=args.seconds, texts=args.texts, overrides=tuple(args.overrides),
+    )
+    result = bench(args.bundles, settings)
+    paths = report.write(result, args.output)
+    print(report.markdown(result))
+    print(f"report: {paths['json']} and {paths['md']}")
+    return 0
+
+
 def _db(value: float | str) -> str:
     return f"{value:.1f} dB" if isinstance(value, float) else f"{value} dB"
 
@@ -407,16 +460,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    # Overrides (key.sub=value) may come anywhere: moved behind the positionals, so that `edgekd quantize
-    # data.path=DIR BUNDLE` does not read the override as the bundle; argparse then leaves late ones in `extra`.
+    # Overrides (key.sub=value) may come anywhere: they are taken out before argparse reads the rest, so that
+    # `edgekd quantize data.path=DIR BUNDLE` does not read the override as the bundle, nor `bench` as one more bundle.
     tokens = list(sys.argv[1:] if argv is None else argv)
     overrides = [t for t in tokens if OVERRIDE.match(t)]
-    args, extra = parser.parse_known_args([t for t in tokens if not OVERRIDE.match(t)] + overrides)
-    strays = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
-    if strays:
-        parser.error(f"unrecognized arguments: {' '.join(strays)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
+    args = parser.parse_args([t for t in tokens if not OVERRIDE.match(t)])
+    if overrides:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(overrides)} ({args.verb} takes no key=value overrides)")
+        args.overrides = [*args.overrides, *overrides]
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:

@@ -2,6 +2,8 @@
 logits, and write one JSON file. It imports only the runtime (numpy, pydantic, the backend, tokenizers).
 
     python -m edgekd.runtime.child BUNDLE --out result.json [--texts texts.jsonl] [--threads 1]
+    ... --bench [--queries 64] [--seconds 1] [--reference REF_BUNDLE]   # the benchmark protocol (runtime/latency.py)
+    python -m edgekd.runtime.child --baseline --out result.json           # the runtime imported, no model: memory floor
 """
 
 from __future__ import annotations
@@ -45,17 +47,65 @@ def machine() -> dict[str, object]:
     }
 
 
+def _bench(args: argparse.Namespace) -> dict[str, object]:
+    from edgekd.runtime.classifier import Classifier
+    from edgekd.runtime.latency import measure, measure_pairs, padded_worst_case, peak_rss_kb, warm_up
+
+    texts = [tuple(json.loads(line)) for line in args.texts.read_text(encoding="utf-8").splitlines()]
+    started = time.perf_counter()
+    classifier = Classifier.load(args.bundle, threads=args.threads)
+    startup = time.perf_counter() - started
+    real = classifier.encoder.encode(texts)
+    started = time.perf_counter()
+    classifier.backend.run([real[0]])
+    first = time.perf_counter() - started
+    result: dict[str, object] = {"bundle_sha256": classifier.bundle.sha256, "machine": machine(), "threads": args.threads,
+                                 "startup_seconds": startup, "first_inference_seconds": first}
+    warm_up(classifier, real, args.warmup, args.seconds)
+    result["real"] = measure(classifier, real, args.queries, args.seconds)
+    padded = [padded_worst_case(classifier, texts)]
+    warm_up(classifier, padded, args.warmup, args.seconds / 4)
+    result["padded"] = measure(classifier, padded, args.queries, args.seconds)
+    result["padded_tokens"] = max(len(v) for v in padded[0].values() if hasattr(v, "__len__"))
+    result["vm_hwm_kb"] = peak_rss_kb()
+    if args.reference:
+        reference = Classifier.load(args.reference, threads=args.threads)
+        reference_real = reference.encoder.encode(texts)
+        warm_up(reference, reference_real, args.warmup, args.seconds)
+        candidate_times, reference_times = measure_pairs(classifier, reference, real, reference_real, max(args.queries, len(texts)))
+        result["pairs"] = {"candidate": candidate_times, "reference": reference_times, "reference_sha256": reference.bundle.sha256}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgekd.runtime.child")
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundle", type=Path, nargs="?")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--texts", type=Path, help="JSON lines, each a list of one or two strings")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bench", action="store_true", help="measure latency (the texts are the real inputs)")
+    parser.add_argument("--queries", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--reference", type=Path, help="with --bench: also measure pairs against this bundle")
+    parser.add_argument("--baseline", action="store_true", help="import the runtime, load nothing, report memory")
     args = parser.parse_args(argv)
     from edgekd.errors import EdgekdError
     from edgekd.runtime.classifier import Classifier
 
+    if args.baseline:
+        import edgekd.runtime.backends  # noqa: F401 - what a measured child imports before loading a model
+        from edgekd.runtime.latency import peak_rss_kb
+
+        args.out.write_text(json.dumps({"machine": machine(), "vm_hwm_kb": peak_rss_kb()}), encoding="utf-8")
+        return 0
+    if args.bundle is None:
+        parser.error("BUNDLE is required (or --baseline)")
     try:
+        if args.bench:
+            result = _bench(args)
+            args.out.write_text(json.dumps(result), encoding="utf-8")
+            return 0
         started = time.perf_counter()
         classifier = Classifier.load(args.bundle, threads=args.threads)
         load_seconds = time.perf_counter() - started

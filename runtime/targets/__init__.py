@@ -1,5 +1,5 @@
-"""Where a bundle runs: `local`, `ssh://user@host[:port]`. One interface: `push`, `run`,
-`fetch`, `cleanup` (a target is a context manager: leaving it cleans up, on failure too).
+"""Where a bundle runs: `local`, `ssh://user@host[:port]`, `qemu-aarch64://ROOTFS` (emulated arm64). One interface:
+`push`, `run`, `fetch`, `cleanup` (a target is a context manager: leaving it cleans up, on failure too).
 
 `run_child` pushes a bundle and texts, runs `python -m edgekd.runtime.child` there and fetches its JSON result.
 """
@@ -62,7 +62,14 @@ def parse_target(url: str) -> Target:
         from .ssh import SshTarget
 
         return SshTarget.from_url(url)
-    raise ConfigError(f"target {url!r} is unknown; valid: local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE]")
+    if url.startswith("qemu-aarch64://"):
+        from .qemu import QemuTarget
+
+        return QemuTarget.from_url(url)
+    raise ConfigError(
+        f"target {url!r} is unknown; valid: local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE], "
+        "qemu-aarch64://ROOTFS (made by `edgekd target setup qemu-aarch64 ROOTFS`)"
+    )
 
 
 def run_child(target: Target, bundle: Path, texts: list[tuple[str, ...]], *, threads: int = 1, timeout: float = 600) -> dict[str, Any]:

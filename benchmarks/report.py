@@ -1,0 +1,112 @@
+"""Writing a benchmark report: report.json (validated against the schema shipped beside this module) and report.md.
+
+The markdown says where every latency was measured (`latency_source`) and labels architecture-only references.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import BundleError
+
+SCHEMA = "report.schema.json"
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("edgekd.benchmarks").joinpath(SCHEMA).read_text(encoding="utf-8"))
+
+
+def validate(report: dict[str, Any]) -> None:
+    """Raise a BundleError naming every place where `report` breaks the schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
+    if errors:
+        lines = "\n".join(f"  - {'/'.join(str(p) for p in e.path) or '(top)'}: {e.message[:200]}" for e in errors[:20])
+        raise BundleError(f"the benchmark report does not match {SCHEMA} (version {report.get('schema_version')}):\n{lines}")
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such report; write one with `edgekd bench ... -o DIR`") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: not a JSON report ({exc})") from None
+    if not isinstance(report, dict):
+        raise BundleError(f"{path}: not a JSON object")
+    validate(report)
+    return report
+
+
+def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Validate, then write report.json and report.md into `out` (created); returns their paths."""
+    validate(report)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "md": out / "report.md"}
+    for kind, path in paths.items():
+        text = json.dumps(report, indent=1) + "\n" if kind == "json" else markdown(report)
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)  # never a half-written report under the final name
+    return paths
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine, target, settings = report["machine"], report["target"], report["settings"]
+    flags = ", ".join(machine.get("flags", [])) or "none of note"
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    lines = [
+        "# edgekd benchmark report",
+        "",
+        f"- target: `{target['name']}`; latencies are **{target['latency_source']}**"
+        + (" (functional emulation: not device latency)" if target["latency_source"] == "emulated" else ""),
+        f"- machine: {machine['arch']}, {machine['cpu']}, {machine['cores']} cores (flags: {flags}); Python {machine['python']}; {versions}",
+        f"- protocol: batch 1, {settings['queries']}+ queries and {settings['seconds']:g}+ s per measurement after warm-up, "
+        f"{settings['texts']} real dev sentences and a padded worst case; threads {settings['threads']}; a fresh process per "
+        "artifact; ratios are medians of interleaved pairs against the reference with a bootstrap 95% interval.",
+        f"- teacher (accuracy drops): {settings['teacher']['path'] if settings.get('teacher') else 'none'}; latency reference: "
+        f"{settings['reference'] or 'none'}; created {report['created']} by edgekd {report['edgekd_version']}",
+        "",
+    ]
+    for threads in settings["threads"]:
+        lines += [
+            f"## {threads} thread(s)",
+            "",
+            "| model | format | accuracy | drop vs teacher | size MB (gzip) | parameters | p50 / p90 ms (real) | p90 early-stop ms | "
+            "p50 ms (padded) | start-up ms | memory MB | latency vs reference (95% CI) | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for model in report["models"]:
+            run = next(r for r in model["runs"] if r["threads"] == threads)
+            accuracy = model["accuracy"]
+            name = model["name"] + (" (architecture only, random weights)" if model["architecture_only"] else "")
+            ratio = run["vs_reference"]
+            size = model["size"]
+            real = run["real"]
+            flags_ok = real["valid_min_queries"] and real["valid_min_duration"]
+            lines.append("| " + " | ".join([
+                name,
+                model["format"],
+                f"{100 * accuracy['value']:.2f}%" if accuracy else "n/a",
+                f"{100 * accuracy['drop']:+.2f} pts".replace("+-", "-") if accuracy and accuracy.get("drop") is not None else "",
+                f"{size['bytes'] / 1e6:.2f} ({size['gzip_bytes'] / 1e6:.2f})",
+                f"{size['parameters']:,}",
+                f"{_ms(real['p50'])} / {_ms(real['p90'])}" + ("" if flags_ok else " (invalid: too few queries or too short)"),
+                _ms(real["p90_early_stopping"]),
+                _ms(run["padded"]["p50"]),
+                _ms(run["startup_ms"]),
+                f"{run['memory_kb'] / 1024:.1f}" if run["memory_kb"] is not None else "",
+                f"{ratio['median']:.3f} ({ratio['low']:.3f}-{ratio['high']:.3f})" if ratio else "",
+                f"{1 / ratio['median']:.1f}x" if ratio else "",
+            ]) + " |")
+        lines.append("")
+    return "\n".join(lines)

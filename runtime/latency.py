@@ -1,0 +1,79 @@
+"""The benchmark protocol's measurements inside one fresh process (the child): start-up, first inference, warm-up,
+measured queries at batch 1, interleaved pairs against a reference, and the peak resident set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .classifier import Classifier
+from .encoder import Example
+
+Clock = Callable[[], float]
+
+
+def peak_rss_kb() -> int | None:
+    """VmHWM of this process (Linux); None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _one(classifier: Classifier, example: Example) -> float:
+    started = time.perf_counter()
+    classifier.backend.run([example])
+    return time.perf_counter() - started
+
+
+def warm_up(classifier: Classifier, examples: list[Example], runs: int, seconds: float) -> int:
+    """At least `runs` queries and `seconds` of them; returns how many ran."""
+    done, started = 0, time.perf_counter()
+    while done < runs or time.perf_counter() - started < seconds:
+        _one(classifier, examples[done % len(examples)])
+        done += 1
+    return done
+
+
+def measure(classifier: Classifier, examples: list[Example], queries: int, seconds: float) -> list[float]:
+    """Per-query latencies (s) over at least `queries` queries whose latencies add up to at least `seconds`,
+    cycling through the examples."""
+    latencies: list[float] = []
+    total = 0.0
+    while len(latencies) < queries or total < seconds:
+        latencies.append(_one(classifier, examples[len(latencies) % len(examples)]))
+        total += latencies[-1]
+    return latencies
+
+
+def measure_pairs(
+    candidate: Classifier, reference: Classifier, candidate_examples: list[Example], reference_examples: list[Example], pairs: int, seed: int = 0
+) -> tuple[list[float], list[float]]:
+    """The same text through both models back to back, the order of each pair random (so neither is always warm)."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for i in range(pairs):
+        a, b = candidate_examples[i % len(candidate_examples)], reference_examples[i % len(reference_examples)]
+        if rng.random() < 0.5:
+            ta = _one(candidate, a)
+            tb = _one(reference, b)
+        else:
+            tb = _one(reference, b)
+            ta = _one(candidate, a)
+        first.append(ta)
+        second.append(tb)
+    return first, second
+
+
+def padded_worst_case(classifier: Classifier, texts: list[tuple[str, ...]]) -> Example:
+    """An input at the tokenizer's maximum length: real words repeated until truncation cuts them."""
+    words = " ".join(part for text in texts[:50] for part in text).split() or ["word"]
+    long_text = " ".join(words * (classifier.encoder.max_length * 2 // len(words) + 1))
+    columns = len(texts[0]) if texts else 1
+    return classifier.encoder.encode([(long_text,) * columns])[0]

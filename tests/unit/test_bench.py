@@ -1,0 +1,79 @@
+"""`edgekd bench` on tiny exported models: the protocol's fields, the report schema, the markdown, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekd.benchmarks import report as report_module
+from edgekd.benchmarks.bench import BenchSettings, bench
+from edgekd.bundle import Bundle
+from edgekd.cli import main
+from edgekd.config import ExportConfig
+from edgekd.errors import BundleError, ConfigError, UnsupportedError
+from edgekd.export.stage import export
+
+
+@pytest.fixture(scope="module")
+def measured(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("bench")
+    bundles = {name: export(tiny_bundles[name].path, ExportConfig(format="onnx"), root / f"{name}-onnx") for name in ("tinybert", "teacher")}
+    settings = BenchSettings(reference=str(bundles["teacher"].path), teacher=str(tiny_bundles["teacher"].path), texts=20)
+    return {"report": bench([bundles["tinybert"].path], settings), "bundles": bundles, "root": root}
+
+
+def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
+    report = measured["report"]
+    report_module.validate(report)
+    assert report["target"] == {"name": "local", "latency_source": "measured_host"} and report["machine"]["cores"] >= 1
+    candidate, reference = report["models"]
+    assert (candidate["role"], reference["role"]) == ("candidate", "reference")
+    run = candidate["runs"][0]
+    for kind in ("real", "padded"):
+        summary = run[kind]
+        assert summary["queries"] >= 64 and summary["seconds"] >= 1.0 and summary["valid_min_queries"] and summary["valid_min_duration"]
+        assert summary["min"] <= summary["p50"] <= summary["p90"] <= summary["p99"] <= summary["max"]
+        assert len(run["latencies_ms"][kind]) == summary["queries"]
+    assert run["padded_tokens"] == 32 and run["startup_ms"] > 0 and run["first_inference_ms"] > 0
+    assert run["memory_kb"] is not None and run["memory_kb"] > 0
+    ratio = run["vs_reference"]
+    assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["pairs"] >= 64
+    assert reference["runs"][0]["vs_reference"] is None
+    # The tiny student is smaller than the tiny teacher: fewer MACs, and its accuracy drop is against the teacher.
+    assert candidate["macs"]["at_max_length"] < reference["macs"]["at_max_length"]
+    assert candidate["accuracy"]["examples"] == 40 and candidate["accuracy"]["drop"] is not None
+
+
+def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> None:
+    paths = report_module.write(measured["report"], tmp_path / "out")
+    assert report_module.load(paths["json"]) == json.loads(json.dumps(measured["report"]))
+    text = paths["md"].read_text()
+    assert "measured_host" in text and "latency vs reference" in text and "tinybert-onnx" in text
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_a_report_breaking_the_schema_is_refused(measured: dict[str, Any], tmp_path: Path) -> None:
+    broken = copy.deepcopy(measured["report"])
+    broken["models"][0]["runs"][0]["real"]["p50"] = "fast"
+    del broken["machine"]
+    with pytest.raises(BundleError) as caught:
+        report_module.write(broken, tmp_path / "bad")
+    assert "machine" in str(caught.value) and "p50" in str(caught.value)
+    assert not (tmp_path / "bad" / "report.json").exists()
+    (tmp_path / "x.json").write_text("[1, 2")
+    with pytest.raises(BundleError, match="not a JSON report"):
+        report_module.load(tmp_path / "x.json")
+
+
+def test_bench_errors(measured: dict[str, Any], tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="at least 64"):
+        bench([measured["bundles"]["tinybert"].path], BenchSettings(queries=10))
+    with pytest.raises(UnsupportedError, match="edgekd export first"):
+        bench([tiny_bundles["tinybert"].path], BenchSettings())
+    assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--threads", "one"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--target", "gopher://x"]) == 2
