@@ -5,8 +5,11 @@ ratios with a bootstrap 95% interval. Run from the repository root:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/paired_onnx_latency.py BUNDLE_A BUNDLE_B
 """
 
-import sys, time, numpy as np
-from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
 from edgekd.bundle import Bundle
 from edgekd.runtime.backends import OnnxBackend
 from edgekd.runtime.encoder import load_encoder
