@@ -98,7 +98,7 @@ def bench(paths: list[Path], settings: BenchSettings) -> dict[str, Any]:
         "machine": baseline["machine"],
         "settings": {
             "threads": list(settings.threads), "queries": settings.queries, "seconds": settings.seconds,
-            "texts": len(texts), "batch": 1, "reference": reference.path.name if reference is not None else None,
+            "texts": len(texts), "batch": 1, "reference": settings.reference, "data_overrides": list(settings.overrides),
             "teacher": {"path": settings.teacher, **teacher} if settings.teacher and teacher else None,
         },
         "baseline_vm_hwm_kb": baseline["vm_hwm_kb"],

@@ -28,6 +28,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "target": ("run a bundle on a target (local, ssh://...) and compare it with this machine", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
               "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
+    "gate": ("judge a benchmark report against a budget file: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
+             "edgekd gate runs/demo/bench/report.json --budget budget.yaml --junit gate.xml"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
@@ -155,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=1.0, help="minimum measured seconds, at least 1 (default 1)")
     bench.add_argument("--texts", type=int, default=200, help="real dev sentences cycled through (default 200)")
     bench.set_defaults(run=_bench, overrides=[])
+
+    gate = add("gate")
+    gate.add_argument("report", type=Path, metavar="REPORT", help="report.json written by edgekd bench")
+    gate.add_argument("--budget", type=Path, required=True, help="the budget YAML")
+    gate.add_argument("--junit", type=Path, help="write JUnit XML here (CI test reports)")
+    gate.add_argument("--summary", type=Path, help="write a markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    gate.add_argument("--no-remeasure", action="store_true", help="leave an inconclusive latency ratio as it is")
+    gate.add_argument("--target", help="where to measure again (default: the report's target)")
+    gate.set_defaults(run=_gate)
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
@@ -394,6 +405,37 @@ def _bench(args: argparse.Namespace) -> int:
     print(report.markdown(result))
     print(f"report: {paths['json']} and {paths['md']}")
     return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from edgekd.benchmarks import gate, report
+    from edgekd.benchmarks.bench import BenchSettings, bench
+
+    measured = report.load(args.report)
+    budget = gate.load_budget(args.budget)
+    settings = measured["settings"]
+
+    def remeasure(model: dict[str, object]) -> dict[str, object]:
+        print(f"{model['name']}: latency ratio inconclusive; measuring again with 4x the pairs", file=sys.stderr)
+        again = BenchSettings(
+            target=args.target or measured["target"]["name"], reference=settings["reference"], threads=(budget.threads,),
+            queries=4 * max(settings["queries"], settings["texts"]), seconds=settings["seconds"], texts=settings["texts"],
+            overrides=tuple(settings["data_overrides"]),
+        )
+        fresh = bench([Path(str(model["path"]))], again)
+        return next(m for m in fresh["models"] if m["role"] == "candidate")["runs"][0]
+
+    checks = gate.judge(measured, budget, None if args.no_remeasure else remeasure)
+    for check in checks:
+        print(check.line())
+    if args.junit:
+        args.junit.write_text(gate.junit(checks), encoding="utf-8")
+    if args.summary:
+        with open(args.summary, "a", encoding="utf-8") as summary:  # GitHub's step summary is appended to
+            summary.write(gate.markdown(checks, measured))
+    code = gate.exit_code(checks)
+    print("gate: " + ("PASS" if code == 0 else "FAIL"))
+    return code
 
 
 def _db(value: float | str) -> str:

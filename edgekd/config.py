@@ -22,6 +22,7 @@ from edgekd.errors import ConfigError
 from edgekd.tasks import METRICS, PRESETS
 
 RECIPE_VERSION = 1
+ConfigT = typing.TypeVar("ConfigT", bound=BaseModel)
 
 
 class _Config(BaseModel):
@@ -379,6 +380,37 @@ class StructuredPruneConfig(_Config):
 PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig | StructuredPruneConfig, Field(discriminator="method")]
 
 
+class ModelBudget(_Config):
+    """What one benchmarked model may cost; a limit left out is not checked."""
+
+    # Points of the dev metric below the teacher (the report's --teacher), e.g. 1.0.
+    max_accuracy_drop: float | None = Field(default=None, ge=0.0)
+    max_bytes: int | None = Field(default=None, gt=0)
+    max_memory_mb: float | None = Field(default=None, gt=0.0)
+    # Latency relative to the report's reference (median of paired ratios): PASS when the whole 95% interval is at or
+    # below it, FAIL when the whole interval is above, INCONCLUSIVE otherwise (then measured again with 4x the pairs).
+    max_latency_ratio: float | None = Field(default=None, gt=0.0)
+    # Absolute p90 (the early-stopping estimate) in ms: judged only for a report measured on this device.
+    max_p90_ms: float | None = Field(default=None, gt=0.0)
+    device: str | None = None
+
+    @model_validator(mode="after")
+    def _p90_needs_a_device(self) -> ModelBudget:
+        if self.max_p90_ms is not None and not self.device:
+            raise ValueError("max_p90_ms needs `device`: absolute latency means something only on the device it was measured on")
+        return self
+
+
+class Budget(_Config):
+    """A CI gate's budget file: limits per model name (the bundle's directory name), `default` for the others."""
+
+    version: Literal[1] = 1
+    # Which run of the report to judge (its thread count).
+    threads: int = Field(default=1, ge=1)
+    default: ModelBudget | None = None
+    models: dict[str, ModelBudget] = {}
+
+
 class Recipe(_Config):
     """One end-to-end recipe. Later stages add their sections here."""
 
@@ -511,15 +543,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 def validate_recipe(raw: dict[str, Any], *, source: str = "recipe") -> Recipe:
     """Validate a recipe mapping; all problems are raised together as one ConfigError."""
+    return validate_config(Recipe, raw, source=source)
+
+
+def validate_config(model: type[ConfigT], raw: Any, *, source: str) -> ConfigT:
+    """Validate a mapping into a config model (a recipe, a budget); all problems in one ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values at the top level, found {type(raw).__name__}")
     try:
-        return Recipe.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        lines = [_describe(err, model) for err in exc.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines)) from None
 
 
-def _describe(err: Any) -> str:
-    model, path = _walk(Recipe, [str(p) for p in err["loc"]])
+def _describe(err: Any, root: type[BaseModel] = Recipe) -> str:
+    model, path = _walk(root, [str(p) for p in err["loc"]])
     where = ".".join(path) or "(top level)"
     if err["type"] == "extra_forbidden":
         valid = list(model.model_fields) if model is not None else []

@@ -1,0 +1,165 @@
+"""`edgekd gate REPORT --budget BUDGET.yaml`: every budget line judged PASS, FAIL, INCONCLUSIVE or SKIP, with the
+measured value and the budget beside it; JUnit XML and a markdown summary for a CI job.
+
+A latency ratio is judged on its bootstrap interval: PASS when the whole interval is within the budget, FAIL when it
+is wholly outside, INCONCLUSIVE otherwise; an inconclusive model is measured again once with four times the pairs
+(`remeasure`). Exit 0 when nothing failed or stayed inconclusive, 1 otherwise, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from edgekd.config import Budget, ModelBudget, validate_config
+from edgekd.errors import ConfigError
+
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "SKIP"]
+
+
+@dataclass(frozen=True)
+class Check:
+    model: str
+    name: str
+    verdict: Verdict
+    measured: str
+    budget: str
+    note: str = ""
+
+    def line(self) -> str:
+        return f"{self.verdict:<12} {self.model} {self.name}: measured {self.measured}, budget {self.budget}" + (f" ({self.note})" if self.note else "")
+
+
+def load_budget(path: Path) -> Budget:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such budget file") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate_config(Budget, raw, source=str(path))
+
+
+def judge(report: dict[str, Any], budget: Budget, remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[Check]:
+    """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new run (4x the pairs)."""
+    candidates = [m for m in report["models"] if m["role"] == "candidate"]
+    names = {m["name"] for m in candidates}
+    unknown = sorted(set(budget.models) - names)
+    if unknown:
+        raise ConfigError(f"budget names models the report does not have: {', '.join(unknown)}; the report has {', '.join(sorted(names))}")
+    checks: list[Check] = []
+    for model in candidates:
+        limits = budget.models.get(model["name"], budget.default)
+        if limits is None:
+            continue
+        run = next((r for r in model["runs"] if r["threads"] == budget.threads), None)
+        if run is None:
+            raise ConfigError(f"{model['name']}: the report has no run at {budget.threads} thread(s) (it has {[r['threads'] for r in model['runs']]})")
+        checks += _checks(model, run, limits, report, remeasure)
+    if not checks:
+        raise ConfigError("the budget checks nothing: name the report's models under `models:` or give a `default:`")
+    return checks
+
+
+def _checks(model: dict[str, Any], run: dict[str, Any], limits: ModelBudget, report: dict[str, Any],
+            remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None) -> list[Check]:
+    name = model["name"]
+    out: list[Check] = []
+
+    def limit(check: str, value: float, budget: float, unit: str, fmt: str = "{:.2f}") -> None:
+        verdict: Verdict = "PASS" if value <= budget else "FAIL"
+        out.append(Check(name, check, verdict, fmt.format(value) + unit, "<= " + fmt.format(budget) + unit))
+
+    if limits.max_accuracy_drop is not None:
+        accuracy = model.get("accuracy") or {}
+        if accuracy.get("drop") is None:
+            raise ConfigError(f"{name}: the budget limits the accuracy drop but the report has no teacher accuracy; bench with --teacher")
+        limit("accuracy drop", 100 * accuracy["drop"], limits.max_accuracy_drop, " pts")
+    if limits.max_bytes is not None:
+        limit("size", model["size"]["bytes"], limits.max_bytes, " bytes", "{:,.0f}")
+    if limits.max_memory_mb is not None:
+        if run["memory_kb"] is None:
+            raise ConfigError(f"{name}: the report has no memory figure (VmHWM is read from Linux's /proc)")
+        limit("peak memory", run["memory_kb"] / 1024, limits.max_memory_mb, " MB", "{:.1f}")
+    if limits.max_latency_ratio is not None:
+        out.append(_ratio_check(model, run, limits.max_latency_ratio, report, remeasure))
+    if limits.max_p90_ms is not None:
+        target = report["target"]
+        p90 = run["real"]["p90_early_stopping"]
+        if target["latency_source"] != "measured_device" or target["name"] != limits.device:
+            out.append(Check(name, "p90 latency", "SKIP", f"{run['real']['p90']:.2f} ms on {target['name']} ({target['latency_source']})",
+                             f"<= {limits.max_p90_ms:.2f} ms on {limits.device}", "absolute latency is judged only on its device"))
+        elif p90 is None:
+            out.append(Check(name, "p90 latency", "INCONCLUSIVE", "too few queries for an early-stopping estimate", f"<= {limits.max_p90_ms:.2f} ms"))
+        else:
+            limit("p90 latency (early-stopping estimate)", p90, limits.max_p90_ms, " ms")
+    return out
+
+
+def _ratio_check(model: dict[str, Any], run: dict[str, Any], budget: float, report: dict[str, Any],
+                 remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None) -> Check:
+    ratio = run["vs_reference"]
+    if ratio is None:
+        raise ConfigError(f"{model['name']}: the budget limits the latency ratio but the report has no reference; bench with --reference")
+    verdict = _interval_verdict(ratio, budget)
+    note = ""
+    if verdict == "INCONCLUSIVE" and remeasure is not None:
+        ratio = remeasure(model)["vs_reference"]
+        verdict = _interval_verdict(ratio, budget)
+        note = f"measured again with {ratio['pairs']} pairs"
+    shown = f"{ratio['median']:.3f} (95% CI {ratio['low']:.3f}-{ratio['high']:.3f}) of {report['settings']['reference']}"
+    return Check(model["name"], "latency ratio", verdict, shown, f"<= {budget:.3f}", note)
+
+
+def _interval_verdict(ratio: dict[str, Any], budget: float) -> Verdict:
+    if ratio["high"] <= budget:
+        return "PASS"
+    if ratio["low"] > budget:
+        return "FAIL"
+    return "INCONCLUSIVE"
+
+
+def exit_code(checks: list[Check]) -> int:
+    return 1 if any(c.verdict in ("FAIL", "INCONCLUSIVE") for c in checks) else 0
+
+
+def markdown(checks: list[Check], report: dict[str, Any]) -> str:
+    icon = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "SKIP": "⏭️ SKIP"}
+    failed = sum(c.verdict in ("FAIL", "INCONCLUSIVE") for c in checks)
+    lines = [
+        f"## edgekd gate: {'FAIL' if failed else 'PASS'} ({len(checks) - failed}/{len(checks)} checks pass or skip)",
+        "",
+        f"Measured on `{report['target']['name']}` ({report['target']['latency_source']}), {report['machine']['cpu']}.",
+        "",
+        "| model | check | measured | budget | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {c.model} | {c.name} | {c.measured} | {c.budget} | {icon[c.verdict]}{' (' + c.note + ')' if c.note else ''} |" for c in checks]
+    return "\n".join(lines) + "\n"
+
+
+def junit(checks: list[Check]) -> str:
+    failures = sum(c.verdict == "FAIL" for c in checks)
+    errors = sum(c.verdict == "INCONCLUSIVE" for c in checks)
+    skipped = sum(c.verdict == "SKIP" for c in checks)
+    cases = []
+    for c in checks:
+        body = ""
+        message = html.escape(c.line(), quote=True)
+        if c.verdict == "FAIL":
+            body = f'<failure message="{message}"/>'
+        elif c.verdict == "INCONCLUSIVE":
+            body = f'<error message="{message}"/>'
+        elif c.verdict == "SKIP":
+            body = f'<skipped message="{message}"/>'
+        cases.append(f'  <testcase classname="edgekd.gate.{html.escape(c.model, quote=True)}" name="{html.escape(c.name, quote=True)}">{body}</testcase>')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="edgekd gate" tests="{len(checks)}" failures="{failures}" errors="{errors}" skipped="{skipped}">\n'
+        + "\n".join(cases) + "\n</testsuite>\n"
+    )

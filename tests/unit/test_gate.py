@@ -1,0 +1,128 @@
+"""The gate: every verdict and exit code, re-measurement of an inconclusive ratio, budget-file errors, JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekd.benchmarks import gate, report as report_module
+from edgekd.cli import main
+from edgekd.config import Budget, ModelBudget
+from edgekd.errors import ConfigError
+
+
+def _summary(p50: float) -> dict[str, Any]:
+    return {"queries": 64, "seconds": 1.2, "p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5, "min": p50 * 0.8, "max": p50 * 2,
+            "mean": p50, "std": 0.1, "p90_early_stopping": p50 * 1.3, "throughput_qps": 1000 / p50,
+            "valid_min_queries": True, "valid_min_duration": True}
+
+
+def _model(name: str, ratio: tuple[float, float, float] | None, *, drop: float = 0.004, size: int = 14_000_000, memory_kb: int = 60_000) -> dict[str, Any]:
+    return {
+        "name": name, "path": f"/nowhere/{name}", "sha256": "0" * 64, "format": "onnx", "role": "candidate", "architecture_only": False,
+        "family": "bert", "size": {"bytes": size, "gzip_bytes": size // 2, "parameters": 1, "nonzero_parameters": 1}, "macs": {},
+        "accuracy": {"metric": "accuracy", "value": 0.85, "examples": 872, "reference_value": 0.854, "drop": drop},
+        "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
+                  "padded_tokens": 64, "memory_kb": memory_kb, "latencies_ms": {"real": [2.0], "padded": [4.0]},
+                  "vs_reference": None if ratio is None else {"median": ratio[0], "low": ratio[1], "high": ratio[2], "pairs": 200, "confidence": 0.95}}],
+    }
+
+
+def _report(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> dict[str, Any]:
+    return {
+        "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-22T00:00:00+00:00",
+        "target": {"name": target, "latency_source": source},
+        "machine": {"arch": "x86_64", "cpu": "test CPU", "flags": [], "cores": 2, "python": "3.11", "system": "Linux", "versions": {}},
+        "settings": {"threads": [1], "queries": 64, "seconds": 1.0, "texts": 200, "batch": 1, "reference": "bert-base-shape",
+                     "teacher": None, "data_overrides": []},
+        "baseline_vm_hwm_kb": 50_000, "models": list(models),
+    }
+
+
+def test_every_verdict() -> None:
+    report = _report(_model("fast", (0.40, 0.38, 0.42)), _model("slow", (0.80, 0.75, 0.85)), _model("close", (0.50, 0.45, 0.55)))
+    budget = Budget(default=ModelBudget(max_latency_ratio=0.5, max_accuracy_drop=1.0, max_bytes=15_000_000, max_memory_mb=100))
+    checks = gate.judge(report, budget)
+    verdicts = {(c.model, c.name): c.verdict for c in checks}
+    assert verdicts[("fast", "latency ratio")] == "PASS"
+    assert verdicts[("slow", "latency ratio")] == "FAIL"
+    assert verdicts[("close", "latency ratio")] == "INCONCLUSIVE"
+    assert verdicts[("fast", "accuracy drop")] == "PASS" and verdicts[("fast", "size")] == "PASS" and verdicts[("fast", "peak memory")] == "PASS"
+    assert gate.exit_code(checks) == 1
+    line = next(c for c in checks if c.model == "slow" and c.name == "latency ratio").line()
+    assert "0.800" in line and "<= 0.500" in line and line.startswith("FAIL")
+    assert gate.exit_code([c for c in checks if c.model == "fast"]) == 0
+
+
+def test_limits_that_fail() -> None:
+    report = _report(_model("big", None, drop=0.02, size=20_000_000, memory_kb=300 * 1024))
+    budget = Budget(models={"big": ModelBudget(max_accuracy_drop=1.0, max_bytes=15_000_000, max_memory_mb=200)})
+    assert {c.name: c.verdict for c in gate.judge(report, budget)} == {"accuracy drop": "FAIL", "size": "FAIL", "peak memory": "FAIL"}
+
+
+def test_an_inconclusive_ratio_is_measured_again() -> None:
+    report = _report(_model("close", (0.50, 0.45, 0.55)))
+    budget = Budget(default=ModelBudget(max_latency_ratio=0.5))
+    asked: list[str] = []
+
+    def tighter(model: dict[str, Any]) -> dict[str, Any]:
+        asked.append(model["name"])
+        return {"vs_reference": {"median": 0.47, "low": 0.46, "high": 0.48, "pairs": 800, "confidence": 0.95}}
+
+    (check,) = gate.judge(report, budget, tighter)
+    assert asked == ["close"] and check.verdict == "PASS" and "800 pairs" in check.note
+
+
+def test_absolute_p90_only_on_its_device() -> None:
+    budget = Budget(default=ModelBudget(max_p90_ms=2.0, device="ssh://pi@raspberrypi:22"))
+    (host,) = gate.judge(_report(_model("m", None)), budget)
+    assert host.verdict == "SKIP" and gate.exit_code([host]) == 0
+    (device,) = gate.judge(_report(_model("m", None), source="measured_device", target="ssh://pi@raspberrypi:22"), budget)
+    assert device.verdict == "FAIL" and "2.60" in device.measured  # the early-stopping estimate, 1.3 x p50
+
+
+def test_budget_errors(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    path.write_text("models:\n  m:\n    max_latency_ration: 0.5\n")
+    with pytest.raises(ConfigError, match="did you mean 'max_latency_ratio'"):
+        gate.load_budget(path)
+    path.write_text("models: [oops\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        gate.load_budget(path)
+    path.write_text("default:\n  max_p90_ms: 3\n")
+    with pytest.raises(ConfigError, match="needs `device`"):
+        gate.load_budget(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        gate.load_budget(path)
+    with pytest.raises(ConfigError, match="no such budget"):
+        gate.load_budget(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="does not have: ghost"):
+        gate.judge(_report(_model("m", None)), Budget(models={"ghost": ModelBudget(max_bytes=1)}))
+    with pytest.raises(ConfigError, match="no reference"):
+        gate.judge(_report(_model("m", None)), Budget(default=ModelBudget(max_latency_ratio=0.5)))
+    with pytest.raises(ConfigError, match="checks nothing"):
+        gate.judge(_report(_model("m", None)), Budget())
+
+
+def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report(_model("fast", (0.40, 0.38, 0.42)), _model("slow", (0.80, 0.75, 0.85)))
+    report_module.validate(report)
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    (tmp_path / "budget.yaml").write_text("models:\n  fast:\n    max_latency_ratio: 0.5\n")
+    args = ["gate", str(tmp_path / "report.json"), "--budget", str(tmp_path / "budget.yaml"), "--junit", str(tmp_path / "gate.xml"),
+            "--summary", str(tmp_path / "summary.md")]
+    assert main(args) == 0
+    assert "PASS" in capsys.readouterr().out
+    (tmp_path / "budget.yaml").write_text("default:\n  max_latency_ratio: 0.5\n")
+    assert main([*args, "--no-remeasure"]) == 1
+    suite = ElementTree.parse(tmp_path / "gate.xml").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert "❌ FAIL" in (tmp_path / "summary.md").read_text()
+    (tmp_path / "budget.yaml").write_text("default: {max_bytes: -1}\n")
+    assert main(args) == 2
+    assert main(["gate", str(tmp_path / "nothing.json"), "--budget", str(tmp_path / "budget.yaml")]) == 2
