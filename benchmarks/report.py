@@ -44,16 +44,54 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
-    """Validate, then write report.json and report.md into `out` (created); returns their paths."""
+    """Validate, then write report.json, report.md, the plots and report.html into `out`; returns their paths."""
+    from .plots import draw
+
     validate(report)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md"}
+    plots = draw(report, out)
+    texts = {"json": json.dumps(report, indent=1) + "\n", "md": markdown(report), "html": page(report, plots)}
+    paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
-        text = json.dumps(report, indent=1) + "\n" if kind == "json" else markdown(report)
         partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(text, encoding="utf-8")
+        partial.write_text(texts[kind], encoding="utf-8")
         partial.replace(path)  # never a half-written report under the final name
-    return paths
+    return {**paths, **{f"plot_{k}": v for k, v in plots.items()}}
+
+
+def page(report: dict[str, Any], plots: dict[str, Path]) -> str:
+    """report.html: the markdown's facts as HTML tables and the plots embedded (it opens offline, alone)."""
+    import base64
+    import html
+
+    from .plots import PLOTS
+
+    md = markdown(report).splitlines()
+    body: list[str] = []
+    table: list[list[str]] = []
+    for line in [*md, ""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                table.append([html.escape(cell.strip()) for cell in line.strip("|").split("|")])
+            continue
+        if table:
+            head, *rows = table
+            body.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr></thead><tbody>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows) + "</tbody></table>")
+            table = []
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<p>{html.escape(line[2:]).replace('**', '')}</p>")
+    for key, path in plots.items():
+        data = base64.b64encode(path.read_bytes()).decode()
+        body.append(f'<figure id="plot-{key}"><img alt="{html.escape(PLOTS[key])}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(PLOTS[key])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}figure{margin:1.5em 0}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>edgekd benchmark report</title><style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n"
 
 
 def _ms(value: float | None) -> str:

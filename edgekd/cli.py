@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_target_check)
     target_setup = target_verbs.add_parser("setup", help="make an emulated target: an arm64 Debian root filesystem run through qemu (as root)")
     target_setup.add_argument("kind", choices=["qemu-aarch64"], help="the kind of target")
-    target_setup.add_argument("directory", type=Path, metavar="DIR", help="an empty or new directory (about 700 MB); then --target qemu-aarch64://DIR")
+    target_setup.add_argument("directory", type=Path, metavar="DIR", help="an empty or new directory (about 550 MB); then --target qemu-aarch64://DIR")
     target_setup.set_defaults(run=_target_setup)
 
     bench = add("bench")

@@ -92,17 +92,18 @@ class QemuTarget(Target):
     # ---- the four steps ---------------------------------------------------------------------------------------
 
     def push(self, local: Path) -> str:
-        workdir = self._workdir()
-        destination = workdir / local.name
-        if local.is_dir():
-            shutil.copytree(local, destination, symlinks=False)
-        else:
-            shutil.copy2(local, destination)
+        destination = self._workdir() / local.name
+        try:
+            if local.is_dir():
+                shutil.copytree(local, destination, symlinks=False)
+            else:
+                shutil.copy2(local, destination)
+        except OSError as exc:
+            raise TargetError(f"{self.name}: could not copy {local} into the root filesystem: {exc}") from None
         return self._inside(destination)
 
     def run(self, args: list[str], timeout: float) -> str:
-        if os.geteuid() != 0:
-            raise TargetError(f"{self.name}: chroot needs root; run edgekd as root (or use sudo)")
+        _need_root(self.name)
         if self._archive is None:
             from .package import runtime_archive
 
@@ -111,7 +112,7 @@ class QemuTarget(Target):
         logger.debug("%s: %s", self.name, command)
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                                  env=chroot_env(PYTHONPATH=self._archive), cwd=str(self._workdir()))
+                                  env=chroot_env(PYTHONPATH=self._archive))
         except subprocess.TimeoutExpired:
             raise TargetError(f"{self.name}: the run did not finish within {timeout:.0f} s (emulation is 5-50x slower "
                               "than the host: raise --timeout)") from None
@@ -143,10 +144,19 @@ class QemuTarget(Target):
 
     def _workdir(self) -> Path:
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="edgekd.", dir=self.rootfs / "tmp")).resolve()
+            _need_root(self.name)
+            try:
+                self.workdir = Path(tempfile.mkdtemp(prefix="edgekd.", dir=self.rootfs / "tmp")).resolve()
+            except OSError as exc:
+                raise TargetError(f"{self.name}: could not make a work directory in {self.rootfs / 'tmp'}: {exc}") from None
             self.workdir.chmod(0o755)
         return self.workdir
 
     def _inside(self, host_path: Path) -> str:
         """The path a process in the chroot sees for a host path under ROOTFS."""
         return "/" + str(host_path.relative_to(self.rootfs))
+
+
+def _need_root(name: str) -> None:
+    if os.geteuid() != 0:
+        raise TargetError(f"{name}: chroot needs root; run edgekd as root (or with sudo)")

@@ -62,6 +62,18 @@ def setup(directory: Path, *, mirror: str = MIRROR) -> tuple[dict[str, object], 
             f"{root} is not empty and not a finished root filesystem (no /{MARKER}): choose a new or empty directory, "
             f"or remove this one (an interrupted setup leaves one behind; `findmnt -R {root}` must show nothing first)"
         )
+    try:
+        facts = _build(root, mirror)
+    except (TargetError, OSError) as exc:
+        left = f"\n{root} is left as the failed step left it: remove it before setting up again" if root.exists() else ""
+        raise TargetError(f"{exc}{left}" if isinstance(exc, TargetError) else f"setup of {root} failed: {exc}{left}") from None
+    marker.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    logger.info("%s is ready (%.0f s): use --target qemu-aarch64://%s", root, facts["setup_seconds"], root)
+    return facts, True
+
+
+def _build(root: Path, mirror: str) -> dict[str, object]:
+    """Every step but the marker; the marker's facts."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     try:
@@ -93,15 +105,12 @@ def setup(directory: Path, *, mirror: str = MIRROR) -> tuple[dict[str, object], 
     # The downloaded .debs are not needed any more (apt is never run in the chroot).
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
-    facts = {
+    return {
         "schema": 1, "kind": "qemu-aarch64", "suite": SUITE, "mirror": mirror, **facts,
         "python_path": VENV_PYTHON, "qemu": _qemu_version(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "setup_seconds": round(time.monotonic() - started, 1), "step_seconds": timings,
     }
-    marker.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-    logger.info("%s is ready (%.0f s): use --target qemu-aarch64://%s", root, facts["setup_seconds"], root)
-    return facts, True
 
 
 # ---- steps ------------------------------------------------------------------------------------------------------

@@ -54,6 +54,17 @@ def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> 
     text = paths["md"].read_text()
     assert "measured_host" in text and "latency vs reference" in text and "tinybert-onnx" in text
     assert not list((tmp_path / "out").glob("*.partial"))
+    page = paths["html"].read_text()
+    for key in ("accuracy_latency", "latency_distribution", "size"):
+        assert paths[f"plot_{key}"].stat().st_size > 5000 and f'id="plot-{key}"' in page
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "http" not in page.split("<style>")[0]
+
+
+def test_pareto_front() -> None:
+    from edgekd.benchmarks.plots import pareto
+
+    points = [(1.0, 80.0), (2.0, 85.0), (3.0, 84.0), (0.5, 70.0), (2.0, 86.0)]
+    assert pareto(points) == [3, 0, 4]  # (3.0, 84) is beaten by (2.0, 86); (2.0, 85) too
 
 
 def test_a_report_breaking_the_schema_is_refused(measured: dict[str, Any], tmp_path: Path) -> None:

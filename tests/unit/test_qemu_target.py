@@ -79,7 +79,8 @@ def test_a_tmp_link_out_of_the_rootfs_is_refused(tmp_path: Path) -> None:
         parse_target(f"qemu-aarch64://{root}")
 
 
-def test_push_fetch_and_cleanup_stay_inside_the_work_directory(tmp_path: Path) -> None:
+def test_push_fetch_and_cleanup_stay_inside_the_work_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # chroot is never run here: root or not, the same checks apply
     root = _fake_rootfs(tmp_path / "rootfs")
     secret = tmp_path / "host-secret"
     secret.write_text("host only")
@@ -106,12 +107,16 @@ def test_push_fetch_and_cleanup_stay_inside_the_work_directory(tmp_path: Path) -
 
 def test_cleanup_runs_when_the_run_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _fake_rootfs(tmp_path / "rootfs")
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     target = parse_target(f"qemu-aarch64://{root}")
     with pytest.raises(TargetError, match="chroot needs root"), target:
         target.push(tmp_path / "rootfs" / MARKER)
+        assert len(list((root / "tmp").iterdir())) == 1
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
         target.run(["x"], 5)
     assert list((root / "tmp").iterdir()) == []
+    with pytest.raises(TargetError, match="chroot needs root"), target:
+        target.push(tmp_path / "rootfs" / MARKER)
 
 
 def test_cli_refuses_a_bad_qemu_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

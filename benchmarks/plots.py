@@ -1,0 +1,96 @@
+"""The report's plots (matplotlib, no display): accuracy against latency with the Pareto front, latency
+distributions, size bars. Each is written as a PNG and returned for embedding in report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PLOTS = {
+    "accuracy_latency": "Dev accuracy against p50 latency (real inputs); the Pareto front joins the models no other beats on both",
+    "latency_distribution": "Latency of each measured query (real inputs), one box per model",
+    "size": "Model file size and its gzip size",
+}
+
+
+def _run(model: dict[str, Any], threads: int) -> dict[str, Any]:
+    return next(r for r in model["runs"] if r["threads"] == threads)
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (latency, accuracy) that no other point beats on both (lower latency, higher accuracy)."""
+    front = []
+    for i, (latency, accuracy) in enumerate(points):
+        dominated = any(
+            (other_latency <= latency and other_accuracy >= accuracy) and (other_latency, other_accuracy) != (latency, accuracy)
+            for j, (other_latency, other_accuracy) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threads = report["settings"]["threads"][0]
+    models = report["models"]
+    source = report["target"]["latency_source"]
+    paths: dict[str, Path] = {}
+
+    scored = [m for m in models if m["accuracy"]]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    if scored:
+        points = [(_run(m, threads)["real"]["p50"], 100 * m["accuracy"]["value"]) for m in scored]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
+        for model, (x, y) in zip(scored, points):
+            ax.annotate(model["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = pareto(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:orange", label="Pareto front", zorder=2)
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, ms (batch 1, {threads} thread(s), {source})")
+    ax.set_ylabel("dev accuracy, %")
+    ax.set_title("Accuracy against latency")
+    ax.grid(True, which="both", alpha=0.3)
+    paths["accuracy_latency"] = _save(fig, out / "accuracy_latency.png")
+
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.5))
+    ax.boxplot([_run(m, threads)["latencies_ms"]["real"] for m in models], orientation="horizontal", showfliers=True)
+    ax.set_yticks(range(1, len(models) + 1), [m["name"] for m in models], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency per query, ms ({source})")
+    ax.set_title("Latency distributions (real dev inputs)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    paths["latency_distribution"] = _save(fig, out / "latency_distribution.png")
+
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.5))
+    names = [m["name"] for m in models]
+    ax.barh(names, [m["size"]["bytes"] / 1e6 for m in models], color="tab:blue", label="file")
+    ax.barh(names, [m["size"]["gzip_bytes"] / 1e6 for m in models], color="tab:green", height=0.4, label="gzip")
+    ax.set_xscale("log")
+    ax.set_xlabel("MB")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("Size")
+    ax.legend(loc="lower right")
+    paths["size"] = _save(fig, out / "size.png")
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    for ax in fig.axes:  # log axes read as plain numbers (2, 5, 20), not 2 x 10^0
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}" if str(f"{x:g}")[0] in "25" else ""))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
