@@ -45,6 +45,8 @@ class BenchSettings:
     # Real dev sentences measured (a random sample, so their lengths follow the dev set's).
     texts: int = 200
     timeout: float = 900.0
+    # Dev accuracy of every model through the runtime (the gate-trust script turns it off: it measures latency only).
+    accuracy: bool = True
     overrides: tuple[str, ...] = field(default_factory=tuple)
 
     def check(self) -> None:
@@ -82,7 +84,7 @@ def bench(paths: list[Path], settings: BenchSettings) -> dict[str, Any]:
                 against = reference if reference is not None and bundle is not reference else None
                 raw = session.measure(bundle, threads, against)
                 runs.append(_run_entry(raw, threads, baseline["vm_hwm_kb"]))
-            models.append(_model_entry(bundle, runs, dev, texts, reference))
+            models.append(_model_entry(bundle, runs, dev if settings.accuracy else None, texts, reference))
     teacher = _teacher_accuracy(settings.teacher) if settings.teacher else next(
         (m["accuracy"] for m in models if m["role"] == "reference" and m["accuracy"]), None
     )
@@ -192,7 +194,7 @@ def _model_entry(bundle: Bundle, runs: list[dict[str, Any]], dev: Any, texts: li
     architecture_only = bool(m.architecture.get("architecture_only"))
     classifier = Classifier.load(bundle)
     accuracy = None
-    if not architecture_only:
+    if not architecture_only and dev is not None:
         task_metric = "accuracy" if m.task.problem == "classification" else "pearson"
         logits = classifier.logits(dev.texts)
         value = metrics.compute([task_metric], logits, dev.labels, m.task.problem)[task_metric]

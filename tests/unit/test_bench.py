@@ -88,3 +88,14 @@ def test_bench_errors(measured: dict[str, Any], tiny_bundles: dict[str, Bundle],
     assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--threads", "one"]) == 2
     assert "--threads" in capsys.readouterr().err
     assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--target", "gopher://x"]) == 2
+
+
+def test_gate_trust_trial_and_harness_overhead(measured: dict[str, Any]) -> None:
+    from edgekd.benchmarks.gate_trust import trial
+    from edgekd.benchmarks.harness_overhead import bare_p50
+
+    teacher = measured["bundles"]["teacher"].path
+    # A model against itself with a generous budget (2x) must pass: a FAIL here would be a false fail.
+    assert trial(teacher, teacher, 2.0, (), 20) == "PASS"
+    columns = 2 if measured["bundles"]["teacher"].manifest.task.kind == "pair" else 1
+    assert bare_p50(teacher, [("a good film",) * columns], 64) > 0
