@@ -126,3 +126,8 @@ def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "budget.yaml").write_text("default: {max_bytes: -1}\n")
     assert main(args) == 2
     assert main(["gate", str(tmp_path / "nothing.json"), "--budget", str(tmp_path / "budget.yaml")]) == 2
+
+
+def test_the_example_budget_is_valid() -> None:
+    budget = gate.load_budget(Path(__file__).resolve().parents[2] / "examples" / "ci" / "budget.yaml")
+    assert budget.models["tinybert-onnx-static"].device == "ssh://pi@raspberrypi:22"
