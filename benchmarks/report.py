@@ -135,7 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
                 name,
                 model["format"],
                 f"{100 * accuracy['value']:.2f}%" if accuracy else "n/a",
-                f"{100 * accuracy['drop']:+.2f} pts".replace("+-", "-") if accuracy and accuracy.get("drop") is not None else "",
+                f"{100 * accuracy['drop']:.2f} pts" if accuracy and accuracy.get("drop") is not None else "",
                 f"{size['bytes'] / 1e6:.2f} ({size['gzip_bytes'] / 1e6:.2f})",
                 f"{size['parameters']:,}",
                 f"{_ms(real['p50'])} / {_ms(real['p90'])}" + ("" if flags_ok else " (invalid: too few queries or too short)"),
