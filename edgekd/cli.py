@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = target_verbs.add_parser("check", help="run the golden texts and dev samples on the target; agreement with this machine")
     check.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
     check.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the dev texts come from")
-    check.add_argument("--target", required=True, help="local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE] or qemu-aarch64://ROOTFS")
+    check.add_argument("--target", required=True, help="local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE] or qemu-aarch64://ROOTFS[?cpu=MODEL]")
     check.add_argument("--samples", type=int, default=64, help="dev texts spread over the length range (default 64)")
     check.add_argument("--timeout", type=float, default=600, help="seconds the run on the target may take (default 600)")
     check.set_defaults(run=_target_check)

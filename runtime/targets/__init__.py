@@ -68,7 +68,7 @@ def parse_target(url: str) -> Target:
         return QemuTarget.from_url(url)
     raise ConfigError(
         f"target {url!r} is unknown; valid: local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE], "
-        "qemu-aarch64://ROOTFS (made by `edgekd target setup qemu-aarch64 ROOTFS`)"
+        "qemu-aarch64://ROOTFS[?cpu=MODEL] (made by `edgekd target setup qemu-aarch64 ROOTFS`)"
     )
 
 

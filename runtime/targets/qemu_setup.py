@@ -30,7 +30,7 @@ from pathlib import Path
 from edgekd.errors import ConfigError, UnsupportedError
 
 from . import TargetError
-from .qemu import MARKER, QEMU, VENV_PYTHON, chroot_env, check_rootfs_path
+from .qemu import MARKER, QEMU, VENV_PYTHON, check_rootfs_path, chroot_env
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _build(root: Path, mirror: str) -> dict[str, object]:
     return {
         "schema": 1, "kind": "qemu-aarch64", "suite": SUITE, "mirror": mirror, **facts,
         "python_path": VENV_PYTHON, "qemu": _qemu_version(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "setup_seconds": round(time.monotonic() - started, 1), "step_seconds": timings,
     }
 

@@ -12,7 +12,7 @@ import pytest
 
 from edgekd.cli import main
 from edgekd.errors import ConfigError, UnsupportedError
-from edgekd.runtime.targets import TargetError, parse_target
+from edgekd.runtime.targets import TargetError, parse_target, qemu
 from edgekd.runtime.targets.qemu import MARKER, QEMU, VENV_PYTHON, QemuTarget
 from edgekd.runtime.targets.qemu_setup import setup
 
@@ -47,6 +47,8 @@ def _fake_rootfs(root: Path) -> Path:
         "qemu-aarch64:///srv/%2e%2e/etc",
         "qemu-aarch64:///srv/rootfs?python=/bin/sh",
         "qemu-aarch64:///srv/rootfs#x",
+        "qemu-aarch64:///srv/rootfs?cpu=max;id",
+        "qemu-aarch64:///srv/rootfs?cpu=cortex-a72&cpu=max",
         "qemu-arm64:///srv/rootfs",
     ],
 )
@@ -54,6 +56,37 @@ def test_hostile_or_malformed_rootfs_paths_are_refused(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_target(url)
     assert not Path("/tmp/pwned").exists()
+
+
+@pytest.mark.parametrize("query", ["?cpu=", "?cpu=cortex-a99", "?cpu=max%20-L%20/", "?cpu=-L"])
+def test_unknown_cpu_models_are_refused(tmp_path: Path, query: str) -> None:
+    root = _fake_rootfs(tmp_path / "rootfs")
+    with pytest.raises(ConfigError, match="cpu .* is unknown; valid: cortex-a35"):
+        parse_target(f"qemu-aarch64://{root}{query}")
+
+
+def test_the_child_runs_through_qemu_with_an_argument_list_and_a_clean_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _fake_rootfs(tmp_path / "rootfs")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("EDGEKD_SECRET_TOKEN", "host only")
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append((command, kwargs["env"]))  # type: ignore[arg-type]
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(qemu.subprocess, "run", fake_run)
+    for query, cpu in (("", "cortex-a76"), ("?cpu=cortex-a72", "cortex-a72")):
+        with parse_target(f"qemu-aarch64://{root}{query}") as target:
+            assert target.name == f"qemu-aarch64://{root}{query}"
+            target._archive = "/tmp/edgekd.x/edgekd.whl"  # type: ignore[attr-defined] - no wheel build here
+            target.run(["/tmp/edgekd.x/bundle", "--out", "/tmp/edgekd.x/out.json"], 5)
+        command, env = seen[-1]
+        assert command == ["chroot", str(root.resolve()), QEMU, "-cpu", cpu, VENV_PYTHON, "-m", "edgekd.runtime.child",
+                           "/tmp/edgekd.x/bundle", "--out", "/tmp/edgekd.x/out.json"]
+        assert env["PYTHONPATH"] == "/tmp/edgekd.x/edgekd.whl" and "EDGEKD_SECRET_TOKEN" not in env
 
 
 def test_a_missing_rootfs_says_how_to_make_one(tmp_path: Path) -> None:
