@@ -26,7 +26,8 @@ def peak_rss_kb() -> int | None:
     return None
 
 
-def _one(classifier: Classifier, example: Example) -> float:
+def one_query(classifier: Classifier, example: Example) -> float:
+    """Seconds of one query at batch 1, as every measurement times it."""
     started = time.perf_counter()
     classifier.backend.run([example])
     return time.perf_counter() - started
@@ -36,7 +37,7 @@ def warm_up(classifier: Classifier, examples: list[Example], runs: int, seconds:
     """At least `runs` queries and `seconds` of them; returns how many ran."""
     done, started = 0, time.perf_counter()
     while done < runs or time.perf_counter() - started < seconds:
-        _one(classifier, examples[done % len(examples)])
+        one_query(classifier, examples[done % len(examples)])
         done += 1
     return done
 
@@ -47,7 +48,7 @@ def measure(classifier: Classifier, examples: list[Example], queries: int, secon
     latencies: list[float] = []
     total = 0.0
     while len(latencies) < queries or total < seconds:
-        latencies.append(_one(classifier, examples[len(latencies) % len(examples)]))
+        latencies.append(one_query(classifier, examples[len(latencies) % len(examples)]))
         total += latencies[-1]
     return latencies
 
@@ -61,11 +62,11 @@ def measure_pairs(
     for i in range(pairs):
         a, b = candidate_examples[i % len(candidate_examples)], reference_examples[i % len(reference_examples)]
         if rng.random() < 0.5:
-            ta = _one(candidate, a)
-            tb = _one(reference, b)
+            ta = one_query(candidate, a)
+            tb = one_query(reference, b)
         else:
-            tb = _one(reference, b)
-            ta = _one(candidate, a)
+            tb = one_query(reference, b)
+            ta = one_query(candidate, a)
         first.append(ta)
         second.append(tb)
     return first, second

@@ -92,10 +92,11 @@ def test_bench_errors(measured: dict[str, Any], tiny_bundles: dict[str, Bundle],
 
 def test_gate_trust_trial_and_harness_overhead(measured: dict[str, Any]) -> None:
     from edgekd.benchmarks.gate_trust import trial
-    from edgekd.benchmarks.harness_overhead import bare_p50
+    from edgekd.benchmarks.harness_overhead import overhead
 
     teacher = measured["bundles"]["teacher"].path
     # A model against itself with a generous budget (2x) must pass: a FAIL here would be a false fail.
     assert trial(teacher, teacher, 2.0, (), 20) == "PASS"
     columns = 2 if measured["bundles"]["teacher"].manifest.task.kind == "pair" else 1
-    assert bare_p50(teacher, [("a good film",) * columns], 64) > 0
+    result = overhead(teacher, [("a good film",) * columns], queries=100)
+    assert result["harness_p50_ms"] > 0 and result["bare_session_run_p50_ms"] > 0
