@@ -25,13 +25,9 @@ for n in 1 20 100; do
   q $R/tinybert-vocab$n-onnx --method onnx-static -o $R/tinybert-vocab$n-onnx-static
 done
 q $R/tinybert-vocab1-onnx --method onnx-int4 -o $R/tinybert-vocab1-onnx-int4
-for b in tinybert-onnx-static-minmax tinybert-onnx-int4 tinybert-vocab1-onnx-int4; do
-  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/paired_onnx_latency.py $R/tinybert-onnx $R/$b
-done
 # 40% of heads and FFN neurons removed, a one-epoch prediction-layer distillation from the teacher to recover.
 $E prune runs/sst2/tinybert --method structured --heads 0.4 --ffn 0.4 -o $R/tinybert-pruned --force $D
 $E distill sst2-tinybert $D --student tinybert -o $R/tinybert-pruned-rec --force "students.tinybert.student.init=$R/tinybert-pruned" \
   "students.tinybert.stages=[{kind: prediction, train: {epochs: 1, learning_rate: 5.0e-5, batch_size: 32, eval_every: 700, keep_best: true}}]"
 $E -q export $R/tinybert-pruned-rec --to onnx -o $R/tinybert-pruned-rec-onnx --parity-samples all --force $D
-# Latency of the pruned model against the unpruned one, paired (interim script until `edgekd bench`).
-OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results/paired_onnx_latency.py $R/tinybert-onnx $R/tinybert-pruned-rec-onnx
+# Latency: benchmarks/results/bench_all.sh (edgekd bench).
