@@ -25,7 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
     "predict": ("classify texts with an ONNX or TFLite bundle (JSON lines out)", "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
-    "target": ("run a bundle on a target (local, ssh://...) and compare it with this machine", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
+    "target": ("run a bundle on a target (local, ssh://..., qemu-aarch64://...) and compare it with this machine; set up the emulated one", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
               "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
     "gate": ("judge a benchmark report against a budget file: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
