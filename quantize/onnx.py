@@ -76,15 +76,10 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference and graph clean-up before calibration, as ONNX Runtime recommends for static quantization.
-        # Its symbolic shape inference types the fused operators' outputs (needed on fused graphs) but gives up on the
-        # unfused attention mask's Min(512, sequence) broadcast; there ONNX's own shape inference suffices.
-        # (Its failure is expected on unfused graphs, and it warns first.)
-        logging.getLogger("onnxruntime.tools.symbolic_shape_infer").setLevel(logging.ERROR)
-        try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        except Exception as exc:  # SymbolicShapeInference raises a bare Exception("Incomplete symbolic shape inference")
-            logger.info("symbolic shape inference failed (%s); using ONNX shape inference", exc)
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # Static quantization takes unfused graphs only (the stage refuses fused ones), where ONNX's own shape
+        # inference suffices; ONNX Runtime's symbolic one gives up on the attention mask's Min(512, sequence)
+        # broadcast, and on giving up it dumps sym_shape_infer_temp.onnx and its weights into the working directory.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         ort_static(
             prepared,
             target,
