@@ -59,6 +59,11 @@ class TaskInfo(_Frozen):
     labels: list[str]
     text_columns: list[str]
 
+    @property
+    def columns(self) -> int:
+        """Texts per example: 1 for single sentences, 2 for pairs."""
+        return 2 if self.kind == "pair" else 1
+
 
 class TokenizerInfo(_Frozen):
     type: Literal["wordpiece", "word"]
@@ -120,6 +125,13 @@ class Bundle:
     @property
     def tokenizer_dir(self) -> Path:
         return self.path / self.manifest.tokenizer.path
+
+    def read_golden(self) -> tuple[Any, list[tuple[str, ...]]]:
+        """golden.npz's arrays (inputs, logits, ...) and its texts as tuples of 1 or 2 strings."""
+        if not self.manifest.golden:
+            raise BundleError(f"{self.path}: has no golden inputs; re-create it with the stage that wrote it")
+        golden = np.load(self.file(self.manifest.golden))
+        return golden, [tuple(str(t) for t in row) for row in golden["texts"]]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> Bundle:

@@ -330,7 +330,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.batch_size < 1:
         raise ConfigError(f"--threads {args.threads} and --batch-size {args.batch_size} must be at least 1")
     classifier = Classifier.load(args.bundle, threads=args.threads, batch_size=args.batch_size)
-    columns = 2 if classifier.bundle.manifest.task.kind == "pair" else 1
+    columns = classifier.bundle.manifest.task.columns
     if args.input:
         try:
             raw = sys.stdin.read() if str(args.input) == "-" else args.input.read_text(encoding="utf-8")

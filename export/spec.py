@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from edgekd.errors import UnsupportedError
+from edgekd.runtime.encoder import Example, collate
+
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,15 @@ class FamilySpec:
     # The parent's logits on a padded batch (the reference every export is compared with).
     reference: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
     tolerance: dict[str, Tolerance]
+
+    def runner(self, model: nn.Module, pad_id: int) -> Callable[[list[Example]], np.ndarray]:
+        """The torch model's float32 logits (examples, labels) on encoded examples, each batch padded, no gradients."""
+
+        @torch.no_grad()
+        def run(examples: list[Example]) -> np.ndarray:
+            return self.reference(model, to_torch(collate(examples, pad_id))).float().numpy()
+
+        return run
 
     def inputs(self, pair: bool) -> tuple[str, ...]:
         return self.single_inputs + (self.pair_inputs if pair else ())

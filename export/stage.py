@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from edgekd import metrics
@@ -21,12 +20,11 @@ from edgekd.config import ExportConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.modeling import load_torch_model
-from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 
 from .base import Exported, Source
 from .parity import check, compare_sets
-from .spec import FamilySpec, family_spec, to_torch
+from .spec import FamilySpec, family_spec
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +60,9 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     spec = family_spec(manifest.architecture)
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
-    columns = 2 if manifest.task.kind == "pair" else 1
+    columns = manifest.task.columns
     tokenizer = manifest.tokenizer
-    if not manifest.golden:
-        raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with an edgekd stage")
-    golden = np.load(parent.file(manifest.golden))
-    golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+    golden, golden_texts = parent.read_golden()
     training_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
     _check_tokenizer(golden, training_encoder.encode(golden_texts), training_encoder.pad_id, parent.path)
     # TFLite's largest bucket may be shorter than the parent's max length: both sides then see the same truncation.
@@ -96,15 +91,12 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
             "edge cases": encoder.encode(_edge_texts(dev.texts, columns, encoder.max_length)),
             "dev": [dev_examples[i] for i in picks],
         }
-        with torch.no_grad():
-            reference = lambda chunk: spec.reference(model, to_torch(collate(chunk, encoder.pad_id))).numpy()  # noqa: E731
-            results, outputs = compare_sets(reference, exported.run, sets, exported.group)
+        results, outputs = compare_sets(spec.runner(model, encoder.pad_id), exported.run, sets, exported.group)
         dev_logits = outputs["dev"]
         tolerance = spec.tolerance[cfg.format]
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
         copy_support_files(parent, writer.path)
-        golden_logits = run_batched(golden_examples, exported.run)
-        write_golden(writer.path, collate(golden_examples, encoder.pad_id), golden_logits, golden_texts, np.asarray(golden["logits"]))
+        write_golden(writer.path, collate(golden_examples, encoder.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
         dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
         key = "dev" if len(picks) == len(dev) else "dev_sample"
         bundle = writer.commit(

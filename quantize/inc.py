@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from edgekd import metrics
@@ -24,9 +23,9 @@ from edgekd.bundle import Bundle
 from edgekd.config import IncConfig
 from edgekd.data import TaskData, lineage_data, resolve_task
 from edgekd.errors import ParityError
+from edgekd.export.spec import family_spec
 from edgekd.runtime.backends import run_batched
-from edgekd.export.spec import family_spec, to_torch
-from edgekd.runtime.encoder import collate, load_encoder
+from edgekd.runtime.encoder import load_encoder
 
 from .prune import save_model
 
@@ -47,13 +46,12 @@ def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, direc
     task = resolve_task(lineage_data(parent))
     spec = family_spec(parent.manifest.architecture)
     tokenizer = parent.manifest.tokenizer
-    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, 2 if parent.manifest.task.kind == "pair" else 1)
+    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, parent.manifest.task.columns)
     dev = encoder.encode(data.dev.texts)
     primary = task.metrics[0]
 
-    @torch.no_grad()
     def dev_metric(candidate: nn.Module) -> float:
-        logits = run_batched(dev, lambda chunk: spec.reference(candidate, to_torch(collate(chunk, encoder.pad_id))).float().numpy())
+        logits = run_batched(dev, spec.runner(candidate, encoder.pad_id))
         return _metric(primary, logits, data.dev.labels, task.problem)
 
     configs = [RTNConfig(bits=b, group_size=-1 if b == 8 else cfg.group_size, use_layer_wise=False) for b in cfg.bits]

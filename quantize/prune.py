@@ -28,12 +28,13 @@ from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConf
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
 from edgekd.export.parity import compare
-from edgekd.runtime.backends import run_batched
-from edgekd.export.spec import family_spec, to_torch
+from edgekd.export.spec import family_spec
 from edgekd.footprint import footprint
 from edgekd.modeling import WEIGHTS_FILE, load_torch_model
-from edgekd.runtime.encoder import Encoder, Example, collate, load_encoder
+from edgekd.runtime.backends import run_batched
+from edgekd.runtime.encoder import collate, load_encoder
 from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE
+
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +70,17 @@ def transform_torch(
     data = load_task_data(data_cfg)
     model = load_torch_model(parent)
     spec = family_spec(manifest.architecture)
-    columns = 2 if manifest.task.kind == "pair" else 1
+    columns = manifest.task.columns
     tokenizer = manifest.tokenizer
     parent_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
-    golden = np.load(parent.file(manifest.golden)) if manifest.golden else None
-    if golden is None:
-        raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with its stage")
-    golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
-    parent_run = _torch_runner(load_torch_model(parent), spec, parent_encoder)
+    golden, golden_texts = parent.read_golden()
+    parent_run = spec.runner(load_torch_model(parent), parent_encoder.pad_id)
     out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{suffix}"
     with BundleWriter(out_path, overwrite=force) as writer:
         details = {"method": cfg.method, **transform(model, parent, data, cfg, writer.path)}
         pruned = load_torch_model(Bundle(writer.path, manifest, ""))
         encoder = load_encoder(writer.path / tokenizer.path, tokenizer.type, tokenizer.max_length, columns)
-        run = _torch_runner(pruned, spec, encoder)
+        run = spec.runner(pruned, encoder.pad_id)
         # Parent and pruned model each read the text through their own tokenizer.
         results, outputs = [], {}
         for name, texts in {"golden": golden_texts, "dev": list(data.dev.texts)}.items():
@@ -121,14 +119,6 @@ def _suffix(cfg: PruneConfig) -> str:
     if isinstance(cfg, StructuredPruneConfig):
         return f"heads{round(cfg.heads * 100)}-ffn{round(cfg.ffn * 100)}"
     return "vocab"
-
-
-def _torch_runner(model: nn.Module, spec: Any, encoder: Encoder) -> Callable[[list[Example]], np.ndarray]:
-    @torch.no_grad()
-    def run(examples: list[Example]) -> np.ndarray:
-        return spec.reference(model, to_torch(collate(examples, encoder.pad_id))).numpy()
-
-    return run
 
 
 def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:

@@ -79,7 +79,7 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
     data = load_task_data(data_cfg)
-    columns = 2 if manifest.task.kind == "pair" else 1
+    columns = manifest.task.columns
     encoder = load_encoder(parent.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
     calibration: list[Example] = []
     samples = getattr(cfg, "samples", 0)
@@ -92,10 +92,7 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
     picks = np.arange(len(dev_examples)) if cfg.eval_samples == "all" else spread_by_length(
         np.asarray([sequence_length(e) for e in dev_examples]), int(cfg.eval_samples)
     )
-    golden = np.load(parent.file(manifest.golden)) if manifest.golden else None
-    if golden is None:
-        raise UnsupportedError(f"{parent.path}: has no golden inputs; re-create it with edgekd export")
-    golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+    golden, golden_texts = parent.read_golden()
     golden_examples = encoder.encode(golden_texts)
     parent_backend = open_backend(parent.file(model_file), encoder.pad_id)
     out_path = Path(out) if out is not None else default_output(parent.path, cfg)

@@ -83,7 +83,7 @@ def importance(model: nn.Module, parent: Bundle, data: TaskData, samples: int) -
         for layer, mask in zip(layers, neuron_masks)
     ]
     tokenizer = parent.manifest.tokenizer
-    columns = 2 if parent.manifest.task.kind == "pair" else 1
+    columns = parent.manifest.task.columns
     encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
     rng = np.random.default_rng(0)
     picks = rng.choice(len(data.train), size=min(samples, len(data.train)), replace=False)

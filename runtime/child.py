@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         classifier = Classifier.load(args.bundle, threads=args.threads)
         load_seconds = time.perf_counter() - started
-        golden = np.load(classifier.bundle.file(classifier.bundle.manifest.golden or "golden.npz"))
-        golden_texts = [tuple(str(t) for t in row) for row in golden["texts"]]
+        golden, golden_texts = classifier.bundle.read_golden()
         golden_logits = classifier.logits(golden_texts)
         texts = [tuple(json.loads(line)) for line in args.texts.read_text(encoding="utf-8").splitlines()] if args.texts else []
         logits = classifier.logits(texts) if texts else np.zeros((0, golden_logits.shape[1]), dtype=np.float32)

@@ -54,7 +54,7 @@ class Classifier:
                 f"{opened.path}: is a {manifest.format} bundle; the runtime runs onnx or tflite bundles "
                 f"(edgekd export {opened.path} --to onnx)"
             )
-        columns = 2 if manifest.task.kind == "pair" else 1
+        columns = manifest.task.columns
         encoder = load_encoder(opened.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
         backend = open_backend(opened.file(MODEL_FILES[manifest.format]), encoder.pad_id, threads)
         return cls(opened, encoder, backend, batch_size)
