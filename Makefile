@@ -19,13 +19,11 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip check
 	@touch $@
 
-# The offline demo: the packaged MiniLM teacher fine-tuned on the packaged tweet corpus, and two students.
-# A finished bundle is kept (delete runs/demo to start over).
+# The offline demo: `edgekd run demo` (recipes/demo.yaml): the packaged MiniLM teacher fine-tuned on the packaged tweet
+# corpus, a BiLSTM and a TinyBERT student, ONNX and TFLite, INT8, a benchmark against the teacher, a gate.
+# Finished stages are kept and skipped on the next run (delete runs/demo to start over); exit code from the gate.
 demo: setup
-	@test -f runs/demo/teacher/manifest.json || $(BIN)/edgekd teacher demo
-	@test -f runs/demo/bilstm/manifest.json || $(BIN)/edgekd distill demo --student bilstm
-	@test -f runs/demo/tinybert/manifest.json || $(BIN)/edgekd distill demo --student tinybert
-	$(BIN)/edgekd inspect --table runs/demo/teacher runs/demo/bilstm runs/demo/tinybert
+	$(BIN)/edgekd run demo
 
 # The fast tier: tiny models built in code, fixture data made by the tests; a few minutes on 2 cores.
 test: setup

@@ -9,6 +9,7 @@ is wholly outside, INCONCLUSIVE otherwise; an inconclusive model is measured aga
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from edgekd.config import Budget, ModelBudget, validate_config
 from edgekd.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "SKIP"]
 
 
@@ -45,9 +47,29 @@ def load_budget(path: Path) -> Budget:
     return validate_config(Budget, raw, source=str(path))
 
 
+def remeasurer(report: dict[str, Any], budget: Budget, target: str | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`remeasure(model)` for `judge`: the model measured again against the report's reference, with 4x the pairs."""
+    settings = report["settings"]
+
+    def remeasure(model: dict[str, Any]) -> dict[str, Any]:
+        from .bench import BenchSettings, bench
+
+        logger.warning("%s: latency ratio inconclusive; measuring again with 4x the pairs", model["name"])
+        again = BenchSettings(
+            target=target or report["target"]["name"], reference=settings["reference"], threads=(budget.threads,),
+            queries=4 * max(settings["queries"], settings["texts"]), seconds=settings["seconds"], texts=settings["texts"],
+            overrides=tuple(settings["data_overrides"]),
+        )
+        fresh = bench([Path(str(model["path"]))], again)
+        return next(m for m in fresh["models"] if m["role"] == "candidate")["runs"][0]
+
+    return remeasure
+
+
 def judge(report: dict[str, Any], budget: Budget, remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[Check]:
-    """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new run (4x the pairs)."""
-    candidates = [m for m in report["models"] if m["role"] == "candidate"]
+    """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new run (4x the pairs).
+    Architecture-only models (bert-base-shape: random weights) are measured for comparison and never judged."""
+    candidates = [m for m in report["models"] if m["role"] == "candidate" and not m["architecture_only"]]
     names = {m["name"] for m in candidates}
     unknown = sorted(set(budget.models) - names)
     if unknown:

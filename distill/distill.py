@@ -94,7 +94,7 @@ class Context:
         return self._teacher_model
 
 
-def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: bool = False, force: bool = False) -> Bundle:
+def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resume = False, force: bool = False) -> Bundle:
     """Distil the student `name` of a recipe; return the written student bundle."""
     if name not in recipe.students:
         known = ", ".join(recipe.students) or "none (add a `students:` section)"
@@ -138,7 +138,7 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: bool 
     return bundle
 
 
-def run_stage(ctx: Context, number: int, stage: StageConfig, resume: bool, main: bool = True) -> dict[str, Any]:
+def run_stage(ctx: Context, number: int, stage: StageConfig, resume: Resume, main: bool = True) -> dict[str, Any]:
     """Run one stage (or, on resume, load its finished weights); return its summary."""
     # What this stage's result depends on: the data, the teacher, the student and this and the earlier stages
     # (a change to a later stage keeps this one's finished result).

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from edgekd.data import Encoded, eval_batches, length_grouped_batches, pad_batch
 from edgekd.errors import ConfigError, UnsupportedError
 
 logger = logging.getLogger(__name__)
+# False: start over; True: continue from the checkpoint (strict); "auto": continue when the checkpoint matches.
+Resume = bool | Literal["auto"]
 
 Batch = dict[str, torch.Tensor]
 
@@ -191,6 +193,13 @@ class Checkpoint:
         logger.info("resumed from %s at step %d", self.directory, header["step"])
         return header, (load_file(best_path) if best_path.is_file() else None)
 
+    def matches(self) -> bool:
+        """Whether a checkpoint exists and was made under this fingerprint (the same config and data)."""
+        try:
+            return json.loads((self.directory / "state.json").read_text()).get("fingerprint") == self.fingerprint
+        except (OSError, ValueError):
+            return False
+
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -230,16 +239,21 @@ class Trainer:
         batches = math.ceil(len(self.lengths) / self.cfg.batch_size)
         return max(1, batches // self.world[1])
 
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: Resume = False) -> TrainResult:
+        """Train; `resume=True` continues from the checkpoint (refusing one of another config), `"auto"` continues
+        from it when it matches and otherwise starts over (what `edgekd run` does after an interruption)."""
         cfg = self.cfg
         per_epoch = self.steps_per_epoch()
         total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
         optimizer, scheduler = adamw_with_warmup(self.model, cfg.learning_rate, cfg.weight_decay, int(cfg.warmup_ratio * total), total)
         step, history, best, best_state, bad_evals = 0, [], None, None, 0
+        if resume == "auto" and self.checkpoint.exists() and not self.checkpoint.matches():
+            logger.info("%s was made under another config; starting over", self.checkpoint.directory)
+            self.checkpoint.remove()
         if resume and self.checkpoint.exists():
             header, best_state = self.checkpoint.load(self.model, optimizer, scheduler)
             step, history, best, bad_evals = header["step"], header["history"], header["best"], header["bad_evals"]
-        elif resume:
+        elif resume is True:
             logger.warning("--resume given but no checkpoint at %s; starting from the beginning", self.checkpoint.directory)
         # The scheduler stays ours: accelerate's wrapper would step it once per process.
         model, optimizer = self.accelerator.prepare(self.model, optimizer)

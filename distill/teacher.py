@@ -15,7 +15,7 @@ import torch
 
 from edgekd import metrics
 from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
-from edgekd.config import Recipe, TeacherConfig, to_dict
+from edgekd.config import Recipe, TeacherConfig, teacher_lineage, to_dict
 from edgekd.data import Encoded, TaskData, encode, load_task_data, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
@@ -24,7 +24,7 @@ from edgekd.tasks import Task, hf_label_config
 from .curves import write_curves
 from .features import bert_architecture
 from .logits_cache import teacher_logits
-from .loop import Checkpoint, TaskLoss, Trainer, pick_device, predict_logits, seed_everything
+from .loop import Checkpoint, Resume, TaskLoss, Trainer, pick_device, predict_logits, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def resolve_model_source(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, force: bool = False) -> Bundle:
+def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, force: bool = False) -> Bundle:
     """Run the teacher stage of a recipe and return the written teacher bundle."""
     cfg = recipe.teacher
     out = Path(out or recipe.out / "teacher")
@@ -63,7 +63,8 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: bool = False, fo
         training: dict[str, Any] = {}
     else:
         model = _load_for_finetune(source, cfg, data.task)
-        fingerprint = sha256_json({"recipe": to_dict(recipe), "train": data.train.fingerprint})
+        # Only what the teacher depends on: a change to the students or artifacts keeps an interrupted fine-tune resumable.
+        fingerprint = sha256_json({"recipe": teacher_lineage(to_dict(recipe)), "train": data.train.fingerprint})
         checkpoint = Checkpoint(out.parent / f".{out.name}.checkpoint", fingerprint)
         training = finetune(model, train, dev, data.task, recipe, checkpoint, resume)
     model.to(device)
@@ -128,7 +129,7 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
 
 
 def finetune(
-    model: torch.nn.Module, train: Encoded, dev: Encoded, task: Task, recipe: Recipe, checkpoint: Checkpoint, resume: bool
+    model: torch.nn.Module, train: Encoded, dev: Encoded, task: Task, recipe: Recipe, checkpoint: Checkpoint, resume: Resume
 ) -> dict[str, Any]:
     """Fine-tune with the shared Trainer (the model's own task loss); returns training facts and curves."""
     cfg = recipe.teacher.train

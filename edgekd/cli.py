@@ -19,6 +19,8 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 
 VERBS: dict[str, tuple[str, str]] = {
+    "run": ("run a recipe end to end (teacher, students, export, quantize, bench, gate), skipping finished stages; exit code from the gate",
+            "edgekd run demo"),
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-students --student bilstm"),
     "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str) -> argparse.ArgumentParser:
         what, example = VERBS[name]
         return verbs.add_parser(name, help=what, description=what, epilog=f"example:\n  $ {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = add("run")
+    run.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
+    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    run.add_argument("-o", "--output", type=Path, help="the run's folder (default runs/<recipe name>; sets output_dir)")
+    run.add_argument("--force", action="store_true", help="re-run every stage, finished or not")
+    run.set_defaults(run=_run)
 
     teacher = add("teacher")
     teacher.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
@@ -180,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--print", action="store_true", help="print the resolved recipe as YAML")
     validate.set_defaults(run=_validate)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgekd.config import load_recipe
+    from edgekd.pipeline import run
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.output:
+        recipe = recipe.model_copy(update={"output_dir": str(args.output)})
+    outcome = run(recipe, force=args.force, echo=lambda line: print(line, flush=True))
+    return outcome.exit_code
 
 
 def _teacher(args: argparse.Namespace) -> int:
@@ -409,23 +429,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _gate(args: argparse.Namespace) -> int:
     from edgekd.benchmarks import gate, report
-    from edgekd.benchmarks.bench import BenchSettings, bench
 
     measured = report.load(args.report)
     budget = gate.load_budget(args.budget)
-    settings = measured["settings"]
-
-    def remeasure(model: dict[str, object]) -> dict[str, object]:
-        print(f"{model['name']}: latency ratio inconclusive; measuring again with 4x the pairs", file=sys.stderr)
-        again = BenchSettings(
-            target=args.target or measured["target"]["name"], reference=settings["reference"], threads=(budget.threads,),
-            queries=4 * max(settings["queries"], settings["texts"]), seconds=settings["seconds"], texts=settings["texts"],
-            overrides=tuple(settings["data_overrides"]),
-        )
-        fresh = bench([Path(str(model["path"]))], again)
-        return next(m for m in fresh["models"] if m["role"] == "candidate")["runs"][0]
-
-    checks = gate.judge(measured, budget, None if args.no_remeasure else remeasure)
+    remeasure = None if args.no_remeasure else gate.remeasurer(measured, budget, args.target)
+    checks = gate.judge(measured, budget, remeasure)
     for check in checks:
         print(check.line())
     if args.junit:

@@ -411,8 +411,64 @@ class Budget(_Config):
     models: dict[str, ModelBudget] = {}
 
 
+STAGES = ("export", "quantize", "prune")
+
+
+class ArtifactConfig(_Config):
+    """One derived bundle of `edgekd run`: its `parent` (teacher, a student or an earlier artifact) exported, quantized
+    or pruned; written to <output_dir>/<artifact name>."""
+
+    parent: str
+    export: ExportConfig | None = None
+    quantize: QuantizeConfig | None = None
+    prune: PruneConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_stage(self) -> ArtifactConfig:
+        given = [key for key in STAGES if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"an artifact is made by exactly one of export, quantize or prune; this one has {', '.join(given) or 'none'}")
+        return self
+
+    @property
+    def stage(self) -> str:
+        return next(key for key in STAGES if getattr(self, key) is not None)
+
+    @property
+    def config(self) -> Any:
+        return getattr(self, self.stage)
+
+
+class BenchConfig(_Config):
+    """`edgekd run`'s benchmark (DESIGN.md's protocol) of the run's ONNX and TFLite artifacts, against a reference."""
+
+    # Artifact names measured; null: every ONNX and TFLite artifact but the reference.
+    models: list[str] | None = None
+    # Latency ratios are paired against this: an ONNX/TFLite artifact of the run (e.g. the teacher's export) or
+    # `bert-base-shape` (BERT-base sized, random weights: what a BERT-base teacher would cost).
+    reference: str = "bert-base-shape"
+    # Also measure bert-base-shape in the same run when the reference is another model (the speed-up against BERT-base).
+    bert_base_shape: bool = True
+    # local, ssh://user@host[...] or qemu-aarch64://ROOTFS (emulated: functional only, its latency means nothing).
+    target: str = "local"
+    threads: list[int] = Field(default=[1], min_length=1)
+    queries: int = Field(default=64, ge=64)
+    seconds: float = Field(default=1.0, ge=1.0)
+    # Real dev sentences measured (a fixed random sample).
+    texts: int = Field(default=200, gt=0)
+    # The report folder under output_dir: report.json, report.md, report.html, plots, gate.xml, gate.md.
+    output: str = Field(default="report", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, threads: list[int]) -> list[int]:
+        if any(t < 1 for t in threads):
+            raise ValueError(f"threads {threads}: positive counts, e.g. [1, 2]")
+        return threads
+
+
 class Recipe(_Config):
-    """One end-to-end recipe. Later stages add their sections here."""
+    """One end-to-end recipe: data, teacher, students, and for `edgekd run` the artifacts, the benchmark and the gate."""
 
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -425,6 +481,11 @@ class Recipe(_Config):
     teacher: TeacherConfig = TeacherConfig()
     # Students by name: each is written to <output_dir>/<name>.
     students: dict[str, StudentConfig] = {}
+    # Derived bundles by name, made in this order by `edgekd run`: exports, quantizations, prunings.
+    artifacts: dict[str, ArtifactConfig] = {}
+    bench: BenchConfig | None = None
+    # The budget the benchmark report is judged against (as a budget file of `edgekd gate`); the run's exit code.
+    gate: Budget | None = None
 
     @field_validator("students")
     @classmethod
@@ -433,6 +494,13 @@ class Recipe(_Config):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in ("teacher", "cache"):
                 raise ValueError(f"student name {name!r}: use letters, digits, - _ . (not 'teacher' or 'cache')")
         return students
+
+    @model_validator(mode="after")
+    def _run_graph(self) -> Recipe:
+        problems = graph_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def out(self) -> Path:
@@ -443,9 +511,85 @@ class Recipe(_Config):
         return Path(self.cache_dir or os.environ.get("EDGEKD_CACHE_DIR") or self.out / "cache")
 
 
+def bundle_formats(recipe: Recipe) -> dict[str, str]:
+    """The format of every bundle a run makes, by name: teacher and students are torch; artifacts follow their stage."""
+    formats = {"teacher": "torch", **{name: "torch" for name in recipe.students}}
+    for name, artifact in recipe.artifacts.items():
+        cfg = artifact.config
+        parent = formats.get(artifact.parent, "torch")
+        formats[name] = cfg.format if artifact.stage == "export" else "torch" if artifact.stage == "prune" else parent
+    return formats
+
+
+def graph_problems(recipe: Recipe) -> list[str]:
+    """What is wrong with the run's graph: unknown or later parents, a stage given the wrong format, bench and gate
+    naming models the run does not make."""
+    problems: list[str] = []
+    known = {"teacher": "torch", **{name: "torch" for name in recipe.students}}
+    formats = bundle_formats(recipe)
+    reserved = {"teacher", "cache", *(recipe.students)}
+    for name, artifact in recipe.artifacts.items():
+        where = f"artifacts.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in reserved:
+            problems.append(f"{where}: use letters, digits, - _ . and not the name of the teacher, a student or the cache")
+        if artifact.parent not in known:
+            hint = f"did you mean {close!r}? " if (close := nearest_key(artifact.parent, list(known))) else ""
+            problems.append(f"{where}.parent: {artifact.parent!r} is not the teacher, a student or an earlier artifact; {hint}"
+                            f"known here: {', '.join(known)}")
+        else:
+            have = known[artifact.parent]
+            need = "torch" if artifact.stage != "quantize" or artifact.config.method == "inc" else artifact.config.method.split("-")[0]
+            if have != need:
+                problems.append(f"{where}: {artifact.stage} {getattr(artifact.config, 'method', '')}".rstrip()
+                                + f" needs a {need} parent, but {artifact.parent!r} is {have}")
+        known[name] = formats[name]
+    deployable = [name for name, artifact in recipe.artifacts.items() if formats[name] in ("onnx", "tflite")]
+    if recipe.bench is not None:
+        bench = recipe.bench
+        if bench.reference != "bert-base-shape" and bench.reference not in deployable:
+            problems.append(f"bench.reference: {bench.reference!r} is neither bert-base-shape nor an ONNX/TFLite artifact "
+                            f"of this recipe ({', '.join(deployable) or 'none'})")
+        for model in bench.models or []:
+            if model not in deployable:
+                problems.append(f"bench.models: {model!r} is not an ONNX/TFLite artifact of this recipe ({', '.join(deployable) or 'none'})")
+        if not bench_models(recipe):
+            problems.append("bench: nothing to measure; add ONNX or TFLite artifacts (export, quantize)")
+        if bench.output in formats:
+            problems.append(f"bench.output: {bench.output!r} is also the name of a bundle of this recipe")
+    if recipe.gate is not None:
+        if recipe.bench is None:
+            problems.append("gate: judges the benchmark report; add a `bench:` section")
+        else:
+            unknown = sorted(set(recipe.gate.models) - set(bench_models(recipe)))
+            if unknown:
+                problems.append(f"gate.models: {', '.join(unknown)} not benchmarked as candidates (bench models: "
+                                f"{', '.join(bench_models(recipe))})")
+    return problems
+
+
+def bench_models(recipe: Recipe) -> list[str]:
+    """The artifacts `edgekd run` measures as candidates (the reference apart)."""
+    if recipe.bench is None:
+        return []
+    if recipe.bench.models is not None:
+        return [m for m in recipe.bench.models if m != recipe.bench.reference]
+    formats = bundle_formats(recipe)
+    return [name for name in recipe.artifacts if formats[name] in ("onnx", "tflite") and name != recipe.bench.reference]
+
+
 def to_dict(config: BaseModel) -> dict[str, Any]:
     """Serialise a config with its type tag and recipe version, as written into manifests."""
     return {"type": type(config).__name__, "version": RECIPE_VERSION, **config.model_dump(mode="json")}
+
+
+def teacher_lineage(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a recipe (as `to_dict` wrote it) that a teacher depends on: data, seed, teacher."""
+    return {key: recipe.get(key) for key in ("data", "seed", "teacher")}
+
+
+def student_lineage(recipe: dict[str, Any], name: str) -> dict[str, Any]:
+    """The parts of a recipe that the student `name` depends on (besides its teacher bundle): data, seed, its section."""
+    return {"data": recipe.get("data"), "seed": recipe.get("seed"), "student": (recipe.get("students") or {}).get(name)}
 
 
 def shipped_recipes() -> dict[str, Path]:
@@ -595,7 +739,7 @@ def _walk(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | Non
             i += 1
         choices = _models_in(annotation)
         if len(choices) > 1 and i < len(loc):
-            tags = {typing.get_args(c.model_fields["type"].annotation)[0]: c for c in choices if "type" in c.model_fields}
+            tags = {typing.get_args(c.model_fields[tag].annotation)[0]: c for c in choices for tag in ("type", "method") if tag in c.model_fields}
             if loc[i] in tags:
                 current = tags[loc[i]]
                 i += 1
