@@ -32,7 +32,7 @@ from .curves import write_curves
 from .features import bert_features
 from .logits_cache import teacher_logits
 from .losses import IntermediateLoss, PredictionLoss
-from .loop import Batch, Checkpoint, Trainer, batched_logits, cpu_state, pick_device, process_state, seed_everything
+from .loop import Batch, Checkpoint, Resume, Trainer, batched_logits, cpu_state, pick_device, process_state, seed_everything
 from .students import Student, registry
 
 logger = logging.getLogger(__name__)

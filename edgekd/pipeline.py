@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bundle import Bundle
-from edgekd.config import Recipe, bench_models, student_lineage, teacher_lineage, to_dict
+from edgekd.config import (
+    DataConfig,
+    ExportConfig,
+    PruneConfig,
+    QuantizeConfig,
+    Recipe,
+    bench_models,
+    student_lineage,
+    teacher_lineage,
+    to_dict,
+)
 from edgekd.data import lineage_data
 from edgekd.errors import BundleError, ConfigError
 from edgekd.hashing import sha256_json
@@ -65,13 +75,28 @@ def plan(recipe: Recipe) -> list[Step]:
 def lineage(bundle: Bundle, step: Step) -> tuple[Any, str | None]:
     """What a finished bundle was made from, read from its manifest: (the config it depends on, its parent's sha256)."""
     made = bundle.manifest.produced_by
-    config: Any = made.config
+    config: Any = _current(made.stage, made.config)
     if step.stage == "teacher":
         config = teacher_lineage(config)
     elif step.stage == "distill":
         config = student_lineage(config, step.name)
     parent = bundle.manifest.parent.sha256 if bundle.manifest.parent else None
     return {"stage": made.stage, "config": config}, parent
+
+
+def _current(stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config read with today's models: keys added since (whose defaults keep the old behaviour) get their
+    defaults, so a bundle made before them still matches. A config that no longer validates is left as it was."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        if stage in ("teacher", "distill"):
+            return to_dict(Recipe.model_validate({k: v for k, v in config.items() if k != "type"}))
+        union = {"export": ExportConfig, "quantize": QuantizeConfig, "prune": PruneConfig}[stage]
+        made = TypeAdapter(union).validate_python({k: v for k, v in config[stage].items() if k not in ("type", "version")})
+        return {stage: to_dict(made), "data": DataConfig.model_validate(config["data"]).model_dump(mode="json")}
+    except (ValidationError, KeyError, TypeError, AttributeError):
+        return config
 
 
 def wanted(recipe: Recipe, step: Step, parent: Bundle | None) -> tuple[Any, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -135,11 +136,56 @@ def test_serialised_with_type_tag_and_version(tmp_path: Path) -> None:
 
 def test_every_shipped_recipe_validates() -> None:
     shipped = shipped_recipes()
-    assert {"demo", "sst2", "mrpc"} <= set(shipped)
+    assert {"demo", "sst2", "mrpc", "sst2-tinybert", "sst2-bilstm", "mrpc-tinybert", "mrpc-bilstm"} <= set(shipped)
     for name, path in shipped.items():
         recipe = load_recipe(name)
         # a recipe that extends another writes into the same run folder (it reuses that run's teacher)
         assert recipe.name == name or "extends" in path.read_text()
+        if recipe.students:  # every student recipe runs end to end, and every bench and gate knob is explained
+            assert recipe.artifacts and recipe.bench is not None and recipe.gate is not None, f"{name}: no end-to-end run"
+            lines = path.read_text().splitlines()
+            tail = lines[next(i for i, line in enumerate(lines) if line.startswith("bench:")):]
+            uncommented = [line for line in tail if re.search(r":\s*[^\s{]", line) and "#" not in line]
+            assert not uncommented, f"{name}: settings without a comment: {uncommented}"
+
+
+RUN = {**BASE, "students": {"tb": {"student": {"type": "tinybert"}, "stages": [{"kind": "prediction"}]}}}
+
+
+@pytest.mark.parametrize(("artifacts", "extra", "message"), [
+    ({"a": {"parent": "tbb", "export": {"format": "onnx"}}}, {}, "artifacts.a.parent: 'tbb' is not the teacher, a student or an earlier artifact; did you mean 'tb'?"),
+    ({"a": {"parent": "b", "export": {"format": "onnx"}}, "b": {"parent": "tb", "export": {"format": "onnx"}}}, {}, "'b' is not the teacher, a student or an earlier"),
+    ({"a": {"parent": "tb", "quantize": {"method": "onnx-static"}}}, {}, "artifacts.a: quantize onnx-static needs a onnx parent, but 'tb' is torch"),
+    ({"a": {"parent": "tb", "export": {"format": "tflite"}}, "b": {"parent": "a", "export": {"format": "onnx"}}}, {}, "artifacts.b: export needs a torch parent, but 'a' is tflite"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}, "b": {"parent": "a", "quantize": {"method": "tflite-int8"}}}, {}, "needs a tflite parent, but 'a' is onnx"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}, "prune": {"method": "vocab"}}}, {}, "exactly one of export, quantize or prune; this one has export, prune"),
+    ({"tb": {"parent": "teacher", "export": {"format": "onnx"}}}, {}, "artifacts.tb: use letters, digits"),
+    ({"a": {"parent": "tb", "prune": {"method": "vocab"}}}, {"bench": {}}, "bench: nothing to measure"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}}, {"bench": {"reference": "tb"}}, "bench.reference: 'tb' is neither bert-base-shape nor"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}}, {"bench": {"models": ["z"]}}, "bench.models: 'z' is not an ONNX/TFLite artifact"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}}, {"gate": {"default": {"max_bytes": 1}}}, "gate: judges the benchmark report; add a `bench:` section"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}}, {"bench": {}, "gate": {"models": {"q": {"max_bytes": 1}}}}, "gate.models: q not benchmarked"),
+    ({"a": {"parent": "tb", "export": {"format": "onnx"}}}, {"bench": {"output": "a"}}, "bench.output: 'a' is also the name of a bundle"),
+])
+def test_run_graph_problems(artifacts: dict, extra: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_recipe({**RUN, "artifacts": artifacts, **extra})
+    assert message in str(info.value), str(info.value)
+
+
+def test_run_graph_formats_and_bench_models() -> None:
+    from edgekd.config import bench_models, bundle_formats
+
+    recipe = validate_recipe({**RUN, "artifacts": {
+        "t-onnx": {"parent": "teacher", "export": {"format": "onnx"}},
+        "v": {"parent": "tb", "prune": {"method": "vocab"}},
+        "v-inc": {"parent": "v", "quantize": {"method": "inc"}},
+        "v-tflite": {"parent": "v-inc", "export": {"format": "tflite"}},
+        "v-tflite-int8": {"parent": "v-tflite", "quantize": {"method": "tflite-int8"}},
+    }, "bench": {"reference": "t-onnx"}})
+    assert bundle_formats(recipe) == {"teacher": "torch", "tb": "torch", "t-onnx": "onnx", "v": "torch", "v-inc": "torch",
+                                      "v-tflite": "tflite", "v-tflite-int8": "tflite"}
+    assert bench_models(recipe) == ["v-tflite", "v-tflite-int8"]
 
 
 def test_extends_merges_a_base_recipe(tmp_path: Path) -> None:

@@ -1,0 +1,121 @@
+"""`edgekd run`: a tiny recipe end to end through the CLI: every stage, the cache, a kill and a resume, the gate's exit
+code. One scenario, in order, because each step starts from what the previous one left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekd import testing
+from edgekd.bundle import Bundle
+from edgekd.cli import main
+
+STEPS = ["teacher", "distill tinybert", "distill bilstm", "export teacher-onnx", "export tinybert-onnx",
+         "quantize tinybert-int8", "export bilstm-onnx", "bench", "gate"]
+
+
+def tiny_run_recipe(root: Path, encoder: Path, data: Path) -> Path:
+    raw = testing.tiny_recipe(data, encoder, root / "run")
+    raw["students"] = testing.tiny_students()
+    raw["artifacts"] = {
+        "teacher-onnx": {"parent": "teacher", "export": {"format": "onnx"}},
+        "tinybert-onnx": {"parent": "tinybert", "export": {"format": "onnx"}},
+        "tinybert-int8": {"parent": "tinybert-onnx", "quantize": {"method": "onnx-dynamic"}},
+        "bilstm-onnx": {"parent": "bilstm", "export": {"format": "onnx"}},
+    }
+    raw["bench"] = {"models": ["tinybert-int8", "bilstm-onnx"], "reference": "teacher-onnx", "bert_base_shape": False, "texts": 16}
+    raw["gate"] = {"default": {"max_accuracy_drop": 25.0, "max_latency_ratio": 20.0}}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def step_lines(out: str) -> dict[str, str]:
+    """The last state line of each step: `cached: ...`, `done in ...`, `PASS in ...`."""
+    lines = {}
+    for line in out.splitlines():
+        if line.startswith("[") and "]" in line:
+            rest = line.split("]", 1)[1].strip()
+            title = next((s for s in sorted(STEPS, key=len, reverse=True) if rest.startswith(s + " ")), None)
+            if title:
+                lines[title] = rest[len(title):].strip()
+    return lines
+
+
+def cached(out: str) -> set[str]:
+    return {title for title, state in step_lines(out).items() if state.startswith("cached")}
+
+
+def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder: Path, single_task: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tiny_run_recipe(tmp_path, tiny_encoder, single_task)
+    out = tmp_path / "run"
+
+    # 1. Killed (SIGKILL) in the middle of the teacher's fine-tune, once a checkpoint exists: no bundle is left.
+    process = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "run", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    checkpoint = out / ".teacher.checkpoint" / "state.json"
+    deadline = time.monotonic() + 120
+    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before a checkpoint could be killed: " + process.communicate()[1][-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert not (out / "teacher").exists()
+
+    # 2. The next run resumes the fine-tune from that checkpoint and makes everything; the gate passes.
+    assert main(["run", str(recipe)]) == 0
+    first = capsys.readouterr()
+    assert "resumed from" in first.err, first.err[-3000:]
+    assert set(step_lines(first.out)) == set(STEPS) and not cached(first.out), first.out
+    for name in ("teacher", "tinybert", "bilstm", "teacher-onnx", "tinybert-onnx", "tinybert-int8", "bilstm-onnx"):
+        Bundle.open(out / name)  # complete and verified
+    report = out / "report"
+    assert {"report.json", "report.md", "report.html", "gate.xml", "gate.md", "run.json"} <= {p.name for p in report.iterdir()}
+    assert "speed-up vs teacher" in first.out and f"report: {report / 'report.html'}" in first.out
+
+    # 3. Again: every stage is skipped, the gate's verdict is kept.
+    assert main(["run", str(recipe)]) == 0
+    again = capsys.readouterr().out
+    assert cached(again) == set(STEPS), again
+
+    # 4. Another quantization method: quantize, bench and gate run again, nothing else.
+    method = "artifacts.tinybert-int8.quantize.method=onnx-static"
+    assert main(["run", str(recipe), method]) == 0
+    changed = capsys.readouterr().out
+    assert set(STEPS) - cached(changed) == {"quantize tinybert-int8", "bench", "gate"}, changed
+    assert 'quantize.method "onnx-dynamic" -> "onnx-static"' in changed
+    assert Bundle.open(out / "tinybert-int8").manifest.architecture["quantize"]["method"] == "onnx-static"
+
+    # 5. A budget the models miss: only the gate runs; exit code 1, the failing check named.
+    assert main(["run", str(recipe), method, "gate.models.tinybert-int8.max_bytes=1000"]) == 1
+    failed = capsys.readouterr().out
+    assert set(STEPS) - cached(failed) == {"gate"}, failed
+    assert "FAIL         tinybert-int8 size" in failed and "gate: FAIL" in failed
+
+    # 6. A bundle made by a single verb with the recipe's config counts as finished (the previous run's is replaced).
+    assert main(["quantize", str(out / "tinybert-onnx"), "--method", "onnx-dynamic", "-o", str(out / "tinybert-int8"), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(recipe)]) == 0
+    adopted = capsys.readouterr().out
+    assert "quantize tinybert-int8" in cached(adopted) and "bench" not in cached(adopted), adopted
+
+
+def test_run_refuses_a_second_run_on_the_same_folder(tmp_path: Path, tiny_encoder: Path, single_task: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    recipe = tiny_run_recipe(tmp_path, tiny_encoder, single_task)
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / ".run.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert main(["run", str(recipe)]) == 2
+    assert "another `edgekd run` is writing to" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "teacher").exists()
