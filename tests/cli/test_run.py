@@ -3,6 +3,7 @@ code. One scenario, in order, because each step starts from what the previous on
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -54,7 +55,8 @@ def cached(out: str) -> set[str]:
 
 
 def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder: Path, single_task: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edgekd")
     recipe = tiny_run_recipe(tmp_path, tiny_encoder, single_task)
     out = tmp_path / "run"
 
@@ -73,7 +75,7 @@ def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder:
     # 2. The next run resumes the fine-tune from that checkpoint and makes everything; the gate passes.
     assert main(["run", str(recipe)]) == 0
     first = capsys.readouterr()
-    assert "resumed from" in first.err, first.err[-3000:]
+    assert "resumed from" in caplog.text and "checkpoint" in caplog.text, caplog.text[-3000:]
     assert set(step_lines(first.out)) == set(STEPS) and not cached(first.out), first.out
     for name in ("teacher", "tinybert", "bilstm", "teacher-onnx", "tinybert-onnx", "tinybert-int8", "bilstm-onnx"):
         Bundle.open(out / name)  # complete and verified

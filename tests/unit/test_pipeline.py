@@ -48,7 +48,7 @@ def test_speedups_against_the_reference_and_another_model_of_the_run() -> None:
     report = {"settings": {"threads": [1]}, "models": [
         _model("teacher-onnx", "candidate", 0.1, 5.0), _model("student", "candidate", 0.02, 1.0),
         _model("bert-base-shape-L64", "reference", None, 50.0, architecture_only=True)]}
-    student, teacher, base = report["models"]
+    teacher, student, base = report["models"]
     assert summary.speedup(student, base, 1) == pytest.approx(50.0)
     assert summary.speedup(student, teacher, 1) == pytest.approx(5.0)
     assert summary.speedup(teacher, teacher, 1) == pytest.approx(1.0)
