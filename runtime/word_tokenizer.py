@@ -1,7 +1,8 @@
 """The BiLSTM student's word-level tokenizer, in plain Python so that devices run it without torch or transformers.
 
 Lower-cases (optionally), splits into runs of word characters and single punctuation marks, maps words to ids from a
-vocabulary built on the training text. Ids 0, 1 and 2 are [PAD], [UNK] and [MASK].
+vocabulary built on the training text. Ids 0, 1 and 2 are [PAD], [UNK] and [MASK]; a literal `[MASK]` in a text (a
+word masked by augmentation) maps to id 2.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ class WordTokenizer:
         return len(self.vocab)
 
     def split(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower() if self.lowercase else text)
+        """Words; a literal [MASK] (masked words of augmented text) stays one token."""
+        words: list[str] = []
+        for i, part in enumerate(text.split(MASK)):
+            if i:
+                words.append(MASK)
+            words += _TOKEN.findall(part.lower() if self.lowercase else part)
+        return words
 
     def encode(self, text: str) -> list[int]:
         """Word ids of a text, truncated to max_length; an empty text is one [UNK] (an LSTM needs a step)."""

@@ -43,3 +43,10 @@ def test_extra_words_follow_the_training_vocabulary() -> None:
     tokenizer = WordTokenizer.build(["b a a"], extra_words=["the", "a", "zebra", "the"])
     assert tokenizer.vocab == [*SPECIALS, "a", "b", "the", "zebra"]
     assert tokenizer.encode("zebra b") == [6, 4]
+
+
+def test_a_masked_word_is_the_mask_id() -> None:
+    tokenizer = WordTokenizer.build(["The film was great"])
+    assert tokenizer.split("The [MASK] was GREAT [MASK]") == ["the", "[MASK]", "was", "great", "[MASK]"]
+    assert tokenizer.encode("[MASK] film") == [2, tokenizer.index["film"]]
+    assert tokenizer.split("[mask] [Mask]") == ["[", "mask", "]", "[", "mask", "]"]  # only the exact token
