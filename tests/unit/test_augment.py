@@ -3,6 +3,10 @@ determinism, the offline tagger and GloVe neighbours, and the MLM path on a tiny
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -179,8 +183,19 @@ def test_augmenting_a_split_is_cached_and_independent_of_the_process_count(tmp_p
     one, facts = augment(split, job, tmp_path / "a")
     assert not facts["cached"] and facts["augmented_examples"] == len(one) - 24 > 24
     assert one.texts[:24] == texts and (one.labels[24:] == -1).all() and (one.labels[:24] == split.labels).all()
-    two, _ = augment(split, AugmentJob("tang", TangSettings(n_iter=4), seed=3, batch_size=7, num_proc=2), tmp_path / "b")
-    assert two.texts == one.texts
+    # Two worker processes, in a fresh interpreter: forking this test process (threads of JAX and torch) could deadlock.
+    script = (
+        "import json, sys, numpy as np\n"
+        "from edgekd import testing\nfrom edgekd.data import Split\n"
+        "from edgekd.distill.augment.data import AugmentJob, augment\nfrom edgekd.distill.augment.tang import TangSettings\n"
+        "rows = testing.fixture_rows(24)\n"
+        "split = Split('train', [(r['sentence'],) for r in rows], np.asarray([r['label'] for r in rows]))\n"
+        "two, facts = augment(split, AugmentJob('tang', TangSettings(n_iter=4), seed=3, batch_size=7, num_proc=2), sys.argv[1])\n"
+        "print(json.dumps(two.texts))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [tuple(t) for t in json.loads(result.stdout.splitlines()[-1])] == one.texts
     again, facts = augment(split, job, tmp_path / "a")
     assert facts["cached"] and again.texts == one.texts
     other, _ = augment(split, AugmentJob("tang", TangSettings(n_iter=4), seed=4), tmp_path / "a")
