@@ -30,6 +30,11 @@ class TangSettings:
     max_ngram: int = 5
 
 
+def turn(iteration: int, columns: int) -> set[int]:
+    """Which sentences an augmentation pass changes: the one sentence; for pairs the first, the second, both, in turn."""
+    return {0} if columns == 1 else [{0}, {1}, {0, 1}][iteration % 3]
+
+
 class PosUnigrams:
     """Per part-of-speech tag, the corpus's words and their unigram probabilities (renormalised within the tag)."""
 
@@ -79,7 +84,7 @@ class TangAugmenter:
         seen = {original}
         out = []
         for i in range(self.settings.n_iter):
-            which = {0} if len(example) == 1 else [{0}, {1}, {0, 1}][i % 3]
+            which = turn(i, len(example))
             texts = tuple(" ".join(self.words(s, rng)) if k in which else original[k] for k, s in enumerate(example))
             if texts not in seen and all(t.strip() for t in texts):
                 seen.add(texts)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .tang import turn
+
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 Candidates = list[list[str]]  # per word of a sentence: its replacements (empty: the word stays)
 
@@ -161,7 +163,7 @@ class TinyBertAugmenter:
         original = tuple(" ".join(words) for words, _ in prepared)
         seen, out = {original}, []
         for i in range(self.settings.n_a):
-            which = {0} if len(prepared) == 1 else [{0}, {1}, {0, 1}][i % 3]
+            which = turn(i, len(prepared))
             texts = tuple(" ".join(self.sample(w, c, rng)) if k in which else original[k] for k, (w, c) in enumerate(prepared))
             if texts not in seen:
                 seen.add(texts)

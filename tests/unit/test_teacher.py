@@ -150,6 +150,11 @@ def test_resume_refuses_a_checkpoint_of_another_config(
             teacher(recipe(single_task, tiny_encoder, tmp_path / "run", cache_logits=False))
     with pytest.raises(ConfigError, match="made with a different config or data; drop --resume"):
         teacher(recipe(single_task, tiny_encoder, tmp_path / "run", learning_rate=1e-3, cache_logits=False), resume=True)
+    # `edgekd run` resumes with "auto": a checkpoint of another config is dropped and training starts over
+    other = recipe(single_task, tiny_encoder, tmp_path / "run", learning_rate=1e-3, cache_logits=False)
+    fresh = teacher(other, resume="auto")
+    straight = teacher(recipe(single_task, tiny_encoder, tmp_path / "straight", learning_rate=1e-3, cache_logits=False))
+    assert fresh.manifest.metrics["first_losses"] == straight.manifest.metrics["first_losses"]
 
 
 def test_logits_cache_fill_resumes(tmp_path: Path) -> None:
