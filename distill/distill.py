@@ -8,10 +8,12 @@ A finished stage's weights are kept beside the output, so `--resume` skips it an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,13 +113,22 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
         )
     seed_everything(recipe.seed)
     student = registry()[spec.student.type](spec.student, teacher, data, recipe.seed)
+    augmentation = None
+    if spec.augment is not None:  # the vocabulary above came from the original text; training sees both
+        train, augmentation = augmented(recipe, spec.augment, data)
+        data = dataclasses.replace(data, train=train)
     device = pick_device(spec.stages[0].train.device)
     state = process_state(device)
     device = state.device
     batch_size = spec.stages[0].train.eval_batch_size
     work = out.parent / f".{out.name}.work"
     with state.main_process_first():  # the main process fills the logits cache; the others then read it
+        labeling = time.perf_counter()
         train_logits = teacher_logits(teacher, data.train, recipe.cache, batch_size, device)
+        if augmentation is not None:
+            seconds = time.perf_counter() - labeling
+            augmentation["teacher_labeling"] = {"examples": len(data.train), "seconds": round(seconds, 2),
+                                                "examples_per_second": round(len(data.train) / seconds, 1) if seconds > 1 else None}
         dev_logits = np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device))
         if state.is_main_process and not resume and work.exists():
             shutil.rmtree(work)
@@ -132,7 +143,7 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
     if not state.is_main_process:
         state.wait_for_everyone()
         return Bundle.open(out)
-    bundle = write_student(out, ctx, results, force)
+    bundle = write_student(out, ctx, results, force, augmentation)
     shutil.rmtree(ctx.work, ignore_errors=True)
     state.wait_for_everyone()
     return bundle
@@ -235,7 +246,24 @@ def evaluate_student(ctx: Context) -> dict[str, float]:
     return result
 
 
-def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: bool) -> Bundle:
+def augmented(recipe: Recipe, name: str, data: TaskData) -> tuple[Split, dict[str, Any]]:
+    """The train split plus the augmentation `name` of the recipe (cached by hash), and facts of the run."""
+    from .augment.data import AugmentJob, augment
+    from .augment.tang import TangSettings
+    from .augment.tinybert import TinyBertSettings
+
+    cfg = recipe.augment[name]
+    settings: TangSettings | TinyBertSettings = (
+        TangSettings(p_mask=cfg.p_mask, p_pos=cfg.p_pos, p_ng=cfg.p_ng, n_iter=cfg.n_iter) if cfg.method == "tang"
+        else TinyBertSettings(p_t=cfg.p_t, k=cfg.k, n_a=cfg.n_a, batch_size=cfg.batch_size)
+    )
+    job = AugmentJob(cfg.method, settings, recipe.seed, mlm=cfg.mlm, num_proc=cfg.num_proc, batch_size=cfg.batch_size,
+                     max_examples=cfg.max_examples)
+    train, facts = augment(data.train, job, recipe.cache, data.task.problem)
+    return train, {"name": name, **facts}
+
+
+def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: bool, augmentation: dict[str, Any] | None = None) -> Bundle:
     dev_logits = student_logits(ctx, ctx.dev)
     task = ctx.data.task
     dev = metrics.compute(task.metrics, dev_logits, ctx.dev.labels, task.problem)
@@ -252,6 +280,8 @@ def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: 
     if primary in teacher_dev and teacher_dev[primary]:
         summary[f"{primary}_retained"] = round(dev[primary] / teacher_dev[primary], 6)
     summary["stages"] = [{k: v for k, v in s.items() if k != "history"} for s in stages]
+    if augmentation is not None:
+        summary["augmentation"] = augmentation
     picks = spread_by_length(ctx.dev.lengths, GOLDEN_EXAMPLES)
     golden_inputs = {k: v for k, v in ctx.student.make_batch(ctx.dev, picks).items() if k != "index"}
     with BundleWriter(out, overwrite=force) as writer:

@@ -201,11 +201,51 @@ class StageConfig(_Config):
         return self
 
 
+TANG_KEYS = ("p_mask", "p_pos", "p_ng", "n_iter")
+TINYBERT_KEYS = ("p_t", "k", "n_a", "mlm")
+
+
+class AugmentConfig(_Config):
+    """Augmented training text, labeled by the teacher (its logits cached like the train split's): Tang et al.'s
+    masking, POS-guided replacement and n-gram sampling, or TinyBERT's MLM / GloVe-neighbour replacement."""
+
+    method: Literal["tang", "tinybert"]
+    # tang (the paper's defaults): per word P(mask), P(same-POS replacement); P(keep only an n-gram); samples per example
+    p_mask: float = Field(default=0.1, ge=0, le=1)
+    p_pos: float = Field(default=0.1, ge=0, le=1)
+    p_ng: float = Field(default=0.25, ge=0, le=1)
+    n_iter: int = Field(default=20, gt=0)
+    # tinybert (the paper's defaults): per word P(replace), candidates per word, copies per example
+    p_t: float = Field(default=0.4, ge=0, le=1)
+    k: int = Field(default=15, gt=0)
+    n_a: int = Field(default=20, gt=0)
+    # A masked-language-model directory or hub id (bert-base-uncased) for single-piece words; null: GloVe for all.
+    mlm: str | None = None
+    # Augment only the first N training examples; null: all.
+    max_examples: int | None = Field(default=None, gt=0)
+    # Worker processes (datasets.map) and examples per batch (one MLM pass, one GloVe product per batch).
+    num_proc: int = Field(default=1, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+    @model_validator(mode="after")
+    def _settings_of_the_method(self) -> AugmentConfig:
+        other = TINYBERT_KEYS if self.method == "tang" else TANG_KEYS
+        wrong = sorted(set(other) & self.model_fields_set)
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} do not apply to method {self.method} (its settings: "
+                             f"{', '.join(TANG_KEYS if self.method == 'tang' else TINYBERT_KEYS)})")
+        if self.method == "tang" and self.p_mask + self.p_pos > 1:
+            raise ValueError(f"p_mask + p_pos = {self.p_mask + self.p_pos:g}: the two per-word probabilities add up to at most 1")
+        return self
+
+
 class StudentConfig(_Config):
     """One student: its architecture and the stages that distil it from the teacher."""
 
     # The teacher bundle; default <output_dir>/teacher.
     teacher: str | None = None
+    # The name of an entry of the recipe's `augment:` section: train on the train split plus that augmented text.
+    augment: str | None = None
     student: TinyBertConfig | BiLSTMConfig = Field(discriminator="type")
     stages: list[StageConfig] = Field(min_length=1)
 
@@ -479,6 +519,8 @@ class Recipe(_Config):
     cache_dir: str | None = None
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
+    # Named augmentations of the train split; a student uses one with `augment: NAME`.
+    augment: dict[str, AugmentConfig] = {}
     # Students by name: each is written to <output_dir>/<name>.
     students: dict[str, StudentConfig] = {}
     # Derived bundles by name, made in this order by `edgekd run`: exports, quantizations, prunings.
@@ -525,6 +567,10 @@ def graph_problems(recipe: Recipe) -> list[str]:
     """What is wrong with the run's graph: unknown or later parents, a stage given the wrong format, bench and gate
     naming models the run does not make."""
     problems: list[str] = []
+    for name, student in recipe.students.items():
+        if student.augment is not None and student.augment not in recipe.augment:
+            problems.append(f"students.{name}.augment: {student.augment!r} is not in the recipe's `augment:` section "
+                            f"({', '.join(recipe.augment) or 'empty'})")
     known = {"teacher": "torch", **{name: "torch" for name in recipe.students}}
     formats = bundle_formats(recipe)
     reserved = {"teacher", "cache", *(recipe.students)}
@@ -588,8 +634,11 @@ def teacher_lineage(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def student_lineage(recipe: dict[str, Any], name: str) -> dict[str, Any]:
-    """The parts of a recipe that the student `name` depends on (besides its teacher bundle): data, seed, its section."""
-    return {"data": recipe.get("data"), "seed": recipe.get("seed"), "student": (recipe.get("students") or {}).get(name)}
+    """The parts of a recipe that the student `name` depends on (besides its teacher bundle): data, seed, its section,
+    and the augmentation it names."""
+    student = (recipe.get("students") or {}).get(name) or {}
+    augment = (recipe.get("augment") or {}).get(student.get("augment") or "")
+    return {"data": recipe.get("data"), "seed": recipe.get("seed"), "student": student or None, **({"augment": augment} if augment else {})}
 
 
 def shipped_recipes() -> dict[str, Path]:
