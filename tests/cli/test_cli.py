@@ -128,3 +128,10 @@ def test_distill_verb(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_e
     rows = out.strip().splitlines()
     assert code == 0 and len(rows) == 4 and rows[0].startswith("| bundle | kind | model | parameters | dev accuracy")
     assert "| teacher | bert 2L/32 |" in rows[2] and "| student | bilstm 16x2 |" in rows[3]
+
+
+def test_every_verb_has_a_handler() -> None:
+    from edgekd.verbs import HANDLERS
+
+    verbs = {name.split()[0] for name in HANDLERS}
+    assert verbs == set(VERBS), verbs ^ set(VERBS)
