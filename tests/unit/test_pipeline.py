@@ -62,3 +62,17 @@ def test_speedups_against_the_reference_and_another_model_of_the_run() -> None:
     assert summary.speedup(student, report["models"][0], 1) == pytest.approx(5.0)
     assert summary.speedup(student, summary.find_bert_base_shape(report), 1) == pytest.approx(50.0)
     assert summary.speedup(student, None, 1) is None
+
+
+def test_a_students_key_covers_the_augmentation_it_names() -> None:
+    from edgekd.config import student_lineage, to_dict
+
+    raw = {**RECIPE, "augment": {"t": {"method": "tang", "n_iter": 4}, "unused": {"method": "tinybert"}}}
+    raw["students"] = {"s": {**RECIPE["students"]["s"], "augment": "t"}}
+    lineage = student_lineage(to_dict(validate_recipe(raw)), "s")
+    assert lineage["augment"]["n_iter"] == 4 and lineage["student"]["augment"] == "t"
+    changed = {**raw, "augment": {**raw["augment"], "t": {"method": "tang", "n_iter": 5}}}
+    assert student_lineage(to_dict(validate_recipe(changed)), "s") != lineage
+    unrelated = {**raw, "augment": {**raw["augment"], "unused": {"method": "tinybert", "n_a": 3}}}
+    assert student_lineage(to_dict(validate_recipe(unrelated)), "s") == lineage
+    assert "augment" not in student_lineage(to_dict(validate_recipe(RECIPE)), "s")
