@@ -94,27 +94,22 @@ class MlmCandidates:
 
         return cls(AutoModelForMaskedLM.from_pretrained(directory), AutoTokenizer.from_pretrained(directory), k, batch_size)
 
-    def single_piece(self, word: str) -> int | None:
-        pieces = self.tokenizer.tokenize(word)
-        if len(pieces) != 1 or pieces[0] == self.tokenizer.unk_token:
-            return None
-        return int(self.tokenizer.convert_tokens_to_ids(pieces[0]))
-
     def candidates(self, sentences: Sequence[list[str]]) -> list[dict[int, list[str]]]:
         """For each sentence, {word position: candidates} for its single-piece words."""
         import torch
 
         tok = self.tokenizer
-        jobs: list[tuple[int, int, list[int], int]] = []  # sentence, word, ids with the word masked, mask position
+        # sentence, word, ids with the word masked, mask position, the word's own piece id (never its own candidate)
+        jobs: list[tuple[int, int, list[int], int, int]] = []
         for s, words in enumerate(sentences):
             pieces = [tok.tokenize(w) for w in words]
             ids = [tok.cls_token_id] + [i for p in pieces for i in tok.convert_tokens_to_ids(p)] + [tok.sep_token_id]
             position = 1
             for w, p in enumerate(pieces):
-                if len(p) == 1 and self.single_piece(words[w]) is not None:
+                if len(p) == 1 and p[0] != tok.unk_token:  # a single known piece: the MLM proposes its replacements
                     masked = list(ids)
                     masked[position] = tok.mask_token_id
-                    jobs.append((s, w, masked, position))
+                    jobs.append((s, w, masked, position, ids[position]))
                 position += len(p)
         out: list[dict[int, list[str]]] = [{} for _ in sentences]
         with torch.inference_mode():
@@ -123,16 +118,15 @@ class MlmCandidates:
                 width = max(len(j[2]) for j in batch)
                 ids = torch.full((len(batch), width), tok.pad_token_id)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, (_, _, seq, _) in enumerate(batch):
+                for row, (_, _, seq, _, _) in enumerate(batch):
                     ids[row, : len(seq)] = torch.tensor(seq)
                     mask[row, : len(seq)] = 1
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
                 at = logits[torch.arange(len(batch)), torch.tensor([j[3] for j in batch])]
                 at[:, self.blocked] = -torch.inf
-                for row, (s, w, _, _) in enumerate(batch):
-                    at[row, self.single_piece(sentences[s][w])] = -torch.inf
+                at[torch.arange(len(batch)), torch.tensor([j[4] for j in batch])] = -torch.inf
                 top = at.topk(self.k, dim=-1).indices
-                for row, (s, w, _, _) in enumerate(batch):
+                for row, (s, w, _, _, _) in enumerate(batch):
                     out[s][w] = tok.convert_ids_to_tokens(top[row].tolist())
         return out
 
