@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgekd.bundle import write_text_atomic
 from edgekd.errors import BundleError
 
 SCHEMA = "report.schema.json"
@@ -53,9 +54,7 @@ def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
     texts = {"json": json.dumps(report, indent=1) + "\n", "md": markdown(report), "html": page(report, plots)}
     paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(texts[kind], encoding="utf-8")
-        partial.replace(path)  # never a half-written report under the final name
+        write_text_atomic(path, texts[kind])  # never a half-written report under the final name
     return {**paths, **{f"plot_{k}": v for k, v in plots.items()}}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden, write_text_atomic
 from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
 from edgekd.data import Split, TaskData, load_task_data, spread_by_length
 from edgekd.errors import ConfigError, DataError
@@ -200,9 +199,7 @@ def run_stage(ctx: Context, number: int, stage: StageConfig, resume: Resume, mai
     }
     if main:
         save_file(cpu_state(ctx.student.module), weights)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "summary": summary}))
-        os.replace(tmp, done)
+        write_text_atomic(done, json.dumps({"fingerprint": fingerprint, "summary": summary}))
     return summary
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from edgekd.bundle import Bundle
+from edgekd.bundle import Bundle, write_text_atomic
 from edgekd.data import Encoded, Split, encode, eval_batches, pad_batch
 from edgekd.hashing import sha256_json
 
@@ -80,7 +80,7 @@ class LogitsCache:
             array[indices] = compute(indices)
             if number % 20 == 19:
                 array.flush()
-                _write_atomic(progress, json.dumps({"batches_done": number + 1}))
+                write_text_atomic(progress, json.dumps({"batches_done": number + 1}))
         array.flush()
         del array
         os.replace(partial, self.path(key))
@@ -89,11 +89,6 @@ class LogitsCache:
         assert result is not None
         return result
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def teacher_logits(

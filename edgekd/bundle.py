@@ -261,6 +261,14 @@ def produced_by(stage: str, config: dict[str, Any], seed: int | None) -> Produce
     )
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file so that it appears whole or not at all: written beside it under a name of this process,
+    then renamed (a kill leaves at most a `NAME.partial-PID` file, never a half-written NAME)."""
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
 class BundleWriter:
     """Build a bundle in a temporary directory beside `target`; `commit` makes it appear atomically.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekd.bundle import Bundle
+from edgekd.bundle import Bundle, write_text_atomic
 from edgekd.config import (
     DataConfig,
     ExportConfig,
@@ -194,9 +194,7 @@ def _read_state(folder: Path) -> dict[str, Any]:
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
-    partial = folder / f"{STATE}.partial"
-    partial.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    partial.replace(folder / STATE)
+    write_text_atomic(folder / STATE, json.dumps(state, indent=1) + "\n")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.bundle import write_text_atomic
 from edgekd.data import Split
 from edgekd.hashing import sha256_json
 
@@ -108,9 +108,7 @@ def augment(split: Split, job: AugmentJob, cache_root: Path, problem: str = "cla
         )
         rows = [{"texts": t, "source": s} for t, s in zip(mapped["texts"], mapped["source"])]
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".partial-{os.getpid()}")
-        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        partial.replace(path)  # a killed run leaves no half-written cache under the final name
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         facts = {"cached": False}
     seconds = time.perf_counter() - started
     unlabeled = np.full(len(rows), np.nan if problem == "regression" else -1, dtype=np.float64 if problem == "regression" else np.int64)

@@ -53,7 +53,7 @@ def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> 
     assert report_module.load(paths["json"]) == json.loads(json.dumps(measured["report"]))
     text = paths["md"].read_text()
     assert "measured_host" in text and "latency vs reference" in text and "tinybert-onnx" in text
-    assert not list((tmp_path / "out").glob("*.partial"))
+    assert not list((tmp_path / "out").glob("*.partial*"))
     page = paths["html"].read_text()
     for key in ("accuracy_latency", "latency_distribution", "size"):
         assert paths[f"plot_{key}"].stat().st_size > 5000 and f'id="plot-{key}"' in page
