@@ -22,6 +22,8 @@ from edgekd.errors import ConfigError
 from edgekd.tasks import METRICS, PRESETS
 
 RECIPE_VERSION = 1
+# Names that become folder names: a recipe, a student, an artifact, a report folder.
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 ConfigT = typing.TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -497,7 +499,7 @@ class BenchConfig(_Config):
     # Real dev sentences measured (a fixed random sample).
     texts: int = Field(default=200, gt=0)
     # The report folder under output_dir: report.json, report.md, report.html, plots, gate.xml, gate.md.
-    output: str = Field(default="report", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    output: str = Field(default="report", pattern=f"^{NAME}$")
 
     @field_validator("threads")
     @classmethod
@@ -511,7 +513,7 @@ class Recipe(_Config):
     """One end-to-end recipe: data, teacher, students, and for `edgekd run` the artifacts, the benchmark and the gate."""
 
     version: Literal[1] = RECIPE_VERSION
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=f"^{NAME}$")
     seed: int = 42
     # Where stage outputs go: <output_dir>/teacher, ...; default runs/<name>.
     output_dir: str | None = None
@@ -533,7 +535,7 @@ class Recipe(_Config):
     @classmethod
     def _student_names(cls, students: dict[str, StudentConfig]) -> dict[str, StudentConfig]:
         for name in students:
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in ("teacher", "cache"):
+            if not re.fullmatch(NAME, name) or name in ("teacher", "cache"):
                 raise ValueError(f"student name {name!r}: use letters, digits, - _ . (not 'teacher' or 'cache')")
         return students
 
@@ -576,7 +578,7 @@ def graph_problems(recipe: Recipe) -> list[str]:
     reserved = {"teacher", "cache", *(recipe.students)}
     for name, artifact in recipe.artifacts.items():
         where = f"artifacts.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in reserved:
+        if not re.fullmatch(NAME, name) or name in reserved:
             problems.append(f"{where}: use letters, digits, - _ . and not the name of the teacher, a student or the cache")
         if artifact.parent not in known:
             hint = f"did you mean {close!r}? " if (close := nearest_key(artifact.parent, list(known))) else ""
