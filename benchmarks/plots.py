@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .report import run_at
+
 PLOTS = {
     "accuracy_latency": "Dev accuracy against p50 latency (real inputs); the Pareto front joins the models no other beats on both",
     "latency_distribution": "Latency of each measured query (real inputs), one box per model",
     "size": "Model file size and its gzip size",
 }
-
-
-def _run(model: dict[str, Any], threads: int) -> dict[str, Any]:
-    return next(r for r in model["runs"] if r["threads"] == threads)
 
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
@@ -45,7 +43,7 @@ def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
     scored = [m for m in models if m["accuracy"]]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if scored:
-        points = [(_run(m, threads)["real"]["p50"], 100 * m["accuracy"]["value"]) for m in scored]
+        points = [(run_at(m, threads)["real"]["p50"], 100 * m["accuracy"]["value"]) for m in scored]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
         for model, (x, y) in zip(scored, points):
             ax.annotate(model["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -60,7 +58,7 @@ def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths["accuracy_latency"] = _save(fig, out / "accuracy_latency.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.5))
-    ax.boxplot([_run(m, threads)["latencies_ms"]["real"] for m in models], orientation="horizontal", showfliers=True)
+    ax.boxplot([run_at(m, threads)["latencies_ms"]["real"] for m in models], orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(models) + 1), [m["name"] for m in models], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel(f"latency per query, ms ({source})")

@@ -31,6 +31,11 @@ def validate(report: dict[str, Any]) -> None:
         raise BundleError(f"the benchmark report does not match {SCHEMA} (version {report.get('schema_version')}):\n{lines}")
 
 
+def run_at(model: dict[str, Any], threads: int) -> dict[str, Any]:
+    """A model's measurement at a thread count."""
+    return next(r for r in model["runs"] if r["threads"] == threads)
+
+
 def load(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -123,7 +128,7 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for model in report["models"]:
-            run = next(r for r in model["runs"] if r["threads"] == threads)
+            run = run_at(model, threads)
             accuracy = model["accuracy"]
             name = model["name"] + (" (architecture only, random weights)" if model["architecture_only"] else "")
             ratio = run["vs_reference"]

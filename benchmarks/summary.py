@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _run(model: dict[str, Any], threads: int) -> dict[str, Any]:
-    return next(r for r in model["runs"] if r["threads"] == threads)
+from .report import run_at
 
 
 def ratio(model: dict[str, Any], threads: int) -> float | None:
     """A model's median latency ratio against the report's reference (1 for the reference itself)."""
     if model["role"] == "reference":
         return 1.0
-    paired = _run(model, threads)["vs_reference"]
+    paired = run_at(model, threads)["vs_reference"]
     return None if paired is None else float(paired["median"])
 
 
@@ -50,7 +48,7 @@ def table(report: dict[str, Any], teacher_export: str | None = None, threads: in
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ordered = sorted(report["models"], key=lambda m: m["architecture_only"])
     for model in ordered:
-        run = _run(model, threads)
+        run = run_at(model, threads)
         accuracy = model["accuracy"]
         drop = accuracy.get("drop") if accuracy else None
         name = "bert-base-shape (architecture only)" if model["architecture_only"] else model["name"] + (" (teacher)" if model is teacher else "")
