@@ -279,7 +279,8 @@ class BundleWriter:
             bundle = writer.commit(kind="teacher", format="torch", ...)
 
     Leaving the block without `commit` (an exception, a kill) leaves no bundle at `target`; a killed process may leave
-    a `.NAME.partial-*` directory, which the next writer to the same target removes.
+    a `.NAME.partial-*` directory (or, killed while replacing, the previous bundle as `.NAME.old-*`), which the next
+    writer to the same target removes.
     """
 
     def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -292,7 +293,8 @@ class BundleWriter:
         if self.target.exists() and not self.overwrite:
             raise BundleError(f"{self.target}: already exists. Choose another output path or pass --force to replace it.")
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.target.parent.glob(f".{self.target.name}.partial-*"):
+        stale_dirs = [*self.target.parent.glob(f".{self.target.name}.partial-*"), *self.target.parent.glob(f".{self.target.name}.old-*")]
+        for stale in stale_dirs:
             logger.info("removing %s left by an interrupted run", stale)
             shutil.rmtree(stale, ignore_errors=True)
         self.path.mkdir()

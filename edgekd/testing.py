@@ -153,3 +153,23 @@ def tiny_students(train: dict[str, Any] | None = None) -> dict[str, Any]:
             "stages": [{"kind": "prediction", "train": {**steps, "epochs": 4, "learning_rate": 1e-2}}],
         },
     }
+
+
+def tiny_run_recipe(root: Path, encoder: Path, data: Path) -> Path:
+    """A whole `edgekd run` recipe at root/tiny.yaml writing to root/run: the tiny teacher, both tiny students, ONNX
+    exports, a dynamic INT8 file, a benchmark against the teacher's export and a gate (loose limits)."""
+    import yaml
+
+    raw = tiny_recipe(data, encoder, root / "run")
+    raw["students"] = tiny_students()
+    raw["artifacts"] = {
+        "teacher-onnx": {"parent": "teacher", "export": {"format": "onnx"}},
+        "tinybert-onnx": {"parent": "tinybert", "export": {"format": "onnx"}},
+        "tinybert-int8": {"parent": "tinybert-onnx", "quantize": {"method": "onnx-dynamic"}},
+        "bilstm-onnx": {"parent": "bilstm", "export": {"format": "onnx"}},
+    }
+    raw["bench"] = {"models": ["tinybert-int8", "bilstm-onnx"], "reference": "teacher-onnx", "bert_base_shape": False, "texts": 16}
+    raw["gate"] = {"default": {"max_accuracy_drop": 25.0, "max_latency_ratio": 20.0}}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path

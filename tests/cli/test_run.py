@@ -3,16 +3,19 @@ code. One scenario, in order, because each step starts from what the previous on
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from edgekd import testing
 from edgekd.bundle import Bundle
@@ -20,22 +23,6 @@ from edgekd.cli import main
 
 STEPS = ["teacher", "distill tinybert", "distill bilstm", "export teacher-onnx", "export tinybert-onnx",
          "quantize tinybert-int8", "export bilstm-onnx", "bench", "gate"]
-
-
-def tiny_run_recipe(root: Path, encoder: Path, data: Path) -> Path:
-    raw = testing.tiny_recipe(data, encoder, root / "run")
-    raw["students"] = testing.tiny_students()
-    raw["artifacts"] = {
-        "teacher-onnx": {"parent": "teacher", "export": {"format": "onnx"}},
-        "tinybert-onnx": {"parent": "tinybert", "export": {"format": "onnx"}},
-        "tinybert-int8": {"parent": "tinybert-onnx", "quantize": {"method": "onnx-dynamic"}},
-        "bilstm-onnx": {"parent": "bilstm", "export": {"format": "onnx"}},
-    }
-    raw["bench"] = {"models": ["tinybert-int8", "bilstm-onnx"], "reference": "teacher-onnx", "bert_base_shape": False, "texts": 16}
-    raw["gate"] = {"default": {"max_accuracy_drop": 25.0, "max_latency_ratio": 20.0}}
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def step_lines(out: str) -> dict[str, str]:
@@ -57,7 +44,7 @@ def cached(out: str) -> set[str]:
 def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder: Path, single_task: Path,
                                                    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edgekd")
-    recipe = tiny_run_recipe(tmp_path, tiny_encoder, single_task)
+    recipe = testing.tiny_run_recipe(tmp_path, tiny_encoder, single_task)
     out = tmp_path / "run"
 
     # 1. Killed (SIGKILL) in the middle of the teacher's fine-tune, once a checkpoint exists: no bundle is left.
@@ -114,10 +101,56 @@ def test_run_refuses_a_second_run_on_the_same_folder(tmp_path: Path, tiny_encode
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     import fcntl
 
-    recipe = tiny_run_recipe(tmp_path, tiny_encoder, single_task)
+    recipe = testing.tiny_run_recipe(tmp_path, tiny_encoder, single_task)
     (tmp_path / "run").mkdir()
     with open(tmp_path / "run" / ".run.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         assert main(["run", str(recipe)]) == 2
     assert "another `edgekd run` is writing to" in capsys.readouterr().err
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def _run_until(recipe: Path, ready: Callable[[str], bool], what: str) -> str:
+    """Start `edgekd run` in a real process and SIGKILL it as soon as `ready(stdout so far)`; its stderr (the log)."""
+    process = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "run", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not ready("".join(lines)) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    alive = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    log = process.stderr.read()  # type: ignore[union-attr]
+    assert alive, f"the run ended before it could be killed {what}: {''.join(lines)}{log[-2000:]}"
+    return log
+
+
+def test_a_run_killed_in_each_stage_leaves_no_partial_bundle_and_resumes(tmp_path: Path, tiny_encoder: Path, single_task: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = testing.tiny_run_recipe(tmp_path, tiny_encoder, single_task)
+    out = tmp_path / "run"
+
+    def partial(name: str) -> Callable[[], bool]:
+        return lambda _: any(out.glob(f".{name}.partial-*"))
+
+    # Killed mid-training of a student (a checkpoint exists), then while each kind of bundle is being written.
+    _run_until(recipe, lambda _: (out / ".tinybert.work" / "stage0.checkpoint" / "state.json").is_file(), "while distilling")
+    assert not (out / "tinybert").exists() and Bundle.open(out / "teacher")
+    log = _run_until(recipe, partial("tinybert-onnx"), "while exporting")
+    assert "resumed from" in log and not (out / "tinybert-onnx").exists()
+    _run_until(recipe, partial("tinybert-int8"), "while quantizing")
+    assert not (out / "tinybert-int8").exists() and Bundle.open(out / "tinybert-onnx")
+    _run_until(recipe, lambda stdout: re.search(r"] bench +running", stdout) is not None, "while benchmarking")
+    assert "bench" not in json.loads((out / "report" / "run.json").read_text() if (out / "report" / "run.json").is_file() else "{}")
+
+    # The next run finishes what was left and keeps what was done; nothing half-written remains.
+    assert main(["run", str(recipe)]) == 0
+    done = capsys.readouterr().out
+    assert set(STEPS) - cached(done) == {"bench", "gate"}, done
+    for name in ("teacher", "tinybert", "bilstm", "teacher-onnx", "tinybert-onnx", "tinybert-int8", "bilstm-onnx"):
+        Bundle.open(out / name)
+    assert not [p.name for p in out.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    assert json.loads((out / "report" / "report.json").read_text())["models"]

@@ -163,12 +163,13 @@ def test_existing_target_needs_overwrite(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-def test_stale_partial_directory_is_cleaned(tmp_path: Path) -> None:
-    stale = tmp_path / ".b.partial-deadbeef"
+@pytest.mark.parametrize("left", [".b.partial-deadbeef", ".b.old-deadbeef"])
+def test_stale_directories_of_a_killed_writer_are_cleaned(tmp_path: Path, left: str) -> None:
+    stale = tmp_path / left
     stale.mkdir()
     (stale / "model.bin").write_bytes(b"from a killed run")
     make_bundle(tmp_path / "b")
-    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 def test_writer_refuses_symlinks(tmp_path: Path) -> None:
