@@ -331,6 +331,15 @@ class BundleWriter:
         self._committed = True
         return Bundle(self.target, manifest, hashlib.sha256(raw).hexdigest())
 
+    def commit_existing(self) -> Bundle:
+        """Put a complete bundle that was copied into `self.path` (its own manifest included, e.g. unpacked from an
+        archive) into place, after checking every file against that manifest."""
+        copied = Bundle.open(self.path)
+        _fsync_dirs(self.path)
+        self._swap_into_place()
+        self._committed = True
+        return Bundle(self.target, copied.manifest, copied.sha256)
+
     def _swap_into_place(self) -> None:
         old = None
         if self.target.exists():

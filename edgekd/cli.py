@@ -33,6 +33,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "gate": ("judge a benchmark report against a budget file: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
              "edgekd gate runs/demo/bench/report.json --budget budget.yaml --junit gate.xml"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
+    "pack": ("write a verified bundle into one .tar.gz or .zip file to ship it", "edgekd pack runs/demo/tinybert-int8 tinybert-int8.tar.gz"),
+    "import": ("unpack a bundle archive, refusing unsafe members, and verify it before it appears",
+               "edgekd import tinybert-int8.tar.gz -o models/tinybert-int8"),
     "validate": ("check a recipe and its overrides, reporting every problem at once", "edgekd validate sst2 data.path=../shared/data/sst2"),
 }
 
@@ -182,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_format.add_argument("--json", action="store_true", help="print the manifest as JSON")
     inspect_format.add_argument("--table", action="store_true", help="one markdown table row per bundle (results pages)")
     inspect.set_defaults(run=HANDLERS["inspect"])
+
+    pack = add("pack")
+    pack.add_argument("bundle", type=Path, metavar="BUNDLE")
+    pack.add_argument("archive", type=Path, metavar="ARCHIVE", help="the file to write: .tar.gz, .tgz or .zip")
+    pack.add_argument("--force", action="store_true", help="replace an existing archive")
+    pack.set_defaults(run=HANDLERS["pack"])
+
+    imp = add("import")
+    imp.add_argument("archive", type=Path, metavar="ARCHIVE", help="a .tar.gz or .zip bundle archive")
+    imp.add_argument("-o", "--output", type=Path, help="bundle directory to write (default: the archive's top folder name, here)")
+    imp.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    imp.add_argument("--max-bytes", type=int, help="refuse archives larger than this unpacked (default 8 GiB)")
+    imp.set_defaults(run=HANDLERS["import"])
 
     validate = add("validate")
     validate.add_argument("recipe")

@@ -173,3 +173,37 @@ def tiny_run_recipe(root: Path, encoder: Path, data: Path) -> Path:
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
+
+
+def fake_manifest_fields(**changes: Any) -> dict[str, Any]:
+    """The fields of a valid manifest for a made-up model (`BundleWriter.commit(**fields)`), with `changes` applied."""
+    from edgekd.bundle import produced_by
+
+    fields = dict(
+        kind="student",
+        format="onnx",
+        task={"name": "t", "kind": "single", "problem": "classification", "labels": ["a", "b"], "text_columns": ["s"]},
+        architecture={"family": "tiny"},
+        inputs=[{"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]}],
+        outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}],
+        tokenizer={"type": "wordpiece", "max_length": 16, "lowercase": True},
+        produced_by=produced_by("test", {"type": "X", "version": 1}, 0),
+        metrics={"dev": {"accuracy": 0.5}},
+    )
+    fields.update(changes)
+    return fields
+
+
+def fake_bundle(target: Path) -> Any:
+    """A bundle of made-up bytes (a model file, a tokenizer folder, golden arrays) with a valid manifest: for tests of
+    the bundle contract and of shipping bundles, not of models."""
+    import numpy as np
+
+    from edgekd.bundle import BundleWriter
+
+    with BundleWriter(target) as writer:
+        (writer.path / "model.bin").write_bytes(bytes(range(256)) * 40)
+        (writer.path / "tokenizer").mkdir()
+        (writer.path / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+        np.savez(writer.path / "golden.npz", logits=np.ones((2, 2), dtype=np.float32))
+        return writer.commit(**fake_manifest_fields(golden="golden.npz"))

@@ -318,6 +318,22 @@ def format_summary(bundle: object) -> str:
     return "\n".join(lines)
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from edgekd.archive import pack
+
+    print(f"packed {args.bundle} into {pack(args.bundle, args.archive, overwrite=args.force)}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from edgekd.archive import unpack
+
+    limits = {"max_bytes": args.max_bytes} if args.max_bytes else {}
+    bundle = unpack(args.archive, args.output, overwrite=args.force, **limits)
+    print(format_summary(bundle))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     import yaml
 
@@ -333,5 +349,5 @@ def _validate(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run, "teacher": _teacher, "distill": _distill, "export": _export, "quantize": _quantize, "prune": _prune,
     "predict": _predict, "target check": _target_check, "target setup": _target_setup, "bench": _bench, "gate": _gate,
-    "inspect": _inspect, "validate": _validate,
+    "inspect": _inspect, "pack": _pack, "import": _import, "validate": _validate,
 }

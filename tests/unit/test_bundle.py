@@ -6,36 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from edgekd.bundle import MANIFEST, SCHEMA_VERSION, Bundle, BundleWriter, parse_manifest, produced_by
+from edgekd.bundle import MANIFEST, SCHEMA_VERSION, Bundle, BundleWriter, parse_manifest
 from edgekd.errors import BundleError
-
-
-def manifest_fields(**changes: Any) -> dict[str, Any]:
-    fields = dict(
-        kind="student",
-        format="onnx",
-        task={"name": "t", "kind": "single", "problem": "classification", "labels": ["a", "b"], "text_columns": ["s"]},
-        architecture={"family": "tiny"},
-        inputs=[{"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]}],
-        outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}],
-        tokenizer={"type": "wordpiece", "max_length": 16, "lowercase": True},
-        produced_by=produced_by("test", {"type": "X", "version": 1}, 0),
-        metrics={"dev": {"accuracy": 0.5}},
-    )
-    fields.update(changes)
-    return fields
-
-
-def make_bundle(target: Path) -> Bundle:
-    with BundleWriter(target) as writer:
-        (writer.path / "model.bin").write_bytes(bytes(range(256)) * 40)
-        (writer.path / "tokenizer").mkdir()
-        (writer.path / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
-        np.savez(writer.path / "golden.npz", logits=np.ones((2, 2), dtype=np.float32))
-        return writer.commit(**manifest_fields(golden="golden.npz"))
+from edgekd.testing import fake_bundle as make_bundle
+from edgekd.testing import fake_manifest_fields as manifest_fields
 
 
 def test_round_trip(tmp_path: Path) -> None:
