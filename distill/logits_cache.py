@@ -116,7 +116,7 @@ def teacher_logits(
     if model is None:
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(bundle.path)
+        model = AutoModelForSequenceClassification.from_pretrained(bundle.path, use_safetensors=True)
     model.to(device).eval()
     bar = tqdm(total=len(split), desc="teacher logits", unit="ex", disable=None)
 

@@ -7,6 +7,7 @@ sits in `tokenizer/`. After writing, the teacher's logits on the train split go 
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,31 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
     return bundle
 
 
+def _refused(cfg: TeacherConfig, what: str, exc: BaseException) -> ConfigError:
+    """The error for a teacher source that does not load, saying how to fix the two refusals that protect the user:
+    custom Python code in the source, and a pickled checkpoint that holds more than tensors."""
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, pickle.UnpicklingError) for c in chain):
+        reason = ("its PyTorch checkpoint is a pickle holding more than tensors, which could run code when loaded; edgekd "
+                  "loads safetensors or plain-tensor checkpoints only (torch.load with weights_only=True)")
+    elif "trust_remote_code" in str(exc):
+        reason = ("it ships its own Python code, which edgekd does not run unless the recipe sets "
+                  "teacher.trust_remote_code=true: set it only for a source you trust")
+    else:
+        reason = str(exc)
+    return ConfigError(f"teacher.model {cfg.model!r}: could not load {what} ({reason})")
+
+
 def _load_tokenizer(source: str, cfg: TeacherConfig) -> Any:
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"teacher.model {cfg.model!r}: could not load its tokenizer ({exc})") from None
+        raise _refused(cfg, "its tokenizer", exc) from None
 
 
 def _load_for_finetune(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Module:
@@ -97,7 +116,7 @@ def _load_for_finetune(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.
             source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager", **hf_label_config(task.labels, task.problem)
         )
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"teacher.model {cfg.model!r}: could not load it ({exc})") from None
+        raise _refused(cfg, "it", exc) from None
 
 
 def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Module:
@@ -106,7 +125,7 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"teacher.model {cfg.model!r}: could not load its config ({exc})") from None
+        raise _refused(cfg, "its config", exc) from None
     heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
     if not heads:
         raise ConfigError(
@@ -118,9 +137,10 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
             f"teacher.model {cfg.model!r} has {config.num_labels} labels but task {task.name!r} has "
             f"{task.num_labels} ({', '.join(task.labels)}); pick the matching task or model"
         )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager"
-    )
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager")
+    except (OSError, ValueError) as exc:
+        raise _refused(cfg, "it", exc) from None
     theirs = [model.config.id2label[i] for i in range(config.num_labels)]
     if task.problem == "classification" and [s.lower() for s in theirs] != [s.lower() for s in task.labels]:
         logger.warning("the model's labels %s differ from the task's %s; ids are taken as equal", theirs, task.labels)

@@ -83,6 +83,7 @@ def load_torch_model(bundle: Bundle) -> nn.Module:
         from transformers import AutoModelForSequenceClassification
 
         # Eager attention: the exported graph then has the MatMul/Softmax pattern ONNX Runtime's fusions recognise.
-        model = AutoModelForSequenceClassification.from_pretrained(bundle.path, attn_implementation="eager")
+        # Bundles hold safetensors only: a pickle placed beside them is never read.
+        model = AutoModelForSequenceClassification.from_pretrained(bundle.path, attn_implementation="eager", use_safetensors=True)
         return model.eval()
     raise BundleError(f"{bundle.path}: architecture family {family!r} has no {CONFIG_FILE}; re-create the bundle with its stage")

@@ -84,7 +84,7 @@ class TinyBertStudent(Student):
                 f"student.init 'teacher' copies the teacher's layers, so the widths must match the teacher's ({shown}); "
                 "set student.hidden/intermediate/heads to those, or use init: random"
             )
-        teacher_model = AutoModelForSequenceClassification.from_pretrained(self.teacher.path)
+        teacher_model = AutoModelForSequenceClassification.from_pretrained(self.teacher.path, use_safetensors=True)
         source = teacher_model.state_dict()
         prefix = teacher_model.base_model_prefix
         copied = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -123,6 +125,29 @@ def test_cli_predict(deployed: dict[str, Bundle], tmp_path: Path, capsys: pytest
     assert "no texts" in capsys.readouterr().err
     assert main(["predict", str(bundle.path), "--input", str(tmp_path / "missing.txt")]) == 2
     assert main(["predict", str(bundle.path)]) == 2
+
+
+@pytest.mark.parametrize("name", ["tinybert-onnx", "tinybert-tflite"])
+@pytest.mark.parametrize("damage", ["truncated", "not a model"])
+def test_a_damaged_model_file_is_a_clear_error_before_any_run(deployed: dict[str, Bundle], tmp_path: Path, name: str, damage: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    source = deployed[name]
+    copy = tmp_path / name
+    shutil.copytree(source.path, copy)
+    model = next(n for n in source.manifest.files if n.endswith((".onnx", ".tflite")))
+    raw = (copy / model).read_bytes()
+    (copy / model).write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"<html>not found</html>\n" * 50)
+    # As the manifest stands, the hash check names the file ...
+    assert main(["predict", str(copy), "a good film"]) == 2
+    assert f"{model}: " in capsys.readouterr().err
+    # ... and a manifest re-written to match the damaged file (a tool that re-hashed it) still fails before any
+    # prediction, saying what is wrong with the model.
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][model] = {"sha256": hashlib.sha256((copy / model).read_bytes()).hexdigest(), "bytes": (copy / model).stat().st_size}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["predict", str(copy), "a good film"]) == 2
+    err = capsys.readouterr().err
+    assert f"{model}: {'onnxruntime' if model.endswith('.onnx') else 'LiteRT'} cannot load it as" in err and "Traceback" not in err
 
 
 def test_read_texts_rejects_wrong_columns() -> None:

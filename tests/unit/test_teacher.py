@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,40 @@ def test_missing_model_directory_is_a_config_error(single_task: Path, tmp_path: 
     (tmp_path / "empty-model").mkdir()
     with pytest.raises(ConfigError, match="the directory has no config.json"):
         teacher(recipe(single_task, tmp_path / "empty-model", tmp_path / "run"))
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: what a hostile pytorch_model.bin does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("mode", ["import", "finetune"])
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path: Path, single_task: Path, mode: str) -> None:
+    source = testing.save_tiny_bert(tmp_path / "evil", classifier=mode == "import")
+    for weights in source.glob("*.safetensors"):
+        weights.unlink()
+    marker = tmp_path / "code-ran"
+    torch.save({"bert.embeddings.word_embeddings.weight": _RunsCode(marker)}, source / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="a pickle holding more than tensors.*weights_only=True"):
+        teacher(recipe(single_task, source, tmp_path / "run", mode=mode))
+    assert not marker.exists() and not (tmp_path / "run" / "teacher").exists()
+
+
+def test_custom_code_in_a_teacher_source_is_not_run_without_the_flag(tmp_path: Path, single_task: Path) -> None:
+    source = testing.save_tiny_bert(tmp_path / "custom", classifier=True)
+    marker = tmp_path / "code-ran"
+    config = json.loads((source / "config.json").read_text())
+    config.update(model_type="custombert", auto_map={"AutoConfig": "custom.Config", "AutoModelForSequenceClassification": "custom.Model"})
+    (source / "config.json").write_text(json.dumps(config))
+    (source / "custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ConfigError, match="ships its own Python code.*teacher.trust_remote_code=true"):
+        teacher(recipe(single_task, source, tmp_path / "run", mode="import"))
+    assert not marker.exists()
 
 
 class Crash(Exception):
