@@ -62,6 +62,16 @@ def test_ssh_target_matches_local(onnx_bundle: Bundle, ssh_server: Any, caplog: 
     assert private.splitlines()[1] not in caplog.text and str(ssh_server.identity) not in str(result)
 
 
+def test_remote_words_reach_the_device_literally(ssh_server: Any, tmp_path: Path) -> None:
+    """Behind the strict patterns, every word is quoted: shell syntax in one arrives as text and runs nothing."""
+    marker = tmp_path / "pwned"
+    hostile = [f"$(touch {marker})", f"`touch {marker}`", f"; touch {marker}", f"' ; touch {marker} '", "a b\tc\nd", "$HOME"]
+    target = parse_target(ssh_server.url(python=_python()))
+    with target:
+        echoed = target._ssh(["printf", "%s\\0", *hostile], timeout=30)  # type: ignore[attr-defined]
+    assert echoed.decode().split("\0")[:-1] == hostile and not marker.exists()
+
+
 def test_an_unknown_host_key_is_refused(onnx_bundle: Bundle, ssh_server: Any, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
