@@ -94,8 +94,9 @@ TAR_ONLY: dict[str, Callable[[list[Member]], list[Member]]] = {
     "device": lambda m: [*m, ("tiny/dev", None, "device")],
 }
 MESSAGES = {"parent traversal": "not a plain relative path", "absolute path": "not a plain relative path",
-            "backslash": "not a plain relative path", "dot part": "not a plain relative path", "symbolic link": "symbolic link",
-            "hard link": "hard link", "FIFO": "FIFO", "device": "device"}
+            "backslash": "not a plain relative path", "dot part": "not a plain relative path",
+            "symbolic link": "a symbolic link; bundles hold regular files only", "hard link": "a hard link; bundles hold regular files only",
+            "FIFO": "a FIFO; bundles", "device": "a device; bundles"}
 
 
 @pytest.mark.parametrize("case", [*(("tar", c) for c in [*HOSTILE, *TAR_ONLY]), *(("zip", c) for c in HOSTILE)], ids=str)
@@ -141,7 +142,7 @@ def test_a_member_larger_than_its_header_says_is_refused(bundle: Bundle, tmp_pat
 def test_unlisted_missing_or_altered_files_are_refused(bundle: Bundle, tmp_path: Path) -> None:
     members = members_of(bundle)
     cases = {
-        "does not list": [*members, ("tiny/extra.py", b"import os", "file")],
+        "holds files its manifest does not list": [*members, ("tiny/extra.py", b"import os", "file")],
         "lacks files": [m for m in members if m[0] != "tiny/model.bin"],
         "altered, its sha256 differs": [(n, b"\x00" * len(d) if n.endswith("model.bin") else d, k) for n, d, k in members],  # type: ignore[arg-type]
         "appears twice": [*members, members[1]],
@@ -159,7 +160,7 @@ def test_damaged_archives_get_a_clear_error(bundle: Bundle, tmp_path: Path, dama
     archive = pack(bundle.path, tmp_path / "tiny.tar.gz")
     raw = archive.read_bytes()
     archive.write_bytes({"truncated": raw[: len(raw) // 2], "not an archive": b"<html>404</html>" * 100, "empty": b""}[damage])
-    with pytest.raises(BundleError, match="damaged|not a .tar.gz or .zip"):
+    with pytest.raises(BundleError, match="the archive is damaged or truncated|not a .tar.gz or .zip archive"):
         unpack(archive, tmp_path / "dest")
     assert nothing_written(tmp_path, tmp_path / "dest")
 

@@ -112,7 +112,7 @@ def test_a_hanging_device_times_out_and_is_cleaned(onnx_bundle: Bundle, ssh_serv
     ],
 )
 def test_hostile_or_malformed_targets_are_refused_before_anything_runs(url: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="ssh target|is unknown; valid: local"):
         parse_target(url)
     assert not Path("/tmp/pwned").exists()
 
