@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from edgekd.config import Budget, ModelBudget, validate_config
+from edgekd.config import Budget, ModelBudget, read_yaml, validate_config
 from edgekd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -38,13 +36,9 @@ class Check:
 
 
 def load_budget(path: Path) -> Budget:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such budget file") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return validate_config(Budget, raw, source=str(path))
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such budget file")
+    return validate_config(Budget, read_yaml(path, "budget"), source=str(path))
 
 
 def remeasurer(report: dict[str, Any], budget: Budget, target: str | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:

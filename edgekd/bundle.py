@@ -165,7 +165,9 @@ def parse_manifest(raw: bytes, *, where: Path | str = MANIFEST) -> Manifest:
     """Parse and validate manifest bytes; every problem becomes one BundleError naming the field."""
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: UnicodeDecodeError, JSONDecodeError, and an integer past Python's 4,300-digit limit;
+        # RecursionError: arrays or objects nested deeper than the interpreter's recursion limit.
         raise BundleError(f"{where}: not valid UTF-8 JSON ({exc}). The manifest is damaged: re-create the bundle.") from None
     if not isinstance(data, dict):
         raise BundleError(f"{where}: expected a JSON object, found {type(data).__name__}. Re-create the bundle.")

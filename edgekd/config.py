@@ -652,7 +652,7 @@ def shipped_recipes() -> dict[str, Path]:
 def resolve_recipe_path(recipe: str | os.PathLike[str]) -> Path:
     """A recipe argument is a YAML path or the name of a shipped recipe (`demo`, `sst2-tinybert`, ...)."""
     path = Path(recipe)
-    if path.is_file():
+    if _is_file(path):
         return path
     shipped = shipped_recipes()
     if str(recipe) in shipped:
@@ -666,12 +666,7 @@ def resolve_recipe_path(recipe: str | os.PathLike[str]) -> Path:
 def load_recipe(recipe: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe file (or shipped name), apply `key.sub=value` overrides, and validate it."""
     path = resolve_recipe_path(recipe)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the recipe as UTF-8") from None
+    raw = read_yaml(path, "recipe")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -685,15 +680,48 @@ def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str
     """`extends: BASE` (a shipped name or a path relative to this recipe): BASE's mapping, deep-merged with this one."""
     base_name = raw.pop("extends")
     candidate = path.parent / str(base_name)
-    base_path = candidate if candidate.is_file() else resolve_recipe_path(str(base_name))
+    base_path = candidate if _is_file(candidate) else resolve_recipe_path(str(base_name))
     if base_path.resolve() in seen:
         raise ConfigError(f"{path}: `extends: {base_name}` makes a cycle of recipes")
-    base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    base = read_yaml(base_path, "recipe") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{base_path}: a recipe is a YAML mapping, found {type(base).__name__}")
     if "extends" in base:
         base = _extend(base, base_path, (*seen, base_path.resolve()))
     return _deep_merge(base, raw)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file (a recipe, a budget); a file that cannot be read, is not UTF-8 or is not YAML is a
+    ConfigError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the {what} as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    return parse_yaml(text, f"{path}: not valid YAML")
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """`yaml.safe_load`, every failure a ConfigError starting with `what`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
+        # PyYAML's constructors let plain errors out for a tagged value they cannot build (`!!int x`, `!!float ''`,
+        # `!!bool x`, `!!timestamp x`) and for a decimal integer past Python's 4,300-digit limit; its parser recurses
+        # once per level of nesting.
+        raise ConfigError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _is_file(path: Path) -> bool:
+    """`Path.is_file`, except that a name the OS refuses (longer than NAME_MAX) is no file rather than an OSError."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -711,16 +739,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise ConfigError(f"override {item!r}: write it as key.sub=value, e.g. teacher.train.epochs=1")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from None
+        value = parse_yaml(text, f"override {item!r}: the value is not valid YAML") if text.strip() else None
         node: Any = result
         for i, part in enumerate(parts):
             where = ".".join(parts[: i + 1])
             last = i == len(parts) - 1
             if isinstance(node, list):  # stages.0.train.epochs: a list element by index
-                if not part.isdigit() or int(part) >= len(node):
+                # ASCII digits only: int() refuses other "digits" (²) and decimal strings past 4,300 digits.
+                if not re.fullmatch(r"[0-9]{1,9}", part) or int(part) >= len(node):
                     raise ConfigError(f"override {item!r}: {where}: the list has {len(node)} entries (0..{len(node) - 1})")
                 if last:
                     node[int(part)] = value
@@ -766,8 +792,17 @@ def _describe(err: Any, root: type[BaseModel] = Recipe) -> str:
         message = err["msg"].removeprefix("Value error, ")
         return message if not path or message.startswith(path[0]) else f"{where}: {message}"
     given = err.get("input")
-    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    shown = "" if isinstance(given, dict) else f" (got {_shown(given)})"
     return f"{where}: {err['msg']}{shown}"
+
+
+def _shown(value: Any) -> str:
+    """The repr of an offending value; one holding an integer past Python's 4,300-digit str limit (a YAML hex literal
+    can be that long) is described instead, since repr() raises ValueError on it."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} holding an integer of more than 4,300 digits"
 
 
 def _walk(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, list[str]]:

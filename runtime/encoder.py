@@ -54,24 +54,58 @@ class WordPieceEncoder:
         if not path.is_file():
             raise BundleError(f"{tokenizer_dir}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer file there")
         self.tokenizer = Tokenizer.from_file(str(path))
+        specials = self.tokenizer.num_special_tokens_to_add(is_pair=columns == 2)
+        if max_length < specials:
+            # `tokenizers` (and transformers through it) does not truncate at all below this: texts of any length.
+            shape = "a sentence pair" if columns == 2 else "a text"
+            raise BundleError(f"{tokenizer_dir}: max_length {max_length} cannot hold the {specials} special tokens of {shape}; "
+                              f"re-create the bundle with max_length of at least {specials}")
         self.tokenizer.no_padding()
-        # transformers' `truncation=True`: trim the longer of the two sentences first, keep [CLS] and [SEP].
-        self.tokenizer.enable_truncation(max_length, strategy="longest_first")
-        self.max_length, self.columns = max_length, columns
+        if columns == 1:
+            # transformers' `truncation=True`: keep [CLS], [SEP] and the first max_length - 2 pieces.
+            self.tokenizer.enable_truncation(max_length, strategy="longest_first")
+        else:
+            # Pairs are truncated in `_truncate_pair`: the library's own pair truncation joins every overflowing
+            # window of one text with every window of the other, memory quadratic in the texts' lengths (two
+            # 10,000-character texts at max_length 32: 25k encodings, 0.7 GB for one pair).
+            self.tokenizer.no_truncation()
+        self.max_length, self.columns, self.specials = max_length, columns, specials
         pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
 
     def encode(self, texts: Texts) -> list[Example]:
         examples = as_examples(texts, self.columns)
         batch = self.tokenizer.encode_batch([e[0] if self.columns == 1 else e for e in examples])
-        return [
-            {
-                "input_ids": np.asarray(out.ids, dtype=np.int64),
-                "attention_mask": np.asarray(out.attention_mask, dtype=np.int64),
-                "token_type_ids": np.asarray(out.type_ids, dtype=np.int64),
-            }
-            for out in batch
-        ]
+        rows = []
+        for out in batch:
+            inputs = (out.ids, out.attention_mask, out.type_ids)
+            if len(out.ids) > self.max_length:  # a pair longer than max_length (a single text is already truncated)
+                keep = self._truncate_pair(out.sequence_ids)
+                inputs = tuple([values[i] for i in keep] for values in inputs)
+            rows.append({name: np.asarray(values, dtype=np.int64) for name, values in zip(self.names, inputs)})
+        return rows
+
+    def _truncate_pair(self, sequence_ids: list[int | None]) -> list[int]:
+        """Positions kept by `tokenizers`' longest_first truncation of a pair (what transformers' `truncation=True`
+        runs): every special token; the shorter text whole and the longer cut to the rest of the room, or, when the
+        shorter alone does not leave the longer as much, half the room each (the second text gets the odd piece
+        unless the first is longer)."""
+        room = self.max_length - self.specials
+        first, second = sequence_ids.count(0), sequence_ids.count(1)
+        short, long = sorted((first, second))
+        long = short if short > room else max(short, room - short)
+        if short + long > room:
+            short, long = room // 2, room // 2 + room % 2
+        limits = (long, short) if first > second else (short, long)
+        seen = [0, 0]
+        keep = []
+        for position, sequence in enumerate(sequence_ids):
+            if sequence is None:
+                keep.append(position)
+            elif seen[sequence] < limits[sequence]:
+                seen[sequence] += 1
+                keep.append(position)
+        return keep
 
 
 class WordEncoder:

@@ -88,3 +88,25 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yiel
         pytest.skip(reason)
     with sshd.serve(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def untrained_onnx(tiny_classifier: Path, single_task: Path, pair_task: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Bundle]:
+    """ONNX bundles `tinybert-single`, `bilstm-single`, `tinybert-pair`, `bilstm-pair`: the tiny classifier imported
+    as a teacher, and a BiLSTM distilled from it for one step. For tests where how well a model learned does not
+    matter (fuzzing, threads, memory): seconds, where `tiny_bundles` trains every model until it predicts the task."""
+    from edgekd.config import ExportConfig
+    from edgekd.distill.distill import distill
+    from edgekd.distill.teacher import teacher
+    from edgekd.export.stage import export
+
+    root = tmp_path_factory.mktemp("untrained-onnx")
+    bundles = {}
+    for kind, data in (("single", single_task), ("pair", pair_task)):
+        raw = testing.tiny_recipe(data, tiny_classifier, root / kind, kind, teacher={"mode": "import"})
+        raw["students"] = {"bilstm": testing.tiny_students({"max_steps": 1})["bilstm"]}
+        recipe = validate_recipe(raw)
+        parents = {"tinybert": teacher(recipe), "bilstm": distill(recipe, "bilstm")}
+        for name, parent in parents.items():
+            bundles[f"{name}-{kind}"] = export(parent.path, ExportConfig(format="onnx"), root / f"{name}-{kind}-onnx")
+    return bundles
