@@ -21,6 +21,7 @@ import numpy as np
 from edgekd.config import DataConfig, apply_overrides
 from edgekd.errors import ConfigError, DataError, UnsupportedError
 from edgekd.hashing import sha256_json
+from edgekd.runtime.encoder import longest_first
 from edgekd.tasks import PRESETS, Task
 
 if TYPE_CHECKING:
@@ -347,12 +348,23 @@ def encode(tokenizer: Any, split: Split, max_length: int, batch: int = 2048) -> 
     """Tokenize a split with a Hugging Face tokenizer, truncating to `max_length`, without padding."""
     input_ids: list[np.ndarray] = []
     token_type_ids: list[np.ndarray] = []
+    # Pairs through a fast tokenizer are encoded whole and cut by `longest_first` (the same positions as
+    # `truncation=True`), since the library's own pair truncation needs memory quadratic in the texts' lengths.
+    pairs = bool(split.texts) and len(split.texts[0]) == 2 and getattr(tokenizer, "is_fast", False)
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True) if pairs else 0
     for start in range(0, len(split), batch):
         chunk = split.texts[start : start + batch]
-        columns = list(zip(*chunk))
-        out = tokenizer(*[list(c) for c in columns], truncation=True, max_length=max_length, return_token_type_ids=True)
-        input_ids += [np.asarray(ids, dtype=np.int64) for ids in out["input_ids"]]
-        token_type_ids += [np.asarray(ids, dtype=np.int64) for ids in out["token_type_ids"]]
+        columns = [list(c) for c in zip(*chunk)]
+        if not pairs:
+            out = tokenizer(*columns, truncation=True, max_length=max_length, return_token_type_ids=True)
+            input_ids += [np.asarray(ids, dtype=np.int64) for ids in out["input_ids"]]
+            token_type_ids += [np.asarray(ids, dtype=np.int64) for ids in out["token_type_ids"]]
+            continue
+        out = tokenizer(*columns, truncation=False, return_token_type_ids=True, verbose=False)
+        for row, (ids, types) in enumerate(zip(out["input_ids"], out["token_type_ids"])):
+            keep = longest_first(out.sequence_ids(row), room) if len(ids) > max_length else range(len(ids))
+            input_ids.append(np.asarray([ids[k] for k in keep], dtype=np.int64))
+            token_type_ids.append(np.asarray([types[k] for k in keep], dtype=np.int64))
     return Encoded(input_ids=input_ids, token_type_ids=token_type_ids, labels=split.labels)
 
 

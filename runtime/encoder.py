@@ -65,7 +65,7 @@ class WordPieceEncoder:
             # transformers' `truncation=True`: keep [CLS], [SEP] and the first max_length - 2 pieces.
             self.tokenizer.enable_truncation(max_length, strategy="longest_first")
         else:
-            # Pairs are truncated in `_truncate_pair`: the library's own pair truncation joins every overflowing
+            # Pairs are truncated by `longest_first`: the library's own pair truncation joins every overflowing
             # window of one text with every window of the other, memory quadratic in the texts' lengths (two
             # 10,000-character texts at max_length 32: 25k encodings, 0.7 GB for one pair).
             self.tokenizer.no_truncation()
@@ -80,32 +80,33 @@ class WordPieceEncoder:
         for out in batch:
             inputs = (out.ids, out.attention_mask, out.type_ids)
             if len(out.ids) > self.max_length:  # a pair longer than max_length (a single text is already truncated)
-                keep = self._truncate_pair(out.sequence_ids)
+                keep = longest_first(out.sequence_ids, self.max_length - self.specials)
                 inputs = tuple([values[i] for i in keep] for values in inputs)
             rows.append({name: np.asarray(values, dtype=np.int64) for name, values in zip(self.names, inputs)})
         return rows
 
-    def _truncate_pair(self, sequence_ids: list[int | None]) -> list[int]:
-        """Positions kept by `tokenizers`' longest_first truncation of a pair (what transformers' `truncation=True`
-        runs): every special token; the shorter text whole and the longer cut to the rest of the room, or, when the
-        shorter alone does not leave the longer as much, half the room each (the second text gets the odd piece
-        unless the first is longer)."""
-        room = self.max_length - self.specials
-        first, second = sequence_ids.count(0), sequence_ids.count(1)
-        short, long = sorted((first, second))
-        long = short if short > room else max(short, room - short)
-        if short + long > room:
-            short, long = room // 2, room // 2 + room % 2
-        limits = (long, short) if first > second else (short, long)
-        seen = [0, 0]
-        keep = []
-        for position, sequence in enumerate(sequence_ids):
-            if sequence is None:
-                keep.append(position)
-            elif seen[sequence] < limits[sequence]:
-                seen[sequence] += 1
-                keep.append(position)
-        return keep
+
+def longest_first(sequence_ids: list[int | None], room: int) -> list[int]:
+    """Positions of a pair's encoding that `tokenizers`' longest_first truncation keeps (what transformers'
+    `truncation=True` runs), given the pair encoded whole: every special token (sequence id None); the shorter text
+    whole and the longer cut to the rest of the `room`, or, when the shorter alone does not leave the longer as much,
+    half the room each (the second text gets the odd piece unless the first is longer). Linear in the length, where
+    the library's own pair truncation joins every overflowing window of one text with every window of the other."""
+    first, second = sequence_ids.count(0), sequence_ids.count(1)
+    short, long = sorted((first, second))
+    long = short if short > room else max(short, room - short)
+    if short + long > room:
+        short, long = room // 2, room // 2 + room % 2
+    limits = (long, short) if first > second else (short, long)
+    seen = [0, 0]
+    keep = []
+    for position, sequence in enumerate(sequence_ids):
+        if sequence is None:
+            keep.append(position)
+        elif seen[sequence] < limits[sequence]:
+            seen[sequence] += 1
+            keep.append(position)
+    return keep
 
 
 class WordEncoder:

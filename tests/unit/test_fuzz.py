@@ -30,6 +30,7 @@ from edgekd import config, testing
 from edgekd.benchmarks.gate import load_budget
 from edgekd.bundle import MANIFEST, Bundle, Manifest, parse_manifest
 from edgekd.config import Recipe, load_recipe, shipped_recipes
+from edgekd.data import Split, encode
 from edgekd.errors import BundleError, ConfigError
 from edgekd.runtime.classifier import Classifier
 from edgekd.runtime.encoder import WordPieceEncoder, collate, load_encoder
@@ -216,11 +217,27 @@ def test_wordpiece_matches_transformers_on_pairs(
     _check_against_transformers(encoder, reference_tokenizer, pairs, max_length)
 
 
+@fuzz(60)
+@given(pairs=st.lists(PAIRS, min_size=1, max_size=3), max_length=st.sampled_from([3, 4, 8, 32, 128]))
+@example(pairs=[("good " * 1000, "bad"), ("x", "film " * 3000), ("", "")], max_length=32)
+@example(pairs=[(SEVEN, SEVEN), (SEVEN + " h", SEVEN), ("a b c", SEVEN + " h")], max_length=8)
+def test_training_encode_of_pairs_matches_transformers(
+    wordpiece_dir: Path, reference_tokenizer: Any, pairs: list[tuple[str, str]], max_length: int
+) -> None:
+    """The host side (`edgekd.data.encode`, what the teacher and students train on) cuts pairs as the runtime does."""
+    encoded = encode(reference_tokenizer, Split("train", pairs, np.zeros(len(pairs), dtype=np.int64)), max_length)
+    cut = [_reference_pair(reference_tokenizer, a, b, max_length) for a, b in pairs]
+    expected = reference_tokenizer([a for a, _ in cut], [b for _, b in cut], truncation=True, max_length=max_length,
+                                   return_token_type_ids=True)
+    assert [ids.tolist() for ids in encoded.input_ids] == expected["input_ids"]
+    assert [types.tolist() for types in encoded.token_type_ids] == expected["token_type_ids"]
+
+
 def test_two_long_texts_encode_in_linear_memory(tiny_encoder: Path) -> None:
     """The `tokenizers` library's own pair truncation joins every overflowing window of one text with every window of
     the other: two 10,000-character texts at max_length 5 need millions of encodings (gigabytes). The runtime truncates
     pairs itself; run in a child capped at 2 GiB of address space, so that a regression fails instead of exhausting
-    the machine."""
+    the machine. The training side (`edgekd.data.encode`) likewise."""
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
@@ -230,6 +247,11 @@ def test_two_long_texts_encode_in_linear_memory(tiny_encoder: Path) -> None:
         "for max_length in (5, 32):\n"
         "    (row,) = WordPieceEncoder(Path(sys.argv[1]), max_length, 2).encode([(text, text[::-1])])\n"
         "    assert len(row['input_ids']) == max_length, row\n"
+        "    import numpy as np\n"
+        "    from transformers import AutoTokenizer\n"
+        "    from edgekd.data import Split, encode\n"
+        "    split = Split('train', [(text, text[::-1])], np.zeros(1, dtype=np.int64))\n"
+        "    assert len(encode(AutoTokenizer.from_pretrained(sys.argv[1]), split, max_length).input_ids[0]) == max_length\n"
         "with open('/proc/self/status') as handle:\n"
         "    print(next(int(line.split()[1]) for line in handle if line.startswith('VmHWM:')) // 1024)\n"
     )
