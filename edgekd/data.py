@@ -21,8 +21,8 @@ import numpy as np
 from edgekd.config import DataConfig, apply_overrides
 from edgekd.errors import ConfigError, DataError, UnsupportedError
 from edgekd.hashing import sha256_json
-from edgekd.runtime.encoder import longest_first
 from edgekd.tasks import PRESETS, Task
+from edgekd.truncation import longest_first
 
 if TYPE_CHECKING:
     from edgekd.bundle import Bundle
