@@ -60,6 +60,7 @@ def pack(bundle_path: str | os.PathLike[str], archive: str | os.PathLike[str], *
         raise BundleError(f"{target}: already exists. Choose another archive path or pass --force to replace it.")
     top = bundle.path.absolute().name
     names = [MANIFEST, *sorted(bundle.manifest.files)]
+    target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(handle)
     try:

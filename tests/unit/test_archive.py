@@ -64,7 +64,7 @@ def nothing_written(root: Path, destination: Path) -> bool:
 
 @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
 def test_pack_then_import_round_trip(bundle: Bundle, tmp_path: Path, suffix: str) -> None:
-    archive = pack(bundle.path, tmp_path / f"tiny{suffix}")
+    archive = pack(bundle.path, tmp_path / "shipped" / f"tiny{suffix}")
     imported = unpack(archive, tmp_path / "out" / "tiny")
     assert imported.sha256 == bundle.sha256 and Bundle.open(imported.path).manifest == bundle.manifest
     for name in bundle.manifest.files:
