@@ -90,7 +90,6 @@ class LogitsCache:
         return result
 
 
-
 def teacher_logits(
     bundle: Bundle,
     split: Split,

@@ -93,22 +93,22 @@ def unpack(archive: str | os.PathLike[str], destination: str | os.PathLike[str] 
         manifest = parse_manifest(_read_all(read, members[manifest_name], MAX_MANIFEST_BYTES, source),
                                   where=f"{source}:{manifest_name}")
         listed = {f"{top}/{name}" if top else name for name in [MANIFEST, *manifest.files]}
-        files = {m.name for m in members.values() if m.kind == "file"}
-        if files - listed:
-            raise BundleError(f"{source}: holds files its manifest does not list ({', '.join(sorted(files - listed)[:5])}); refusing it.")
-        if listed - files:
-            raise BundleError(f"{source}: lacks files its manifest lists ({', '.join(sorted(listed - files)[:5])}): the archive is incomplete.")
+        files = [m for m in members.values() if m.kind == "file"]  # in archive order: extracting needs no seeking back
+        names = {m.name for m in files}
+        if names - listed:
+            raise BundleError(f"{source}: holds files its manifest does not list ({', '.join(sorted(names - listed)[:5])}); refusing it.")
+        if listed - names:
+            raise BundleError(f"{source}: lacks files its manifest lists ({', '.join(sorted(listed - names)[:5])}): the archive is incomplete.")
         free = shutil.disk_usage(target.absolute().parent if target.absolute().parent.exists() else Path.cwd()).free
-        needed = sum(members[name].size for name in files)
+        needed = sum(m.size for m in files)
         if needed > free:
             raise BundleError(f"{source}: needs {needed:,} bytes unpacked but only {free:,} are free at {target.absolute().parent}.")
         with BundleWriter(target, overwrite=overwrite) as writer:
-            for name in sorted(files):
-                relative = name[len(top) + 1:] if top else name
-                path = writer.path / relative
+            for member in files:
+                path = writer.path / (member.name[len(top) + 1:] if top else member.name)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with read(members[name]) as stream, open(path, "wb") as out:
-                    _copy(stream, out, members[name], source)
+                with read(member) as stream, open(path, "wb") as out:
+                    _copy(stream, out, member, source)
             bundle = writer.commit_existing()
     logger.info("imported %s into %s (%d files, %s bytes)", source, bundle.path, len(files), f"{needed:,}")
     return bundle

@@ -70,7 +70,8 @@ class WordPieceEncoder:
             # window of one text with every window of the other, memory quadratic in the texts' lengths (two
             # 10,000-character texts at max_length 32: 25k encodings, 0.7 GB for one pair).
             self.tokenizer.no_truncation()
-        self.max_length, self.columns, self.specials = max_length, columns, specials
+        self.max_length, self.columns = max_length, columns
+        self.room = max_length - specials  # pieces of text a pair keeps
         pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
 
@@ -81,7 +82,7 @@ class WordPieceEncoder:
         for out in batch:
             inputs = (out.ids, out.attention_mask, out.type_ids)
             if len(out.ids) > self.max_length:  # a pair longer than max_length (a single text is already truncated)
-                keep = longest_first(out.sequence_ids, self.max_length - self.specials)
+                keep = longest_first(out.sequence_ids, self.room)
                 inputs = tuple([values[i] for i in keep] for values in inputs)
             rows.append({name: np.asarray(values, dtype=np.int64) for name, values in zip(self.names, inputs)})
         return rows

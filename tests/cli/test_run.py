@@ -41,6 +41,24 @@ def cached(out: str) -> set[str]:
     return {title for title, state in step_lines(out).items() if state.startswith("cached")}
 
 
+def _run_until(recipe: Path, ready: Callable[[str], bool], what: str) -> str:
+    """Start `edgekd run` in a real process and SIGKILL it as soon as `ready(stdout so far)`; its stderr (the log)."""
+    process = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "run", str(recipe)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not ready("".join(lines)) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    alive = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    log = process.stderr.read()  # type: ignore[union-attr]
+    assert alive, f"the run ended before it could be killed {what}: {''.join(lines)}{log[-2000:]}"
+    return log
+
+
 def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder: Path, single_task: Path,
                                                    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edgekd")
@@ -48,15 +66,7 @@ def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder:
     out = tmp_path / "run"
 
     # 1. Killed (SIGKILL) in the middle of the teacher's fine-tune, once a checkpoint exists: no bundle is left.
-    process = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "run", str(recipe)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    checkpoint = out / ".teacher.checkpoint" / "state.json"
-    deadline = time.monotonic() + 120
-    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before a checkpoint could be killed: " + process.communicate()[1][-2000:]
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    _run_until(recipe, lambda _: (out / ".teacher.checkpoint" / "state.json").is_file(), "mid fine-tune")
     assert not (out / "teacher").exists()
 
     # 2. The next run resumes the fine-tune from that checkpoint and makes everything; the gate passes.
@@ -108,24 +118,6 @@ def test_run_refuses_a_second_run_on_the_same_folder(tmp_path: Path, tiny_encode
         assert main(["run", str(recipe)]) == 2
     assert "another `edgekd run` is writing to" in capsys.readouterr().err
     assert not (tmp_path / "run" / "teacher").exists()
-
-
-def _run_until(recipe: Path, ready: Callable[[str], bool], what: str) -> str:
-    """Start `edgekd run` in a real process and SIGKILL it as soon as `ready(stdout so far)`; its stderr (the log)."""
-    process = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "run", str(recipe)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    deadline = time.monotonic() + 180
-    while not ready("".join(lines)) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    alive = process.poll() is None
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    log = process.stderr.read()  # type: ignore[union-attr]
-    assert alive, f"the run ended before it could be killed {what}: {''.join(lines)}{log[-2000:]}"
-    return log
 
 
 def test_a_run_killed_in_each_stage_leaves_no_partial_bundle_and_resumes(tmp_path: Path, tiny_encoder: Path, single_task: Path,
