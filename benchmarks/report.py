@@ -55,11 +55,14 @@ def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
 
     validate(report)
     out.mkdir(parents=True, exist_ok=True)
+    # report.json is the mark of a finished set: removed first, written last, so a writer killed halfway leaves
+    # no report.json beside a mix of old and new pages (each file is also written atomically).
+    (out / "report.json").unlink(missing_ok=True)
     plots = draw(report, out)
-    texts = {"json": json.dumps(report, indent=1) + "\n", "md": markdown(report), "html": page(report, plots)}
+    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report, indent=1) + "\n"}
     paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
-        write_text_atomic(path, texts[kind])  # never a half-written report under the final name
+        write_text_atomic(path, texts[kind])
     return {**paths, **{f"plot_{k}": v for k, v in plots.items()}}
 
 

@@ -60,6 +60,28 @@ def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> 
     assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "http" not in page.split("<style>")[0]
 
 
+def test_a_report_rewrite_killed_halfway_leaves_no_report_json(measured: dict[str, Any], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    report_module.write(measured["report"], out)
+    real_write = report_module.write_text_atomic
+
+    def dies_at_the_html(path: Path, text: str) -> None:
+        if path.name == "report.html":
+            raise KeyboardInterrupt  # the writer stops between files
+        real_write(path, text)
+
+    monkeypatch.setattr(report_module, "write_text_atomic", dies_at_the_html)
+    with pytest.raises(KeyboardInterrupt):
+        report_module.write(measured["report"], out)
+    # The new report.md is there beside the old report.html: without report.json, nothing reads the mix as a report.
+    assert (out / "report.md").is_file() and not (out / "report.json").exists()
+    with pytest.raises(BundleError, match="no such report"):
+        report_module.load(out / "report.json")
+    monkeypatch.undo()
+    assert report_module.load(report_module.write(measured["report"], out)["json"]) == json.loads(json.dumps(measured["report"]))
+
+
 def test_pareto_front() -> None:
     from edgekd.benchmarks.plots import pareto
 
