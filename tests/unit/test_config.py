@@ -196,6 +196,15 @@ def test_extends_merges_a_base_recipe(tmp_path: Path) -> None:
     assert recipe.teacher.train.epochs == 1 and recipe.teacher.train.batch_size == 4
 
 
+def test_every_results_recipe_still_loads() -> None:
+    # The recipes under benchmarks/results record how published numbers were made; a renamed key must break here.
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    recipes = [path for path in sorted(results.glob("*.yaml")) if "students:" in path.read_text()]
+    assert {path.name for path in recipes} >= {"mrpc-ablation.yaml", "sst2-ablation.yaml", "sst2-tinybert-aug.yaml"}
+    for path in recipes:
+        assert load_recipe(path).students, path
+
+
 def test_extends_a_shipped_recipe_and_cycles(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "sst2", "name": "a"}))
     assert load_recipe(tmp_path / "a.yaml").teacher.max_length == 64
