@@ -99,14 +99,14 @@ def test_one_classifier_shared_by_8_threads_gives_the_serial_results(untrained_o
 CHILD = r"""
 import json, os, resource, sys, threading
 from edgekd.runtime.classifier import Classifier
+from edgekd.runtime.latency import peak_rss_kb
 
 def current_mib():  # resident set now (the second field of /proc/self/statm, in pages)
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-def peak_mib():  # this process image's peak resident set (VmHWM, in KiB)
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
+def peak_mib():  # this process image's peak resident set (VmHWM)
+    return peak_rss_kb() / 1024
 
 def maxrss_mib():  # getrusage's peak (KiB on Linux); see the test for why it is not the peak alone
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
