@@ -31,9 +31,9 @@ from edgekd.hashing import sha256_json
 
 from .curves import write_curves
 from .features import bert_features
-from .logits_cache import teacher_logits
+from .logits_cache import cached_teacher_logits, teacher_logits
 from .losses import IntermediateLoss, PredictionLoss
-from .loop import Batch, Checkpoint, Resume, Trainer, batched_logits, cpu_state, pick_device, process_state, seed_everything
+from .loop import Batch, Checkpoint, Resume, Trainer, batched_logits, cpu_logits, cpu_state, pick_device, process_state, seed_everything
 from .students import Student, registry
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,12 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
     batch_size = spec.stages[0].train.eval_batch_size
     work = out.parent / f".{out.name}.work"
     with state.main_process_first():  # the main process fills the logits cache; the others then read it
-        labeling = time.perf_counter()
+        labeling, cached = time.perf_counter(), cached_teacher_logits(teacher, data.train, recipe.cache) is not None
         train_logits = teacher_logits(teacher, data.train, recipe.cache, batch_size, device)
-        if augmentation is not None:
+        if augmentation is not None:  # tokenizing included; a cached (or partly cached) run's rate says nothing
             seconds = time.perf_counter() - labeling
-            augmentation["teacher_labeling"] = {"examples": len(data.train), "seconds": round(seconds, 2),
-                                                "examples_per_second": round(len(data.train) / seconds, 1) if seconds > 1 else None}
+            augmentation["teacher_labeling"] = {"examples": len(data.train), "cached": cached, "seconds": round(seconds, 2),
+                                                "examples_per_second": None if cached else round(len(data.train) / seconds, 1)}
         dev_logits = np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device))
         if state.is_main_process and not resume and work.exists():
             shutil.rmtree(work)
@@ -280,10 +280,12 @@ def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: 
     if augmentation is not None:
         summary["augmentation"] = augmentation
     picks = spread_by_length(ctx.dev.lengths, GOLDEN_EXAMPLES)
-    golden_inputs = {k: v for k, v in ctx.student.make_batch(ctx.dev, picks).items() if k != "index"}
+    batch = ctx.student.make_batch(ctx.dev, picks)
+    golden_inputs = {k: v for k, v in batch.items() if k != "index"}
     with BundleWriter(out, overwrite=force) as writer:
         fields = ctx.student.save(writer.path)
-        golden = write_golden(writer.path, golden_inputs, dev_logits[picks], [ctx.data.dev.texts[i] for i in picks])
+        golden_logits = cpu_logits(ctx.student.module, lambda b: ctx.student.features(b).logits, batch)
+        golden = write_golden(writer.path, golden_inputs, golden_logits, [ctx.data.dev.texts[i] for i in picks])
         for number, stage in enumerate(stages):
             title = f"{ctx.spec.student.type} stage {number + 1}: {stage['kind']}"
             write_curves(stage["history"], writer.path, title, stem=f"training_curves-stage{number + 1}")

@@ -90,6 +90,12 @@ class LogitsCache:
         return result
 
 
+def cached_teacher_logits(bundle: Bundle, split: Split, cache_root: Path) -> np.ndarray | None:
+    """The teacher's logits on a split when the cache holds them (memory-mapped), else None."""
+    key = cache_key(bundle.sha256, split.fingerprint, bundle.manifest.tokenizer.max_length)
+    return LogitsCache(cache_root).get(key)
+
+
 def teacher_logits(
     bundle: Bundle,
     split: Split,
@@ -103,11 +109,11 @@ def teacher_logits(
     """The teacher's logits on a split, from the cache, computing (and caching) them on first use."""
     import torch
 
+    if (cached := cached_teacher_logits(bundle, split, cache_root)) is not None:
+        return cached
     max_length = bundle.manifest.tokenizer.max_length
     cache = LogitsCache(cache_root)
     key = cache_key(bundle.sha256, split.fingerprint, max_length)
-    if (cached := cache.get(key)) is not None:
-        return cached
     if encoded is None:
         from transformers import AutoTokenizer
 

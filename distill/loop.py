@@ -113,6 +113,18 @@ def batched_logits(
     return outputs
 
 
+@torch.no_grad()
+def cpu_logits(module: torch.nn.Module, forward: Callable[[Batch], torch.Tensor], batch: dict[str, np.ndarray]) -> np.ndarray:
+    """The logits of `module` (moved to CPU for good: call it on a finished model) on one batch, in float32.
+
+    A bundle's golden logits come from here, not from the evaluation on the training device: every later stage and
+    device checks itself against them on CPU, and a CUDA run's own logits differ (cuDNN's LSTM uses TF32 by default:
+    3e-4 on a BiLSTM trained on an H100).
+    """
+    module.to("cpu").float().eval()
+    return forward(to_device(batch, torch.device("cpu"))).float().numpy()
+
+
 def predict_logits(model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
     """Logits of a Hugging Face sequence classifier for every example of an encoded split."""
     model.eval()

@@ -25,7 +25,7 @@ from edgekd.tasks import Task, hf_label_config
 from .curves import write_curves
 from .features import bert_architecture
 from .logits_cache import teacher_logits
-from .loop import Checkpoint, Resume, TaskLoss, Trainer, pick_device, predict_logits, seed_everything
+from .loop import Checkpoint, Resume, TaskLoss, Trainer, cpu_logits, pick_device, predict_logits, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
     dev_logits = predict_logits(model, dev, cfg.train.eval_batch_size, device)
     dev_metrics = metrics.compute(data.task.metrics, dev_logits, data.dev.labels, data.task.problem)
     logger.info("teacher dev metrics: %s", dev_metrics)
-    bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, dev_logits, dev_metrics, training, force)
+    bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, dev_metrics, training, force)
     if cfg.mode == "finetune":
         checkpoint.remove()
     if cfg.cache_logits:
@@ -182,7 +182,6 @@ def _write_bundle(
     tokenizer: Any,
     model: torch.nn.Module,
     dev: Encoded,
-    dev_logits: np.ndarray,
     dev_metrics: dict[str, float],
     training: dict[str, Any],
     force: bool,
@@ -192,7 +191,10 @@ def _write_bundle(
         model.to("cpu").save_pretrained(writer.path, safe_serialization=True)
         tokenizer.save_pretrained(writer.path / "tokenizer")
         picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
-        golden = write_golden(writer.path, pad_batch(dev, picks), dev_logits[picks], [data.dev.texts[i] for i in picks])
+        batch = pad_batch(dev, picks)
+        inputs = ("input_ids", "attention_mask", "token_type_ids")
+        logits = cpu_logits(model, lambda b: model(**{k: b[k] for k in inputs}).logits, batch)
+        golden = write_golden(writer.path, batch, logits, [data.dev.texts[i] for i in picks])
         write_curves(training.get("history", []), writer.path, f"teacher fine-tune on {task.name}")
         lowercase = bool(getattr(tokenizer, "do_lower_case", False) or tokenizer.init_kwargs.get("do_lower_case"))
         return writer.commit(

@@ -90,6 +90,23 @@ def test_import_only_evaluates(tiny_classifier: Path, single_task: Path, tmp_pat
         torch.testing.assert_close(written[name], tensor)
 
 
+def test_golden_logits_come_from_the_saved_model_on_cpu(tiny_classifier: Path, single_task: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not from the dev evaluation on the training device (on CUDA they differ); a shifted evaluation stands in for it."""
+    from transformers import AutoModelForSequenceClassification
+
+    import edgekd.distill.teacher as stage
+
+    evaluated = stage.predict_logits
+    monkeypatch.setattr(stage, "predict_logits", lambda *args: evaluated(*args) + 1e-3)
+    bundle = teacher(recipe(single_task, tiny_classifier, tmp_path / "run", mode="import", cache_logits=False))
+    golden = np.load(bundle.file("golden.npz"))
+    model = AutoModelForSequenceClassification.from_pretrained(bundle.path).eval()
+    with torch.no_grad():
+        logits = model(**{k: torch.from_numpy(golden[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+    np.testing.assert_allclose(logits.numpy(), golden["logits"], atol=1e-5)
+
+
 def test_import_refuses_an_encoder_without_a_head(tiny_encoder: Path, single_task: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"not a fine-tuned sequence classifier \(architectures: \['BertModel'\]\).*teacher.mode=finetune"):
         teacher(recipe(single_task, tiny_encoder, tmp_path / "run", mode="import"))
