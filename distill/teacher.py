@@ -11,7 +11,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgekd import metrics
