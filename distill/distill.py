@@ -124,7 +124,7 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
     with state.main_process_first():  # the main process fills the logits cache; the others then read it
         labeling, cached = time.perf_counter(), cached_teacher_logits(teacher, data.train, recipe.cache) is not None
         train_logits = teacher_logits(teacher, data.train, recipe.cache, batch_size, device)
-        if augmentation is not None:  # tokenizing included; a cached (or partly cached) run's rate says nothing
+        if augmentation is not None:  # tokenizing included; a resumed fill's rate covers only its own part
             seconds = time.perf_counter() - labeling
             augmentation["teacher_labeling"] = {"examples": len(data.train), "cached": cached, "seconds": round(seconds, 2),
                                                 "examples_per_second": None if cached else round(len(data.train) / seconds, 1)}
