@@ -90,10 +90,13 @@ class LogitsCache:
         return result
 
 
+def _teacher_key(bundle: Bundle, split: Split) -> str:
+    return cache_key(bundle.sha256, split.fingerprint, bundle.manifest.tokenizer.max_length)
+
+
 def cached_teacher_logits(bundle: Bundle, split: Split, cache_root: Path) -> np.ndarray | None:
     """The teacher's logits on a split when the cache holds them (memory-mapped), else None."""
-    key = cache_key(bundle.sha256, split.fingerprint, bundle.manifest.tokenizer.max_length)
-    return LogitsCache(cache_root).get(key)
+    return LogitsCache(cache_root).get(_teacher_key(bundle, split))
 
 
 def teacher_logits(
@@ -109,11 +112,11 @@ def teacher_logits(
     """The teacher's logits on a split, from the cache, computing (and caching) them on first use."""
     import torch
 
-    if (cached := cached_teacher_logits(bundle, split, cache_root)) is not None:
-        return cached
     max_length = bundle.manifest.tokenizer.max_length
     cache = LogitsCache(cache_root)
-    key = cache_key(bundle.sha256, split.fingerprint, max_length)
+    key = _teacher_key(bundle, split)
+    if (cached := cache.get(key)) is not None:
+        return cached
     if encoded is None:
         from transformers import AutoTokenizer
 

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """sha256 of the split's content: caches of teacher outputs are keyed by it."""
+        """sha256 of the split's content: caches of teacher outputs are keyed by it (computed once: about a second
+        for a million sentences, and a distill run asks for it several times)."""
         return sha256_json([self.texts, self.labels.tolist()])
 
 
