@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +54,11 @@ class BenchSettings:
         problems = []
         if self.queries < 64:
             problems.append(f"queries {self.queries}: the protocol measures at least 64")
-        if self.seconds < 1.0:
-            problems.append(f"seconds {self.seconds}: the protocol warms up and measures for at least 1 s")
+        # `not x >= 1` rather than `x < 1`: NaN compares false both ways, and it would be written into report.json.
+        if not (math.isfinite(self.seconds) and self.seconds >= 1.0):
+            problems.append(f"seconds {self.seconds}: the protocol warms up and measures for at least 1 s (a finite number)")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            problems.append(f"timeout {self.timeout}: a finite number of seconds above 0")
         if not self.threads or any(t < 1 for t in self.threads):
             problems.append(f"threads {list(self.threads)}: positive counts, e.g. 1,2")
         if self.texts < 1:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edgekd.config import Budget, ModelBudget, read_yaml, validate_config
+from edgekd.config import Budget, ModelBudget, read_yaml, shorten, validate_config
 from edgekd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class Check:
 
 
 def load_budget(path: Path) -> Budget:
+    """Read and validate a budget file: at most 1 MiB of YAML, no aliases, no key written twice, finite numbers."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such budget file")
     return validate_config(Budget, read_yaml(path, "budget"), source=str(path))
@@ -67,7 +68,8 @@ def judge(report: dict[str, Any], budget: Budget, remeasure: Callable[[dict[str,
     names = {m["name"] for m in candidates}
     unknown = sorted(set(budget.models) - names)
     if unknown:
-        raise ConfigError(f"budget names models the report does not have: {', '.join(unknown)}; the report has {', '.join(sorted(names))}")
+        raise ConfigError(f"budget names models the report does not have: {shorten(', '.join(unknown), 500)}; "
+                          f"the report has {shorten(', '.join(sorted(names)), 500)}")
     checks: list[Check] = []
     for model in candidates:
         limits = budget.models.get(model["name"], budget.default)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bundle import GOLDEN, Bundle, BundleWriter, produced_by, write_golden
+from edgekd.bundle import GOLDEN, Bundle, produced_by, write_golden
 from edgekd.hashing import sha256_file
+from edgekd.writer import BundleWriter
 
 logger = logging.getLogger(__name__)
 SHAPE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "vocab_size": 30522}

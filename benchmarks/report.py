@@ -6,12 +6,14 @@ The markdown says where every latency was measured (`latency_source`) and labels
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgekd.bundle import write_text_atomic
 from edgekd.errors import BundleError
+from edgekd.writer import write_text_atomic
 
 SCHEMA = "report.schema.json"
 
@@ -21,14 +23,37 @@ def schema() -> dict[str, Any]:
 
 
 def validate(report: dict[str, Any]) -> None:
-    """Raise a BundleError naming every place where `report` breaks the schema."""
+    """Raise a BundleError naming every place where `report` breaks the schema or holds a number that is not finite
+    (NaN and infinities are not JSON, and the schema's number type accepts them)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
     if errors:
-        lines = "\n".join(f"  - {'/'.join(str(p) for p in e.path) or '(top)'}: {e.message[:200]}" for e in errors[:20])
-        raise BundleError(f"the benchmark report does not match {SCHEMA} (version {report.get('schema_version')}):\n{lines}")
+        lines = "\n".join(f"  - {'/'.join(str(p)[:80] for p in e.path) or '(top)'}: {e.message[:200]}" for e in errors[:20])
+        raise BundleError(f"the benchmark report does not match {SCHEMA} (version {str(report.get('schema_version'))[:20]}):\n{lines}")
+    bad = list(non_finite(report))
+    if bad:
+        where = ", ".join(f"{'/'.join(str(p)[:80] for p in path)} = {value}" for path, value in bad[:5])
+        raise BundleError(f"the benchmark report holds {len(bad)} number(s) that are not finite ({where}); a measurement "
+                          "went wrong: measure again")
+
+
+def non_finite(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], float]]:
+    """Where a JSON-like tree holds NaN or an infinity: (path of keys and indexes, value)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, child in node.items():
+            yield from non_finite(child, (*path, key))
+    elif isinstance(node, (list, tuple)):
+        for index, child in enumerate(node):
+            yield from non_finite(child, (*path, index))
+
+
+def _refuse_constant(name: str) -> float:
+    """`json.loads`' hook for NaN, Infinity and -Infinity, which Python's json reads by default and JSON has not."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def run_at(model: dict[str, Any], threads: int) -> dict[str, Any]:
@@ -38,11 +63,13 @@ def run_at(model: dict[str, Any], threads: int) -> dict[str, Any]:
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise BundleError(f"{path}: no such report; write one with `edgekd bench ... -o DIR`") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: not a JSON report ({exc})") from None
+    except ValueError as exc:
+        raise BundleError(f"{path}: not a JSON report ({exc}: a measurement went wrong; measure again)") from None
     if not isinstance(report, dict):
         raise BundleError(f"{path}: not a JSON object")
     validate(report)
@@ -59,7 +86,7 @@ def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
     # no report.json beside a mix of old and new pages (each file is also written atomically).
     (out / "report.json").unlink(missing_ok=True)
     plots = draw(report, out)
-    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report, indent=1) + "\n"}
+    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report, indent=1, allow_nan=False) + "\n"}
     paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
         write_text_atomic(path, texts[kind])

@@ -23,17 +23,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden, write_text_atomic
+from edgekd.bundle import GOLDEN_EXAMPLES, HF_CONFIG, Bundle, produced_by, write_golden
 from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
 from edgekd.data import Split, TaskData, load_task_data, spread_by_length
 from edgekd.errors import ConfigError, DataError
 from edgekd.hashing import sha256_json
+from edgekd.modeling import check_hf_config
+from edgekd.writer import BundleWriter, check_output, write_text_atomic
 
 from .curves import write_curves
 from .features import bert_features
 from .logits_cache import cached_teacher_logits, teacher_logits
-from .losses import IntermediateLoss, PredictionLoss
 from .loop import Batch, Checkpoint, Resume, Trainer, batched_logits, cpu_logits, cpu_state, pick_device, process_state, seed_everything
+from .losses import IntermediateLoss, PredictionLoss
 from .students import Student, registry
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,10 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
         raise ConfigError(f"recipe {recipe.name!r} has no student {name!r}; its students: {known}")
     spec = recipe.students[name]
     out = Path(out or recipe.out / name)
+    check_output(out, overwrite=force, sources=(spec.teacher or recipe.out / "teacher",))  # before any training
     teacher = Bundle.open(spec.teacher or recipe.out / "teacher")
+    if teacher.manifest.format == "torch" and HF_CONFIG in teacher.manifest.files:
+        check_hf_config(teacher.path)  # before the teacher or a student sized from it is allocated
     data = load_task_data(recipe.data)
     if list(teacher.manifest.task.labels) != list(data.task.labels) or teacher.manifest.task.kind != data.task.kind:
         raise ConfigError(

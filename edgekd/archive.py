@@ -17,6 +17,7 @@ import lzma
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from edgekd.bundle import MANIFEST, Bundle, BundleWriter, parse_manifest
+from edgekd.bundle import MANIFEST, Bundle, parse_manifest
 from edgekd.errors import BundleError
+from edgekd.writer import BundleWriter, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +55,10 @@ class Member:
 def pack(bundle_path: str | os.PathLike[str], archive: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write the verified bundle at `bundle_path` into `archive` (.tar.gz, .tgz or .zip), under one top folder named
     after the bundle. Only the manifest and the files it lists are packed."""
-    bundle = Bundle.open(bundle_path)
     target = Path(archive).absolute()
     kind = _kind_from_suffix(target)
-    if target.exists() and not overwrite:
-        raise BundleError(f"{target}: already exists. Choose another archive path or pass --force to replace it.")
+    _check_archive_output(target, overwrite)
+    bundle = Bundle.open(bundle_path)
     top = bundle.path.absolute().name
     names = [MANIFEST, *sorted(bundle.manifest.files)]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -86,9 +87,12 @@ def unpack(archive: str | os.PathLike[str], destination: str | os.PathLike[str] 
     source = Path(archive)
     if not source.is_file():
         raise BundleError(f"{source}: no such file. Give the path of a bundle archive (.tar.gz or .zip) made by `edgekd pack`.")
-    with _opened(source) as (members, read):
+    if destination is not None:
+        check_output(destination, overwrite=overwrite)
+    with _opened(source, max_members) as (members, read):
         top = _check_members(source, members, max_bytes, max_members)
-        target = Path(destination) if destination is not None else Path(top or _stem(source))
+        target = Path(destination) if destination is not None else _default_destination(source, top)
+        check_output(target, overwrite=overwrite)
         manifest_name = f"{top}/{MANIFEST}" if top else MANIFEST
         manifest = parse_manifest(_read_all(read, members[manifest_name], MAX_MANIFEST_BYTES, source),
                                   where=f"{source}:{manifest_name}")
@@ -123,12 +127,35 @@ def _kind_from_suffix(path: Path) -> str:
     raise BundleError(f"{path}: unknown archive type; name it .tar.gz, .tgz or .zip.")
 
 
+def _check_archive_output(target: Path, overwrite: bool) -> None:
+    """An archive is written where nothing is, or (with --force) over a regular file; never over a folder or a link."""
+    refuse = "refusing to replace it, with or without --force. Choose another archive path."
+    if target.is_symlink():
+        raise BundleError(f"{target}: is a symbolic link (to {os.readlink(target)}); {refuse}")
+    if target.exists() and not target.is_file():
+        raise BundleError(f"{target}: is a {'folder' if target.is_dir() else 'special file'}, not an archive; {refuse}")
+    if target.exists() and not overwrite:
+        raise BundleError(f"{target}: already exists. Choose another archive path or pass --force to replace it.")
+
+
+def _default_destination(source: Path, top: str) -> Path:
+    """Where `edgekd import` puts a bundle without -o: its top folder's name, else the archive's name without its
+    suffix, in the current directory; a name that is no folder name (`..tar.gz` gives `.`) is refused."""
+    name = top or _stem(source)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise BundleError(
+            f"{source}: cannot name the imported bundle after the archive ({name!r} is not a folder name); "
+            "give its output path with -o."
+        )
+    return Path(name)
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in (".tar.gz", ".tgz", ".zip"):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or "bundle"
-    return path.stem or "bundle"
+            return name[: -len(suffix)]
+    return path.stem
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -140,11 +167,13 @@ def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 @contextmanager
-def _opened(source: Path) -> Iterator[tuple[dict[str, Member], Reader]]:
+def _opened(source: Path, max_members: int) -> Iterator[tuple[dict[str, Member], Reader]]:
     """The member table of a tar (any compression) or zip archive, and a function opening a member for reading. The
-    type is read from the content, not the name."""
+    type is read from the content, not the name. Members are counted as they are read: an archive of more than
+    `max_members` is refused after reading one more, not after building a table of all of them."""
     try:
         if zipfile.is_zipfile(source):
+            _refuse_many(source, _zip_entries(source, max_members), max_members)
             with zipfile.ZipFile(source) as zf:
                 infos = zf.infolist()
                 members = _table(source, [_zip_member(i) for i in infos])
@@ -152,7 +181,11 @@ def _opened(source: Path) -> Iterator[tuple[dict[str, Member], Reader]]:
                 yield members, lambda m: zf.open(by_name[m.name])
         elif tarfile.is_tarfile(source):
             with tarfile.open(source, "r:*") as tar:
-                infos = tar.getmembers()  # reads the whole archive once: a truncated one fails here
+                infos = []
+                # Reads the whole archive once (a truncated one fails here), one header at a time.
+                while (info := tar.next()) is not None:
+                    infos.append(info)
+                    _refuse_many(source, len(infos), max_members)
                 members = _table(source, [_tar_member(i) for i in infos])
                 by_name = {i.name.rstrip("/") or i.name: i for i in infos}
                 yield members, lambda m: _tar_stream(tar, by_name[m.name], source)
@@ -160,6 +193,55 @@ def _opened(source: Path) -> Iterator[tuple[dict[str, Member], Reader]]:
             raise BundleError(f"{source}: not a .tar.gz or .zip archive (or a damaged one). Re-download it or pack it again with `edgekd pack`.")
     except _BROKEN as exc:
         raise BundleError(f"{source}: the archive is damaged or truncated ({type(exc).__name__}: {exc}). Re-download it or pack it again.") from None
+
+
+def _refuse_many(source: Path, count: int, max_members: int) -> None:
+    if count > max_members:
+        shown = f"{count:,}" if count > max_members + 1 else f"{count:,} or more"
+        raise BundleError(f"{source}: {shown} members, more than the {max_members:,} allowed; refusing it.")
+
+
+# The zip end-of-central-directory record, its zip64 locator and zip64 record (APPNOTE.TXT 4.3.14-4.3.16), and the
+# fixed part of a central directory header (4.3.12): signature ... name, extra field and comment lengths.
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+
+
+def _zip_entries(source: Path, limit: int) -> int:
+    """How many entries a zip's central directory holds, counted header by header and stopping past `limit`:
+    zipfile would otherwise parse (and keep) every one of them before the count could be checked. The directory is
+    found as zipfile finds it (the record at the end, zip64 when present); what is not found here zipfile reports."""
+    with open(source, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        tail_size = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of up to 64 kB
+        handle.seek(size - tail_size)
+        tail = handle.read(tail_size)
+        # zipfile's order: the record ending the file (no comment), else the last signature in the tail.
+        at = len(tail) - _EOCD.size if tail[-_EOCD.size:-_EOCD.size + 4] == b"PK\x05\x06" else tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD.size:
+            return 0
+        _, _, _, _, declared, directory_size, _, _ = _EOCD.unpack_from(tail, at)
+        end = size - tail_size + at  # the central directory ends where the record starts
+        if at >= _ZIP64_LOCATOR.size and tail[at - _ZIP64_LOCATOR.size:at - _ZIP64_LOCATOR.size + 4] == b"PK\x06\x07":
+            handle.seek(end - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size)
+            record = handle.read(_ZIP64_EOCD.size)
+            if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+                declared, directory_size = _ZIP64_EOCD.unpack(record)[7:9]
+                end -= _ZIP64_LOCATOR.size + _ZIP64_EOCD.size
+        if declared > limit:
+            return declared
+        count, position = 0, max(end - directory_size, 0)
+        while position < end and count <= limit:
+            handle.seek(position)
+            header = handle.read(_CENTRAL_HEADER.size)
+            if len(header) < _CENTRAL_HEADER.size or header[:4] != b"PK\x01\x02":
+                break
+            fields = _CENTRAL_HEADER.unpack(header)
+            position += _CENTRAL_HEADER.size + fields[12] + fields[13] + fields[14]
+            count += 1
+        return count
 
 
 def _table(source: Path, members: list[Member]) -> dict[str, Member]:

@@ -1,25 +1,26 @@
 """The bundle: the directory every stage reads and writes, and the manifest that describes it.
 
-A bundle is immutable once written. `BundleWriter` builds it in a temporary directory beside the target and renames
-it into place, so a crash never leaves a half-written bundle where a finished one is expected. `Bundle.open` checks the
-schema version and the size and sha256 of every listed file, and names the file that is missing or altered.
+A bundle is immutable once written (`edgekd.writer.BundleWriter` makes it appear whole or not at all). `Bundle.open`
+checks the schema version, that every path the manifest names lies inside the bundle, and the size and sha256 of
+every listed file, and names the file that is missing or altered.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import subprocess
-import uuid
-from datetime import datetime, UTC
+import zipfile
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edgekd import __version__
 from edgekd.errors import BundleError
@@ -35,6 +36,9 @@ GOLDEN = "golden.npz"
 HF_CONFIG = "config.json"
 # How many dev examples (spread over the length range) a bundle keeps as golden inputs.
 GOLDEN_EXAMPLES = 8
+# The longest tokenizer max_length a manifest may give: no family edgekd exports takes longer inputs (ModernBERT's 8,192
+# is the longest), and `tokenizers` takes the length as a machine-size integer (a larger one is an OverflowError).
+MAX_SEQUENCE_LENGTH = 1 << 16
 
 
 class _Frozen(BaseModel):
@@ -59,6 +63,18 @@ class TaskInfo(_Frozen):
     labels: list[str]
     text_columns: list[str]
 
+    @field_validator("labels")
+    @classmethod
+    def _labels_name_the_classes(cls, labels: list[str], info: ValidationInfo) -> list[str]:
+        # A classifier's logits have one column per label: with none, `predict` has nothing to name; with duplicates,
+        # two classes would share one entry of the probabilities.
+        if info.data.get("problem") == "classification" and not labels:
+            raise ValueError("is empty; a classification task lists its label names, in id order (e.g. [\"negative\", \"positive\"])")
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"has duplicates {duplicates[:5]}; each class needs its own name")
+        return labels
+
     @property
     def columns(self) -> int:
         """Texts per example: 1 for single sentences, 2 for pairs."""
@@ -67,9 +83,20 @@ class TaskInfo(_Frozen):
 
 class TokenizerInfo(_Frozen):
     type: Literal["wordpiece", "word"]
-    max_length: int = Field(gt=0)
+    max_length: int = Field(gt=0, le=MAX_SEQUENCE_LENGTH)
     lowercase: bool
+    # The folder inside the bundle that holds the tokenizer's files; `parse_manifest` checks that the manifest lists
+    # files under it, and `Bundle.open` that nothing unlisted lies in it (tokenizer loaders read the whole folder).
     path: str = "tokenizer"
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_bundle(cls, path: str) -> str:
+        problem = _member_name_problem(path)
+        if problem:
+            raise ValueError(f"{path[:200]!r} is not a plain relative path inside the bundle ({problem}); the tokenizer "
+                             "folder is a folder of the bundle, e.g. \"tokenizer\"")
+        return path
 
 
 class Parent(_Frozen):
@@ -101,6 +128,14 @@ class Manifest(_Frozen):
     metrics: dict[str, Any] = {}
     golden: str | None = None
 
+    @field_validator("golden")
+    @classmethod
+    def _golden_inside_the_bundle(cls, golden: str | None) -> str | None:
+        problem = None if golden is None else _member_name_problem(golden)
+        if problem:
+            raise ValueError(f"{golden[:200]!r} is not a plain relative path inside the bundle ({problem})")
+        return golden
+
 
 class Bundle:
     """An opened, verified bundle directory."""
@@ -124,18 +159,40 @@ class Bundle:
 
     @property
     def tokenizer_dir(self) -> Path:
+        """The tokenizer folder (a plain relative path inside the bundle, checked by `parse_manifest`)."""
         return self.path / self.manifest.tokenizer.path
 
-    def read_golden(self) -> tuple[Any, list[tuple[str, ...]]]:
-        """golden.npz's arrays (inputs, logits, ...) and its texts as tuples of 1 or 2 strings."""
+    def tokenizer_file(self, name: str) -> Path:
+        """The path of a file of the tokenizer folder that the manifest lists; any other name is a BundleError."""
+        return self.file(f"{self.manifest.tokenizer.path}/{name}")
+
+    def read_golden(self) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]]]:
+        """golden.npz's arrays (inputs, logits, ...) and its texts as tuples of 1 or 2 strings; a file that is not a
+        golden file of this bundle's task (unreadable, pickled, texts or logits of the wrong shape) is a BundleError."""
         if not self.manifest.golden:
             raise BundleError(f"{self.path}: has no golden inputs; re-create it with the stage that wrote it")
-        golden = np.load(self.file(self.manifest.golden))
+        path = self.file(self.manifest.golden)
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with loaded:
+                golden = {name: loaded[name] for name in loaded.files}
+        # OSError and BadZipFile: not a zip archive or a damaged one; ValueError: a pickled array or a bad .npy header;
+        # EOFError: a truncated array; MemoryError: a header that declares an array larger than memory.
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise BundleError(f"{path}: not a golden file numpy reads without pickle ({reason}); re-create the bundle "
+                              "with the stage that wrote it") from None
+        problem = _golden_problem(golden, self.manifest.task)
+        if problem:
+            raise BundleError(f"{path}: {problem}; re-create the bundle with the stage that wrote it")
         return golden, [tuple(str(t) for t in row) for row in golden["texts"]]
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> Bundle:
-        """Open a bundle, checking its schema version and (with `verify`) every file's size and sha256."""
+        """Open a bundle, checking its schema version, that every path its manifest names lies inside it, and (with
+        `verify`) every listed file's size and sha256, and that the tokenizer folder holds no unlisted file."""
         root = Path(path)
         if not root.exists():
             raise BundleError(f"{root}: no such directory. Give the path of a bundle written by an edgekd stage.")
@@ -151,6 +208,7 @@ class Bundle:
         manifest = parse_manifest(raw_bytes, where=manifest_path)
         if verify:
             problems = [p for name, entry in manifest.files.items() if (p := _check_file(root, name, entry))]
+            problems += _unlisted_tokenizer_files(root, manifest)
             if problems:
                 lines = "\n".join(f"  - {p}" for p in problems)
                 raise BundleError(
@@ -186,28 +244,92 @@ def parse_manifest(raw: bytes, *, where: Path | str = MANIFEST) -> Manifest:
         raise BundleError(f"{where}: invalid manifest:\n{lines}\nRe-create the bundle with its stage.") from None
     for name in manifest.files:
         _check_member_name(name, where)
+    # Every path the manifest names is inside the bundle (the models' validators) and a file it lists, so hashes: the
+    # golden file here; the model file and the tokenizer's files where they are read (`Bundle.file`,
+    # `Bundle.tokenizer_file`), and `Bundle.open` refuses unlisted files in the tokenizer folder.
+    if manifest.golden is not None and manifest.golden not in manifest.files:
+        raise BundleError(f"{where}: golden {manifest.golden[:200]!r} is not one of the files the manifest lists (and "
+                          "hashes); a bundle's golden file is one of its own listed files. Re-create the bundle with its stage.")
     return manifest
 
 
+def _member_name_problem(name: str) -> str | None:
+    """Why a name could reach outside the bundle or is no portable file name, or None for a plain relative path."""
+    if not name:
+        return "empty"
+    if "\\" in name:
+        return "a backslash"
+    if PurePosixPath(name).is_absolute():
+        return "absolute"
+    if any(part in ("..", ".", "") for part in name.split("/")):
+        return "a '..', '.' or empty part"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character"
+    return None
+
+
 def _check_member_name(name: str, where: Path | str) -> None:
-    """Reject file names that could reach outside the bundle (absolute, `..`, backslashes, empty parts)."""
-    pure = PurePosixPath(name)
-    if not name or "\\" in name or pure.is_absolute() or any(part in ("..", ".", "") for part in name.split("/")):
-        raise BundleError(f"{where}: file name {name!r} is not a plain relative path inside the bundle; refusing it.")
+    """Reject file names that could reach outside the bundle (absolute, `..`, backslashes, empty parts, control
+    characters such as NUL, which no file system path holds)."""
+    problem = _member_name_problem(name)
+    if problem:
+        raise BundleError(f"{where}: file name {name[:200]!r} is not a plain relative path inside the bundle ({problem}); refusing it.")
 
 
 def _check_file(root: Path, name: str, entry: FileEntry) -> str | None:
     path = root / name
-    if path.is_symlink():
-        return f"{name}: is a symbolic link; bundles hold regular files only"
-    if not path.is_file():
-        return f"{name}: missing (the manifest lists it, {entry.bytes} bytes)"
-    size = path.stat().st_size
-    if size != entry.bytes:
-        state = "truncated" if size < entry.bytes else "grown"
-        return f"{name}: {state}, {size} bytes on disk but {entry.bytes} in the manifest"
-    if sha256_file(path) != entry.sha256:
-        return f"{name}: altered, its sha256 differs from the manifest's"
+    try:
+        if path.is_symlink():
+            return f"{name}: is a symbolic link; bundles hold regular files only"
+        if not path.is_file():
+            return f"{name}: missing (the manifest lists it, {entry.bytes} bytes)"
+        if not path.resolve().is_relative_to(root.resolve()):
+            # A folder on the way is a link: the file's bytes would be read from outside the bundle.
+            return f"{name}: lies outside the bundle (a folder on its path is a symbolic link); bundles hold regular files only"
+        size = path.stat().st_size
+        if size != entry.bytes:
+            state = "truncated" if size < entry.bytes else "grown"
+            return f"{name}: {state}, {size} bytes on disk but {entry.bytes} in the manifest"
+        if sha256_file(path) != entry.sha256:
+            return f"{name}: altered, its sha256 differs from the manifest's"
+    except OSError as exc:  # unreadable (permissions), a name too long for this file system, ...
+        return f"{name}: cannot be read ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def _unlisted_tokenizer_files(root: Path, manifest: Manifest) -> list[str]:
+    """Files in the tokenizer folder that the manifest does not list. Tokenizer loaders (transformers' AutoTokenizer,
+    a stage copying the folder into its output) read every file there, so one unlisted file (an added_tokens.json, a
+    tokenizer_config.json) would change tokenization unchecked while every listed hash still verifies."""
+    folder = root / manifest.tokenizer.path
+    if folder.is_symlink() or not folder.is_dir():
+        return []  # its listed files are then reported by `_check_file` (outside the bundle, or missing)
+    listed = set(manifest.files)
+    try:
+        entries = list(itertools.islice(folder.rglob("*"), 100_000))
+    except OSError as exc:
+        return [f"{manifest.tokenizer.path}: cannot be listed ({exc.strerror or type(exc).__name__})"]
+    extra = sorted(name for p in entries if (p.is_symlink() or not p.is_dir()) and (name := p.relative_to(root).as_posix()) not in listed)
+    return [
+        f"{name}: in the tokenizer folder but not listed in the manifest (tokenizer loaders read every file there); "
+        "remove it, or re-create the bundle with its stage"
+        for name in extra[:10]
+    ]
+
+
+def _golden_problem(golden: dict[str, np.ndarray], task: TaskInfo) -> str | None:
+    """What makes golden arrays unusable for this task (missing arrays, shapes that do not fit), or None."""
+    missing = [name for name in ("texts", "logits") if name not in golden]
+    if missing:
+        return f"has no {' or '.join(missing)} array (it holds {sorted(golden)[:10]})"
+    texts, logits = golden["texts"], golden["logits"]
+    if texts.dtype.kind != "U" or texts.ndim != 2 or texts.shape[1] != task.columns or not len(texts):
+        return f"its texts are {texts.dtype} of shape {texts.shape}, not {task.columns} string column(s) per example"
+    if logits.dtype.kind != "f" or logits.shape[:1] != (len(texts),):
+        return f"its logits are {logits.dtype} of shape {logits.shape}, not one float row per text ({len(texts)} texts)"
+    width = 1 if task.problem == "regression" else len(task.labels)
+    if logits.size != len(texts) * width:
+        return f"its logits have shape {logits.shape}, but the manifest's task has {width} output(s) per text ({task.labels})"
     return None
 
 
@@ -261,106 +383,3 @@ def produced_by(stage: str, config: dict[str, Any], seed: int | None) -> Produce
         git_commit=git_commit(),
         time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that it appears whole or not at all: written beside it under a name of this process,
-    then renamed (a kill leaves at most a `NAME.partial-PID` file, never a half-written NAME)."""
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
-class BundleWriter:
-    """Build a bundle in a temporary directory beside `target`; `commit` makes it appear atomically.
-
-    Usage::
-
-        with BundleWriter(out) as writer:
-            model.save_pretrained(writer.path)
-            bundle = writer.commit(kind="teacher", format="torch", ...)
-
-    Leaving the block without `commit` (an exception, a kill) leaves no bundle at `target`; a killed process may leave
-    a `.NAME.partial-*` directory (or, killed while replacing, the previous bundle as `.NAME.old-*`), which the next
-    writer to the same target removes.
-    """
-
-    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        self.target = Path(target).absolute()
-        self.overwrite = overwrite
-        self.path = self.target.parent / f".{self.target.name}.partial-{uuid.uuid4().hex[:8]}"
-        self._committed = False
-
-    def __enter__(self) -> BundleWriter:
-        if self.target.exists() and not self.overwrite:
-            raise BundleError(f"{self.target}: already exists. Choose another output path or pass --force to replace it.")
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        stale_dirs = [*self.target.parent.glob(f".{self.target.name}.partial-*"), *self.target.parent.glob(f".{self.target.name}.old-*")]
-        for stale in stale_dirs:
-            logger.info("removing %s left by an interrupted run", stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        self.path.mkdir()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._committed:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-    def commit(self, **fields: Any) -> Bundle:
-        """Hash every file, write the model card and manifest, fsync, and rename into place."""
-        from edgekd.card import model_card
-
-        header = {"schema_version": SCHEMA_VERSION, "edgekd_version": __version__, **fields}
-        # Validate everything but the file table first, so a wrong field fails before the card is written.
-        Manifest.model_validate({**header, "files": {}})
-        (self.path / CARD).write_text(model_card(Manifest.model_validate({**header, "files": {}})), encoding="utf-8")
-        files: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.path.rglob("*")):
-            if path.is_symlink():
-                raise BundleError(f"{path}: a stage wrote a symbolic link into a bundle; bundles hold regular files.")
-            if path.is_file() and path.name != MANIFEST:
-                _fsync(path)
-                name = path.relative_to(self.path).as_posix()
-                files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        manifest = Manifest.model_validate({**header, "files": files})
-        raw = (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
-        with open(self.path / MANIFEST, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _fsync_dirs(self.path)
-        self._swap_into_place()
-        self._committed = True
-        return Bundle(self.target, manifest, hashlib.sha256(raw).hexdigest())
-
-    def commit_existing(self) -> Bundle:
-        """Put a complete bundle that was copied into `self.path` (its own manifest included, e.g. unpacked from an
-        archive) into place, after checking every file against that manifest."""
-        copied = Bundle.open(self.path)
-        _fsync_dirs(self.path)
-        self._swap_into_place()
-        self._committed = True
-        return Bundle(self.target, copied.manifest, copied.sha256)
-
-    def _swap_into_place(self) -> None:
-        old = None
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(self.target, old)
-        os.rename(self.path, self.target)
-        _fsync(self.target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dirs(root: Path) -> None:
-    for path in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        _fsync(path)

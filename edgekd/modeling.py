@@ -6,9 +6,8 @@ distillation (export, quantize, benchmarks) load models from here, never from `e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -63,12 +62,47 @@ def load_bilstm(directory: Path) -> BiLSTMClassifier:
     """Rebuild a saved BiLSTM student from a directory holding config.json and model.safetensors."""
     from safetensors.torch import load_file
 
-    config = json.loads((directory / CONFIG_FILE).read_text())
+    config = bilstm_config(directory)
     module = BiLSTMClassifier(
         config["vocab"], config["embedding_dim"], config["hidden"], config["fc"], config["num_labels"], config["pair"], config["dropout"]
     )
     module.load_state_dict(load_file(directory / WEIGHTS_FILE))
     return module.eval()
+
+
+BILSTM_SIZES = ("vocab", "embedding_dim", "hidden", "fc", "num_labels")
+
+
+def bilstm_config(directory: Path) -> dict[str, Any]:
+    """A BiLSTM bundle's config.json, its sizes checked before a tensor is allocated: positive whole numbers, a model
+    of at most a few billion parameters, `pair` a bool and `dropout` in [0, 1)."""
+    from edgekd.hf_config import MAX_PARAMETERS, MAX_SIZE, read_model_config
+
+    path = directory / CONFIG_FILE
+    config = read_model_config(path, BundleError)
+    for key in BILSTM_SIZES:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+            raise BundleError(f"{path}: {key} is {str(value)[:60]}; a whole number from 1 to {MAX_SIZE:,} (the file is damaged)")
+    dropout = config.get("dropout")
+    if not isinstance(config.get("pair"), bool) or isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise BundleError(f"{path}: `pair` must be true or false and `dropout` a number in [0, 1) (the file is damaged)")
+    emb, hidden = config["embedding_dim"], config["hidden"]
+    features = 2 * hidden * (4 if config["pair"] else 1)
+    parameters = config["vocab"] * emb + 8 * hidden * (emb + hidden) + features * config["fc"] + config["fc"] * config["num_labels"]
+    if parameters > MAX_PARAMETERS:
+        raise BundleError(f"{path}: describes a BiLSTM of about {parameters:.3g} parameters (vocab {config['vocab']:,}, "
+                          f"embedding_dim {emb:,}, hidden {hidden:,}), more than the {MAX_PARAMETERS / 1e9:.0f} billion "
+                          "edgekd builds; the file is damaged")
+    return config
+
+
+def check_hf_config(directory: Path) -> None:
+    """Refuse a torch bundle whose config.json describes an impossible model, before transformers allocates it."""
+    from edgekd.hf_config import check_sizes, read_model_config
+
+    path = directory / CONFIG_FILE
+    check_sizes(read_model_config(path, BundleError), str(path), BundleError)
 
 
 def load_torch_model(bundle: Bundle) -> nn.Module:
@@ -81,6 +115,8 @@ def load_torch_model(bundle: Bundle) -> nn.Module:
         return load_bilstm(bundle.path)
     if (bundle.path / CONFIG_FILE).is_file():
         from transformers import AutoModelForSequenceClassification
+
+        check_hf_config(bundle.path)
 
         # Eager attention: the exported graph then has the MatMul/Softmax pattern ONNX Runtime's fusions recognise.
         # Bundles hold safetensors only: a pickle placed beside them is never read.

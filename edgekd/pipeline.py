@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekd.bundle import Bundle, write_text_atomic
+from edgekd.bundle import Bundle
 from edgekd.config import (
     DataConfig,
     ExportConfig,
@@ -34,6 +34,7 @@ from edgekd.config import (
 from edgekd.data import lineage_data
 from edgekd.errors import BundleError, ConfigError
 from edgekd.hashing import sha256_json
+from edgekd.writer import check_folder, check_output, write_text_atomic
 
 logger = logging.getLogger(__name__)
 STATE = "run.json"
@@ -222,7 +223,13 @@ def run(recipe: Recipe, *, force: bool = False, echo: Callable[[str], None] = pr
     width = max(len(s.title) for s in steps)
     echo(f"edgekd run {recipe.name}: {len(steps)} steps into {recipe.out}")
     started = time.perf_counter()
+    check_folder(recipe.out)
     with _exclusive(recipe.out):
+        # Every stage is called with force (the run decides what is cached), which replaces bundles only: a step's
+        # output path holding anything else stops the run here, before the first stage trains for minutes.
+        for step in steps:
+            if step.stage not in ("bench", "gate"):
+                check_output(step.path, overwrite=True)
         for number, step in enumerate(steps, 1):
             prefix = f"[{number:>{len(str(len(steps)))}}/{len(steps)}] {step.title:<{width}}"
             if step.stage == "bench":

@@ -199,7 +199,7 @@ def fake_bundle(target: Path) -> Any:
     the bundle contract and of shipping bundles, not of models."""
     import numpy as np
 
-    from edgekd.bundle import BundleWriter
+    from edgekd.writer import BundleWriter
 
     with BundleWriter(target) as writer:
         (writer.path / "model.bin").write_bytes(bytes(range(256)) * 40)

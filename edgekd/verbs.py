@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -164,39 +167,98 @@ def _print_derived(bundle: object) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from edgekd.errors import ConfigError, DataError
-    from edgekd.runtime.classifier import Classifier, read_texts
+    from edgekd.errors import ConfigError
+    from edgekd.runtime.classifier import Classifier, iter_texts
 
     if bool(args.texts) == bool(args.input):
         raise ConfigError("give texts on the command line or --input FILE (one text, or a tab-separated pair, per line)")
     if args.threads < 1 or args.batch_size < 1:
         raise ConfigError(f"--threads {args.threads} and --batch-size {args.batch_size} must be at least 1")
+    lines = _input_lines(args.input) if args.input else _argv_texts(args.texts)
     classifier = Classifier.load(args.bundle, threads=args.threads, batch_size=args.batch_size)
     columns = classifier.bundle.manifest.task.columns
-    if args.input:
-        try:
-            raw = sys.stdin.read() if str(args.input) == "-" else args.input.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError(f"--input {args.input}: no such file") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"--input {args.input}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        texts = read_texts(raw.splitlines(), columns, str(args.input))
-    else:
-        texts = read_texts(args.texts, columns, "the command line")
-    for text, prediction in zip(texts, classifier.predict(texts)):
-        print(json.dumps({"text": text[0] if columns == 1 else list(text), **prediction.as_dict()}, ensure_ascii=False))
+    texts = iter_texts(lines, columns, f"--input {args.input}" if args.input else "the command line")
+    # Streamed: each batch is classified and printed as soon as it is read, so the first results come before a large
+    # file (or a pipe) is read to its end, and memory stays flat in the number of lines.
+    while batch := list(itertools.islice(texts, args.batch_size)):
+        for text, prediction in zip(batch, classifier.predict(batch)):
+            print(json.dumps({"text": text[0] if columns == 1 else list(text), **prediction.as_dict()}, ensure_ascii=False))
+        sys.stdout.flush()
     return 0
 
 
+def _input_lines(source: Path) -> Iterator[str]:
+    """The lines of a UTF-8 file (`-`: stdin), opened now, then decoded strictly as they are read. Lines end at `\n`
+    only: str.splitlines would also split at U+2028, NEL, form feeds and \x1c-\x1e, which are text here."""
+    from edgekd.errors import DataError
+
+    where = f"--input {source}"
+    if str(source) == "-":
+        if sys.stdin is None or sys.stdin.closed:
+            raise DataError("--input -: standard input is closed; pipe texts into it or give a file")
+        return _decoded(sys.stdin.buffer, where, close=False)
+    try:
+        return _decoded(open(source, "rb"), where, close=True)  # noqa: SIM115 - closed by _decoded
+    except FileNotFoundError:
+        raise DataError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{where}: is a folder; give a text file with one text per line") from None
+    except PermissionError:
+        raise DataError(f"{where}: permission denied; check the file's permissions") from None
+
+
+def _decoded(handle: BinaryIO, where: str, *, close: bool) -> Iterator[str]:
+    from edgekd.errors import DataError
+
+    try:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where} line {number}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
+    finally:
+        if close:
+            handle.close()
+
+
+def _argv_texts(texts: list[str]) -> Iterator[str]:
+    """Command-line texts, checked to be UTF-8: Python hands undecodable argv bytes over as lone surrogates."""
+    from edgekd.errors import DataError
+
+    for number, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = os.fsencode(text)
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"text {number} on the command line is not UTF-8 ({exc.reason} at byte {exc.start}); "
+                                "pass UTF-8 text, or a UTF-8 file with --input") from None
+            raise DataError(f"text {number} on the command line holds unpaired surrogates; pass UTF-8 text") from None
+        yield text
+
+
 def _target_check(args: argparse.Namespace) -> int:
+    import math
+
     import numpy as np
 
     from edgekd.bundle import Bundle
     from edgekd.data import lineage_data, load_task_data, spread_by_length
+    from edgekd.errors import ConfigError
+    from edgekd.runtime.golden import GoldenCheck, golden_tolerance
     from edgekd.runtime.targets import parse_target, run_child
 
+    # A week bounds the timeout: waits past what the OS clock functions take overflow (and no check runs that long).
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= 7 * 86400):
+        raise ConfigError(f"--timeout {args.timeout}: seconds the run on the target may take, more than 0 and at most 604800 (a week)")
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: the number of dev texts to compare, at least 1 (default 64)")
     target = parse_target(args.target)
     bundle = Bundle.open(args.bundle)
+    golden, _ = bundle.read_golden()
+    tolerance = golden_tolerance(bundle.manifest, golden)  # decided here, by this edgekd, whatever the device runs
     dev = load_task_data(lineage_data(bundle, args.overrides)).dev
     lengths = np.asarray([sum(len(part.split()) for part in text) for text in dev.texts])
     texts = [dev.texts[i] for i in spread_by_length(lengths, args.samples)]
@@ -207,10 +269,18 @@ def _target_check(args: argparse.Namespace) -> int:
     ours, theirs = np.asarray(host["logits"]), np.asarray(remote["logits"])
     agreement = float(np.mean(ours.argmax(-1) == theirs.argmax(-1))) if len(ours) else 1.0
     machine = remote["machine"]
+    checks = {
+        where: GoldenCheck(len(golden["logits"]), float(result["golden_max_abs_diff"]), tolerance,
+                           tuple(result.get("golden_tokenizer_problems", ())))
+        for where, result in (("this machine", host), (f"{remote['target']}", remote))
+    }
     print(f"{remote['target']} ({remote['latency_source']}): {machine['arch']}, {machine['cpu']}, {machine['cores']} cores, "
           f"Python {machine['python']}, {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}")
-    print(f"  golden: max |logit - stored| {remote['golden_max_abs_diff']:.2e}")
+    print(f"  golden: max |logit - stored| {checks[remote['target']].max_abs_diff:.2e} (tolerance {tolerance:.2e})")
     print(f"  {len(texts)} dev texts: agreement with this machine {agreement:.4f}, max |logit diff| {np.abs(ours - theirs).max():.2e}")
+    # A model that does not reproduce its golden logits is a failed parity check (exit 1), the device's or this host's.
+    for where, check in reversed(checks.items()):
+        check.raise_on_failure(bundle.path, where)
     return 0
 
 

@@ -15,12 +15,13 @@ import numpy as np
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, BundleWriter, copy_support_files, produced_by, write_golden
+from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, write_golden
 from edgekd.config import ExportConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.modeling import load_torch_model
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
+from edgekd.writer import BundleWriter, check_output
 
 from .base import Exported, Source
 from .parity import check, compare_sets
@@ -57,6 +58,7 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
         )
     if cfg.fuse and cfg.format != "onnx":
         raise ConfigError(f"fuse applies to ONNX exports only; drop --fuse for {cfg.format}")
+    out_path = check_output(Path(out) if out is not None else default_output(parent.path, cfg), overwrite=force, sources=(parent.path,))
     spec = family_spec(manifest.architecture)
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
@@ -75,7 +77,6 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     lengths = np.asarray([sequence_length(e) for e in dev_examples])
     picks = np.arange(len(dev)) if cfg.parity_samples == "all" else spread_by_length(lengths, int(cfg.parity_samples))
     model = load_torch_model(parent)
-    out_path = Path(out) if out is not None else default_output(parent.path, cfg)
     metadata = {
         "task": manifest.task.model_dump(),
         "labels": list(manifest.task.labels),

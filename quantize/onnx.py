@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +75,10 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
     activation = QuantType.QInt8 if cfg.activations == "int8" else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+    # `target.parent` is the BundleWriter's build folder: ONNX Runtime's own temporary folders (`pre.quant.*` from
+    # pre-processing, `ort.quant.*` with the augmented calibration model, 79 MB for a MiniLM) go there too, so a killed
+    # quantization leaves them where the next writer to this output removes them, not in /tmp for ever.
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, _temporary_files_in(Path(scratch)):
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference and graph clean-up before calibration, as ONNX Runtime recommends for static quantization.
         # Static quantization takes unfused graphs only (the stage refuses fused ones), where ONNX's own shape
@@ -108,6 +113,18 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
         "calibration_examples": len(calibration),
         "operators": _STATIC_OPS,
     }
+
+
+@contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    """Point `tempfile`'s default folder at `folder` for the block: onnxruntime.quantization makes its temporary
+    folders there and offers no argument to choose (process-wide: a stage runs one quantization at a time)."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def _input_names(path: Path) -> set[str]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import Bundle, BundleWriter, produced_by, write_golden
+from edgekd.bundle import Bundle, produced_by, write_golden
 from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConfig, VocabPruneConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
@@ -34,7 +34,7 @@ from edgekd.modeling import WEIGHTS_FILE, load_torch_model
 from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import collate, load_encoder
 from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE
-
+from edgekd.writer import BundleWriter, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def transform_torch(
     manifest = parent.manifest
     if manifest.format != "torch":
         raise UnsupportedError(f"{parent.path}: is a {manifest.format} bundle; {stage} {cfg.method} reads a torch bundle (a student), then export it")
+    out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{suffix}"
+    check_output(out_path, overwrite=force, sources=(parent.path,))
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
     data = load_task_data(data_cfg)
@@ -75,7 +77,6 @@ def transform_torch(
     parent_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
     golden, golden_texts = parent.read_golden()
     parent_run = spec.runner(load_torch_model(parent), parent_encoder.pad_id)
-    out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{suffix}"
     with BundleWriter(out_path, overwrite=force) as writer:
         details = {"method": cfg.method, **transform(model, parent, data, cfg, writer.path)}
         pruned = load_torch_model(Bundle(writer.path, manifest, ""))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekd import metrics
-from edgekd.bundle import Bundle, BundleWriter, copy_support_files, produced_by, write_golden
+from edgekd.bundle import Bundle, copy_support_files, produced_by, write_golden
 from edgekd.config import QuantizeConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ParityError, UnsupportedError
@@ -24,6 +24,9 @@ from edgekd.footprint import footprint
 from edgekd.logs import root_filter
 from edgekd.runtime.backends import open_backend
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
+from edgekd.writer import BundleWriter, check_output
+
+from .presets import host_preset, host_saturation
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
             "outputs, so calibration would skip most tensors); quantize the export made without --fuse. ONNX Runtime "
             "fuses the QDQ graph's MatMuls into integer kernels when it loads the model."
         )
+    out_path = check_output(Path(out) if out is not None else default_output(parent.path, cfg), overwrite=force, sources=(parent.path,))
     model_file = MODEL_FILES[manifest.format]
     data_cfg = lineage_data(parent, overrides)
     task = resolve_task(data_cfg)
@@ -95,13 +99,16 @@ def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = N
     golden, golden_texts = parent.read_golden()
     golden_examples = encoder.encode(golden_texts)
     parent_backend = open_backend(parent.file(model_file), encoder.pad_id)
-    out_path = Path(out) if out is not None else default_output(parent.path, cfg)
     with BundleWriter(out_path, overwrite=force) as writer:
         target = writer.path / model_file
         # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger, and advises pre-processing
         # for dynamic quantization too (it matters for static calibration, which does it).
         with root_filter(lambda r: r.levelno < logging.WARNING or "pre-processing before quantization" in r.getMessage()):
             details = {"method": cfg.method, **handler(parent.file(model_file), target, cfg, calibration, encoder.pad_id)}
+        saturation = host_saturation(cfg)
+        if saturation:
+            logger.warning("%s: %s", cfg.method, saturation)
+            details["evaluated_on"] = {"host": host_preset(), "note": saturation}
         candidate = open_backend(target, encoder.pad_id)
         sets = {"golden": golden_examples, "dev": [dev_examples[i] for i in picks]}
         results, outputs = compare_sets(parent_backend.run, candidate.run, sets)

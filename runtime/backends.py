@@ -28,8 +28,20 @@ BUCKET_SIGNATURE = re.compile(r"^seq(\d+)$")
 
 class Backend(Protocol):
     input_names: tuple[str, ...]
+    # The longest sequence the model takes, where the file fixes one (TFLite buckets); None for dynamic axes.
+    max_sequence: int | None
 
     def run(self, examples: list[Example]) -> np.ndarray: ...
+
+
+def _backend_failure(path: Path, backend: str, exc: BaseException, shapes: dict[str, list[int]]) -> BundleError:
+    """A run the backend refused (a token id past the embedding table, a sequence past the position embeddings):
+    the bundle's tokenizer and model do not fit together, which is a bad bundle, not a crash."""
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return BundleError(
+        f"{path}: {backend} failed to run the model on inputs of shape {shapes} ({reason}). The bundle's tokenizer "
+        "(its ids, or the manifest's tokenizer.max_length) does not fit its model: re-create the bundle with its stage"
+    )
 
 
 class OnnxBackend:
@@ -50,7 +62,11 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own types (Fail, InvalidGraph, ...) for a bad file
             raise BundleError(f"{path}: onnxruntime cannot load it as an ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.input_names = tuple(i.name for i in self.session.get_inputs())
-        self.pad_id = pad_id
+        self.pad_id, self.path, self.max_sequence = pad_id, path, None
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        # What a kernel's checks raise at run time (INVALID_ARGUMENT for an index out of range, ...).
+        self._run_errors = tuple(getattr(state, n) for n in ("Fail", "InvalidArgument", "RuntimeException") if hasattr(state, n))
 
     def run(self, examples: list[Example]) -> np.ndarray:
         return self.run_feeds(collate(examples, self.pad_id))
@@ -60,7 +76,10 @@ class OnnxBackend:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise BundleError(f"the ONNX model needs inputs {missing} that the bundle's tokenizer does not produce")
-        (logits,) = self.session.run(["logits"], {n: feeds[n] for n in self.input_names})
+        try:
+            (logits,) = self.session.run(["logits"], {n: feeds[n] for n in self.input_names})
+        except self._run_errors as exc:
+            raise _backend_failure(self.path, "onnxruntime", exc, {n: list(feeds[n].shape) for n in self.input_names}) from None
         return logits
 
 
@@ -83,6 +102,7 @@ class TfliteBackend:
         if not self.buckets:
             raise BundleError(f"{path}: no seq<N> signatures (found {sorted(signatures)}); export it with `edgekd export --to tflite`")
         self.buckets = dict(sorted(self.buckets.items()))
+        self.path, self.max_sequence = path, max(self.buckets)
         first = signatures[next(iter(self.buckets.values()))]
         self.input_names = tuple(first["inputs"])
         self.pad_id = pad_id
@@ -104,8 +124,11 @@ class TfliteBackend:
             size = self.bucket(sequence_length(example))
             feeds = collate([example], self.pad_id, width=size)
             dtypes = self._dtypes[size]
-            with self._lock:
-                outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
+            try:
+                with self._lock:
+                    outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
+            except (RuntimeError, ValueError) as exc:  # LiteRT's kernels report a failed invoke as RuntimeError
+                raise _backend_failure(self.path, "LiteRT", exc, {n: list(feeds[n].shape) for n in dtypes}) from None
             (logits,) = outputs.values()
             rows.append(np.asarray(logits, dtype=np.float32).reshape(-1))
         return np.stack(rows)

@@ -7,18 +7,23 @@ concurrently, and the TFLite backend serialises calls to its interpreter.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgekd.bundle import Bundle
-from edgekd.errors import UnsupportedError
+from edgekd.bundle import HF_CONFIG, Bundle
+from edgekd.errors import BundleError, UnsupportedError
 
 from .backends import Backend, open_backend, run_batched
-from .encoder import Encoder, Texts, load_encoder
+from .encoder import TOKENIZER_FILES, Encoder, Texts, load_encoder, probe_example
+from .golden import GoldenCheck, check_golden
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 
@@ -45,8 +50,16 @@ class Classifier:
         self.regression = task.problem == "regression"
 
     @classmethod
-    def load(cls, bundle: str | os.PathLike[str] | Bundle, *, threads: int = 1, batch_size: int = 32) -> Classifier:
-        """Open (and verify) an ONNX or TFLite bundle; `threads` is the backend's intra-op thread count."""
+    def load(
+        cls, bundle: str | os.PathLike[str] | Bundle, *, threads: int = 1, batch_size: int = 32, verify: bool = True
+    ) -> Classifier:
+        """Open (and hash-check) an ONNX or TFLite bundle; `threads` is the backend's intra-op thread count.
+
+        The tokenizer and model files are read only when the manifest lists them. With `verify` (the default: one
+        small batch), the tokenizer's largest id is run once and the golden texts are classified and compared with the
+        stored ids and logits (`runtime/golden.py`): a ParityError when they differ beyond tolerance. The benchmark
+        child passes verify=False so that its timed start-up and first inference are the model's alone.
+        """
         opened = bundle if isinstance(bundle, Bundle) else Bundle.open(Path(bundle))
         manifest = opened.manifest
         if manifest.format not in MODEL_FILES:
@@ -54,17 +67,48 @@ class Classifier:
                 f"{opened.path}: is a {manifest.format} bundle; the runtime runs onnx or tflite bundles "
                 f"(edgekd export {opened.path} --to onnx)"
             )
-        columns = manifest.task.columns
-        encoder = load_encoder(opened.tokenizer_dir, manifest.tokenizer.type, manifest.tokenizer.max_length, columns)
+        tokenizer = manifest.tokenizer
+        # Only through a name the manifest lists (so hashes): never a file that merely lies in the folder.
+        tokenizer_file = opened.tokenizer_file(TOKENIZER_FILES[tokenizer.type])
+        encoder = load_encoder(tokenizer_file.parent, tokenizer.type, tokenizer.max_length, manifest.task.columns)
         backend = open_backend(opened.file(MODEL_FILES[manifest.format]), encoder.pad_id, threads)
-        return cls(opened, encoder, backend, batch_size)
+        _check_max_length(opened, backend)
+        classifier = cls(opened, encoder, backend, batch_size)
+        if verify:
+            classifier._probe_largest_id(tokenizer_file)
+            if manifest.golden:
+                classifier.check_golden().raise_on_failure(opened.path)
+            else:
+                logger.warning("%s: has no golden texts; its model is not self-checked", opened.path)
+        return classifier
+
+    def check_golden(self) -> GoldenCheck:
+        """Run the golden texts and compare ids and logits with the stored ones (`runtime/golden.py`)."""
+        golden, texts = self.bundle.read_golden()
+        result, _ = check_golden(self.bundle.manifest, golden, self.encoder.encode(texts), self.encoder.pad_id, self.backend.run)
+        return result
+
+    def _probe_largest_id(self, tokenizer_file: Path) -> None:
+        """One single-token run with the tokenizer's largest id: a vocabulary larger than the model's embedding table
+        fails here, at load, rather than on the first text that holds a rare word."""
+        largest = self.encoder.largest_id()
+        try:
+            self.backend.run([probe_example(self.encoder, largest)])
+        except BundleError as exc:
+            raise BundleError(f"{self.bundle.path}: the model does not take token id {largest}, the largest that "
+                              f"{tokenizer_file.name} gives ({exc}); the tokenizer is not the one the model was trained with") from None
 
     def logits(self, texts: Texts) -> np.ndarray:
         """Raw outputs (texts, labels) in the texts' order; batches group texts of similar length."""
         examples = self.encoder.encode(texts)
+        width = 1 if self.regression else len(self.labels)
         if not examples:
-            return np.zeros((0, max(1, len(self.labels))), dtype=np.float32)
-        return run_batched(examples, self.backend.run, self.batch_size)
+            return np.zeros((0, width), dtype=np.float32)
+        logits = run_batched(examples, self.backend.run, self.batch_size)
+        if logits.ndim != 2 or logits.shape[1] != width:
+            raise BundleError(f"{self.bundle.path}: the model gives logits of shape {list(logits.shape)}, but the manifest's "
+                              f"task has {width} output(s) per text (labels {self.labels}); re-create the bundle with its stage")
+        return logits
 
     def predict(self, texts: Texts) -> list[Prediction]:
         logits = self.logits(texts)
@@ -78,17 +122,46 @@ class Classifier:
         ]
 
 
-def read_texts(lines: Sequence[str], columns: int, where: str) -> list[tuple[str, ...]]:
-    """Texts from input lines: one text per line, or a tab-separated pair for sentence-pair models."""
+def _check_max_length(bundle: Bundle, backend: Backend) -> None:
+    """The manifest's tokenizer.max_length against the longest input the model takes, where that is known cheaply:
+    a TFLite file's largest bucket, a BERT's position embeddings (its config.json)."""
+    max_length = bundle.manifest.tokenizer.max_length
+    limits = {}
+    if backend.max_sequence is not None:
+        limits["the largest TFLite bucket"] = backend.max_sequence
+    if bundle.manifest.architecture.get("family") == "bert" and HF_CONFIG in bundle.manifest.files:
+        path = bundle.file(HF_CONFIG)
+        try:
+            positions = json.loads(path.read_text(encoding="utf-8")).get("max_position_embeddings")
+        except (OSError, ValueError, RecursionError, AttributeError) as exc:
+            raise BundleError(f"{path}: not a model config (JSON object) ({str(exc)[:200]}); re-create the bundle with its stage") from None
+        if isinstance(positions, int) and not isinstance(positions, bool):
+            limits[f"the model's position embeddings ({HF_CONFIG} max_position_embeddings)"] = positions
+    for what, limit in limits.items():
+        if max_length > limit:
+            raise BundleError(f"{bundle.path}: manifest tokenizer.max_length {max_length} exceeds {what}, {limit}; the model "
+                              f"cannot take inputs that long. Re-create the bundle with its stage (max_length at most {limit})")
+
+
+def read_texts(lines: Iterable[str], columns: int, where: str) -> list[tuple[str, ...]]:
+    """Texts from input lines (all of them): see `iter_texts`."""
+    return list(iter_texts(lines, columns, where))
+
+
+def iter_texts(lines: Iterable[str], columns: int, where: str) -> Iterator[tuple[str, ...]]:
+    """Texts from input lines, as they are read: one text per line, or a tab-separated pair for sentence-pair models.
+    A line's ending (`\n` or `\r\n`) is not part of its text; an empty text is classified, with a warning."""
     from edgekd.errors import DataError
 
-    texts = []
+    count = 0
     for number, line in enumerate(lines, start=1):
-        parts = tuple(line.rstrip("\r\n").split("\t"))
+        parts = tuple(line.removesuffix("\n").removesuffix("\r").split("\t"))
         if len(parts) != columns:
             need = "one text (no tab)" if columns == 1 else "two texts separated by one tab"
             raise DataError(f"{where} line {number}: found {len(parts)} tab-separated parts; this model takes {need} per line")
-        texts.append(parts)
-    if not texts:
+        if not any(part.strip() for part in parts):
+            logger.warning("%s line %d: the text is empty; classified anyway (the model sees only special tokens)", where, number)
+        count += 1
+        yield parts
+    if not count:
         raise DataError(f"{where}: no texts; give one text per line (or a tab-separated pair for a pair model)")
-    return texts

@@ -21,6 +21,8 @@ from .word_tokenizer import PAD_ID, VOCAB_FILE, WordTokenizer
 # One example: sequence inputs as 1-D int64 arrays, per-example scalars (BiLSTM lengths) as ints.
 Example = dict[str, "np.ndarray | int"]
 Texts = Sequence[str | Sequence[str]]
+# The one file of its tokenizer folder that each encoder reads (a bundle's runtime reads it only when listed).
+TOKENIZER_FILES = {"wordpiece": "tokenizer.json", "word": VOCAB_FILE}
 
 
 class Encoder(Protocol):
@@ -29,6 +31,8 @@ class Encoder(Protocol):
     max_length: int
 
     def encode(self, texts: Texts) -> list[Example]: ...
+
+    def largest_id(self) -> int: ...
 
 
 def as_examples(texts: Texts, columns: int) -> list[tuple[str, ...]]:
@@ -51,11 +55,16 @@ class WordPieceEncoder:
     def __init__(self, tokenizer_dir: Path, max_length: int, columns: int) -> None:
         from tokenizers import Tokenizer
 
-        path = tokenizer_dir / "tokenizer.json"
+        path = tokenizer_dir / TOKENIZER_FILES["wordpiece"]
         if not path.is_file():
             raise BundleError(f"{tokenizer_dir}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer file there")
-        self.tokenizer = Tokenizer.from_file(str(path))
-        specials = self.tokenizer.num_special_tokens_to_add(is_pair=columns == 2)
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+            specials = self.tokenizer.num_special_tokens_to_add(is_pair=columns == 2)
+        except Exception as exc:  # noqa: BLE001 - `tokenizers` raises plain Exception for a file it cannot read
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise BundleError(f"{path}: not a tokenizer file the `tokenizers` library reads ({reason}); re-create the bundle "
+                              "with the stage that wrote it (it saves the tokenizer with transformers' save_pretrained)") from None
         if max_length < specials:
             # `tokenizers` (and transformers through it) does not truncate at all below this: texts of any length.
             shape = "a sentence pair" if columns == 2 else "a text"
@@ -74,6 +83,10 @@ class WordPieceEncoder:
         self.room = max_length - specials  # pieces of text a pair keeps
         pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
+
+    def largest_id(self) -> int:
+        """The largest token id the tokenizer can emit (vocabulary and added tokens; ids need not be contiguous)."""
+        return max(self.tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
 
     def encode(self, texts: Texts) -> list[Example]:
         examples = as_examples(texts, self.columns)
@@ -101,6 +114,9 @@ class WordEncoder:
         self.max_length, self.columns = max_length, columns
         self.names = ("input_ids", "lengths") + (("input_ids_b", "lengths_b") if columns == 2 else ())
 
+    def largest_id(self) -> int:
+        return len(self.tokenizer) - 1
+
     def encode(self, texts: Texts) -> list[Example]:
         out = []
         for example in as_examples(texts, self.columns):
@@ -119,6 +135,20 @@ def load_encoder(tokenizer_dir: Path, kind: str, max_length: int, columns: int) 
     if kind == "word":
         return WordEncoder(tokenizer_dir, max_length, columns)
     raise BundleError(f"tokenizer type {kind!r} is unknown; valid: wordpiece, word")
+
+
+def probe_example(encoder: Encoder, token_id: int) -> Example:
+    """One example of a single token `token_id` in every sequence input (masks 1, type ids 0, lengths 1): run once at
+    load, it shows whether the model's embedding table holds the tokenizer's largest id."""
+    example: Example = {}
+    for name in encoder.names:
+        if name.startswith("input_ids"):
+            example[name] = np.asarray([token_id], dtype=np.int64)
+        elif name.startswith("lengths"):
+            example[name] = 1
+        else:  # attention_mask, token_type_ids
+            example[name] = np.asarray([1 if name == "attention_mask" else 0], dtype=np.int64)
+    return example
 
 
 def collate(examples: Sequence[Example], pad_id: int, width: int | None = None) -> dict[str, np.ndarray]:

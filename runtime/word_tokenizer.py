@@ -76,5 +76,41 @@ class WordTokenizer:
 
     @classmethod
     def load(cls, directory: Path) -> WordTokenizer:
-        payload = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+        """The vocabulary `save` wrote in `directory`; a file that is not one is a BundleError naming it."""
+        from edgekd.errors import BundleError
+
+        path = directory / VOCAB_FILE
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"{path}: missing; the BiLSTM's word vocabulary is written by `edgekd distill`") from None
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested past the recursion limit
+            raise BundleError(f"{path}: not a word vocabulary, not valid UTF-8 JSON ({str(exc)[:200]}); re-create the bundle "
+                              "with `edgekd distill`") from None
+        problem = _payload_problem(payload)
+        if problem:
+            raise BundleError(f"{path}: not a word vocabulary: {problem}; re-create the bundle with `edgekd distill`")
         return cls(payload["vocab"], lowercase=payload["lowercase"], max_length=payload["max_length"])
+
+
+def _payload_problem(payload: object) -> str | None:
+    """What `save`'s JSON would have and this lacks, or None."""
+    if not isinstance(payload, dict):
+        return f"expected a JSON object with vocab, lowercase and max_length, found {type(payload).__name__}"
+    missing = [key for key in ("vocab", "lowercase", "max_length") if key not in payload]
+    if missing:
+        return f"{', '.join(missing)} missing (it has {sorted(payload)[:10]})"
+    vocab, lowercase, max_length = payload["vocab"], payload["lowercase"], payload["max_length"]
+    if not isinstance(vocab, list) or not all(isinstance(word, str) for word in vocab):
+        return "vocab is not a list of strings"
+    if vocab[: len(SPECIALS)] != list(SPECIALS):
+        return f"vocab starts with {vocab[: len(SPECIALS)]!r:.200}, not {list(SPECIALS)}"
+    if len(set(vocab)) != len(vocab):
+        return f"vocab has {len(vocab) - len(set(vocab))} duplicate word(s); each word has one id"
+    if not isinstance(lowercase, bool):
+        return f"lowercase is {lowercase!r:.50}, not true or false"
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        return f"max_length is {max_length!r:.50}, not a positive integer"
+    return None

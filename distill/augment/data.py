@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import write_text_atomic
 from edgekd.data import Split
 from edgekd.hashing import sha256_json
+from edgekd.writer import write_text_atomic
 
 from .tang import TangSettings
 from .tinybert import TinyBertSettings

@@ -11,7 +11,9 @@ teacher bundle's logits on the augmented text, batched as the distill stage does
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -78,6 +80,7 @@ def _random_head_mlm(teacher: object) -> str:
     assert isinstance(teacher, Bundle)
     torch.manual_seed(0)
     directory = Path(tempfile.mkdtemp(prefix="edgekd-mlm-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # read by the augmenter until the measurement ends
     config = BertConfig.from_pretrained(teacher.path)
     BertForMaskedLM(config).save_pretrained(directory)  # random weights: the same cost as a trained MLM of this size
     AutoTokenizer.from_pretrained(teacher.tokenizer_dir).save_pretrained(directory)

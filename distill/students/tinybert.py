@@ -14,6 +14,7 @@ from edgekd.bundle import Bundle
 from edgekd.config import TinyBertConfig
 from edgekd.data import Encoded, Split, TaskData, encode, pad_batch
 from edgekd.errors import ConfigError
+from edgekd.modeling import check_hf_config
 from edgekd.tasks import hf_label_config
 
 from ..features import Features, bert_architecture, bert_features
@@ -62,6 +63,7 @@ class TinyBertStudent(Student):
 
         if not (path / "config.json").is_file():
             raise ConfigError(f"student.init {str(path)!r}: not 'random', 'teacher', or a model directory with config.json")
+        check_hf_config(path)  # a checkpoint folder from anywhere: refuse impossible sizes before allocating them
         config = AutoConfig.from_pretrained(path)
         if config.vocab_size != teacher_config.vocab_size:
             raise ConfigError(

@@ -16,7 +16,15 @@ class LocalTarget(Target):
     latency_source = "measured_host"
 
     def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="edgekd-target-"))
+        # Made by the first push, so a target that is created and then never used (a later argument was refused
+        # before its `with` block) leaves no empty folder in the temporary directory; `cleanup` removes it.
+        self._workdir: Path | None = None
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="edgekd-target-"))
+        return self._workdir
 
     def push(self, local: Path) -> str:
         destination = self.workdir / local.name
@@ -40,4 +48,6 @@ class LocalTarget(Target):
         shutil.copy2(remote, local)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None

@@ -3,8 +3,10 @@ PYTHONPATH, so a device that already has the runtime's dependencies needs no ins
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,8 @@ def runtime_archive() -> Path:
     package = Path(edgekd.__file__).resolve().parent
     checkout = package.parent
     out = Path(tempfile.mkdtemp(prefix="edgekd-wheel-"))
+    # Built once per process (cached) and used by every target it opens: removed when the process exits.
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     if (checkout / "pyproject.toml").is_file() and (checkout / "runtime").is_dir():
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(checkout)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

@@ -181,3 +181,48 @@ def test_cli_pack_and_import(bundle: Bundle, tmp_path: Path, capsys: pytest.Capt
     assert main(["pack", str(bundle.path), str(tmp_path / "tiny.rar")]) == 2
     assert "name it .tar.gz, .tgz or .zip" in capsys.readouterr().err
     assert json.loads((tmp_path / "tiny" / "manifest.json").read_text())["kind"] == "student"
+
+
+def test_a_tar_of_many_members_is_refused_after_reading_one_more_than_the_limit(bundle: Bundle, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The 1.9 MB tar.gz of 300k members cost 15 s and 242 MB before the count was checked; here 10,000 empty
+    # members against a limit of 50: the headers read are counted.
+    many = tmp_path / "many.tar.gz"
+    with tarfile.open(many, "w:gz") as tar:
+        for name, data, _ in members_of(bundle):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for number in range(10_000):
+            tar.addfile(tarfile.TarInfo(f"tiny/pad/{number}"), io.BytesIO(b""))
+    reads = []
+    original = tarfile.TarFile.next
+    monkeypatch.setattr(tarfile.TarFile, "next", lambda self: reads.append(1) or original(self))
+    with pytest.raises(BundleError, match="51 or more members, more than the 50 allowed; refusing it"):
+        unpack(many, tmp_path / "dest", max_members=50)
+    assert len(reads) <= 55, f"{len(reads)} member headers read"  # 51, and the first again by the type probe and open
+    assert nothing_written(tmp_path, tmp_path / "dest")
+
+
+@pytest.mark.parametrize("declared", ["true", "understated"])
+def test_a_zip_of_many_members_is_refused_before_zipfile_parses_its_directory(bundle: Bundle, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch, declared: str) -> None:
+    many = write_zip(tmp_path / "many.zip", [*members_of(bundle), *((f"tiny/pad/{n}", b"", "file") for n in range(5_000))])
+    if declared == "understated":  # the end record claims 6 entries: the directory itself is counted, header by header
+        raw = bytearray(many.read_bytes())
+        end = raw.rfind(b"PK\x05\x06")
+        raw[end + 8: end + 12] = (6).to_bytes(2, "little") * 2
+        many.write_bytes(bytes(raw))
+    parsed = []
+    original = zipfile.ZipInfo.__init__
+
+    def counting(self: zipfile.ZipInfo, *args: object, **kwargs: object) -> None:
+        parsed.append(1)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipInfo, "__init__", counting)
+    message = "5,005 members" if declared == "true" else "51 or more members"
+    with pytest.raises(BundleError, match=f"{message}, more than the 50 allowed; refusing it"):
+        unpack(many, tmp_path / "dest", max_members=50)
+    assert parsed == [], "zipfile read no entry of the central directory"
+    assert nothing_written(tmp_path, tmp_path / "dest")

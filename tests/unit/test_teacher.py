@@ -20,7 +20,6 @@ from edgekd.distill.loop import Checkpoint
 from edgekd.distill.teacher import teacher
 from edgekd.errors import ConfigError
 
-
 TRAIN_KEYS = {"epochs", "learning_rate"}
 
 
@@ -229,3 +228,29 @@ def test_logits_cache_fill_resumes(tmp_path: Path) -> None:
     assert seen[0] == 60, "batches done before the last progress mark are not recomputed"
     np.testing.assert_array_equal(result[:, 0], np.arange(100))
     assert cache.fill("k", (100, 2), batches, lambda i: 1 / 0) is not None  # a finished key is never recomputed
+
+
+def test_a_diverging_fine_tune_stops_and_writes_nothing(tiny_encoder: Path, single_task: Path, tmp_path: Path) -> None:
+    r = recipe(single_task, tiny_encoder, tmp_path / "run", learning_rate=1e30)
+    with pytest.raises(ConfigError, match=r"teacher fine-tune: the loss at step \d+ is (nan|inf) \(learning rate .*nothing was written"):
+        teacher(r)
+    written = [p.name for p in (tmp_path / "run").glob("*")] if (tmp_path / "run").exists() else []
+    assert not [name for name in written if name == "teacher" or "partial" in name], written
+
+
+def test_teacher_max_length_past_the_position_embeddings_is_refused_before_training(
+    tiny_encoder: Path, single_task: Path, tmp_path: Path
+) -> None:
+    r = recipe(single_task, tiny_encoder, tmp_path / "run", max_length=1024)
+    with pytest.raises(ConfigError, match=(r"^teacher.max_length 1024 is longer than the teacher's 128 position embeddings; "
+                                           r"set teacher.max_length <= 128")):
+        teacher(r)
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_a_teacher_config_with_a_4e9_vocabulary_is_refused_before_allocation(single_task: Path, tmp_path: Path) -> None:
+    source = testing.save_tiny_bert(tmp_path / "huge")
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "vocab_size": 4_000_000_000}))
+    with pytest.raises(ConfigError, match=r"its config.json: vocab_size is 4000000000; a model's sizes are whole numbers"):
+        teacher(recipe(single_task, source, tmp_path / "run"))
