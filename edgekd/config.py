@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgekd.errors import ConfigError
+from edgekd.files import read_at_most
 from edgekd.tasks import METRICS, PRESETS
 
 RECIPE_VERSION = 1
@@ -750,15 +751,7 @@ def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str
 def read_yaml(path: Path, what: str) -> Any:
     """Parse a YAML file (a recipe, a budget); a file that cannot be read, is larger than 1 MiB, is not UTF-8 or is
     not YAML (or uses aliases or writes a key twice) is a ConfigError naming it."""
-    try:
-        with open(path, "rb") as stream:
-            # Read one byte past the limit rather than trust the size on disk (a FIFO, a file still growing).
-            data = stream.read(MAX_YAML_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    if len(data) > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES:,} bytes (1 MiB), the most a {what} file may be; "
-                          f"a {what} is a page of YAML: is this the right file?")
+    data = read_at_most(path, MAX_YAML_BYTES, ConfigError, f"{what} file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.files import read_at_most
 
 # A config.json is a page of JSON; the largest real ones (with their label maps) are a few hundred kilobytes.
 MAX_CONFIG_BYTES = 4 << 20
@@ -46,14 +47,7 @@ RELATIVE_POSITION_FAMILIES = frozenset({"deberta", "deberta-v2"})
 
 def read_model_config(path: Path, error: type[EdgekdError]) -> dict[str, Any]:
     """A config.json as a mapping; a file too large, unreadable, not JSON or not an object is `error` naming it."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise error(f"{path}: cannot read the model's config ({exc.strerror or exc})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise error(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; a model's config.json is a page of JSON: the file "
-                    "is damaged or not a model config")
+    data = read_at_most(path, MAX_CONFIG_BYTES, error, "model's config.json")
     try:
         config = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

@@ -150,13 +150,7 @@ def check_output(target: str | os.PathLike[str], *, overwrite: bool, sources: tu
     parses) when `overwrite` (--force) is given; a file, a symbolic link or a folder holding anything else is refused
     with or without --force, naming what is there.
     """
-    path = Path(target).absolute()
-    where = _protected(path)
-    if where:
-        raise BundleError(
-            f"{path}: is {where}; edgekd never writes a bundle there (replacing it would delete everything in it), "
-            f"with or without --force. Give the path of a new folder, e.g. {path / 'bundle'}."
-        )
+    path = _unprotected(target, "writes a bundle there (replacing it would delete everything in it)", "bundle")
     resolved = path.resolve()
     for source in sources:
         if Path(source).resolve() == resolved:
@@ -169,15 +163,19 @@ def check_output(target: str | os.PathLike[str], *, overwrite: bool, sources: tu
 def check_folder(folder: str | os.PathLike[str]) -> Path:
     """Refuse a folder that must not hold edgekd's outputs (a run's folder, whose stage outputs follow `check_output`):
     `/`, the home directory, the current directory or one of its parents, or a path that is not a folder."""
-    path = Path(folder).absolute()
-    where = _protected(path)
-    if where:
-        raise BundleError(
-            f"{path}: is {where}; edgekd never uses it as an output folder (its stages would write and replace bundles "
-            f"in it), with or without --force. Give the path of a new folder, e.g. {path / 'run'}."
-        )
+    path = _unprotected(folder, "uses it as an output folder (its stages would write and replace bundles in it)", "run")
     if path.exists() and not path.is_dir():
         raise BundleError(f"{path}: is a file, not a folder; refusing to use it as an output folder. Choose another path.")
+    return path
+
+
+def _unprotected(target: str | os.PathLike[str], never: str, example: str) -> Path:
+    """`target` as an absolute path, unless it is a place edgekd never `never`s: then a BundleError."""
+    path = Path(target).absolute()
+    where = _protected(path)
+    if where:
+        raise BundleError(f"{path}: is {where}; edgekd never {never}, with or without --force. Give the path of a new "
+                          f"folder, e.g. {path / example}.")
     return path
 
 
