@@ -43,7 +43,7 @@ def bert_base_shape(like: Bundle) -> Bundle:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgekd.export.spec import FAMILIES
+    from edgekd.families import FAMILIES
     from edgekd.runtime.encoder import collate, load_encoder
 
     torch.manual_seed(0)

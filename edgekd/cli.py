@@ -45,6 +45,9 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # `key.sub=value` or `key.list[0].sub=value` on the command line.
 OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+|\[\d+\])*=")
+# The grammar edgekd.config.apply_overrides reads (its OVERRIDE_SYNTAX), written out so that `edgekd --help` does not
+# import pydantic.
+OVERRIDE_HELP = "recipe overrides: key.sub=value (a list entry: key.0.sub=value or key[0].sub=value); values are YAML"
 # The verbs that read overrides; the others' positional arguments are taken as they are (`predict`'s texts).
 TAKE_OVERRIDES = ("run", "teacher", "distill", "export", "quantize", "prune", "target", "bench", "validate")
 
@@ -76,14 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add("run")
     run.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
-    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDE_HELP)
     run.add_argument("-o", "--output", type=Path, help="the run's folder (default runs/<recipe name>; sets output_dir)")
     run.add_argument("--force", action="store_true", help="re-run every stage, finished or not")
     run.set_defaults(run=HANDLERS["run"])
 
     teacher = add("teacher")
     teacher.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
-    teacher.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    teacher.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDE_HELP)
     teacher.add_argument("-o", "--output", type=Path, help="bundle directory to write (default <output_dir>/teacher)")
     teacher.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     teacher.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
@@ -91,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     distill = add("distill")
     distill.add_argument("recipe", help="a recipe YAML path or a shipped recipe name")
-    distill.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+    distill.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDE_HELP)
     distill.add_argument("--student", action="append", help="distil only this student (repeatable; default: all)")
     distill.add_argument("-o", "--output", type=Path, help="bundle directory (only with one student; default <output_dir>/<student>)")
     distill.add_argument("--resume", action="store_true", help="continue an interrupted run: finished stages are skipped")
@@ -206,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = add("validate")
     validate.add_argument("recipe")
-    validate.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    validate.add_argument("overrides", nargs="*", metavar="key.sub=value", help=OVERRIDE_HELP)
     validate.add_argument("--print", action="store_true", help="print the resolved recipe as YAML")
     validate.set_defaults(run=HANDLERS["validate"])
     return parser

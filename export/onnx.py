@@ -17,7 +17,7 @@ from edgekd.errors import UnsupportedError
 from edgekd.runtime.backends import OnnxBackend
 from edgekd.runtime.encoder import collate
 
-from .spec import FamilySpec, to_torch
+from edgekd.families import FamilySpec, to_torch
 from .base import Exported, Source
 
 logger = logging.getLogger(__name__)

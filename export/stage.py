@@ -19,13 +19,13 @@ from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, write
 from edgekd.config import ExportConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
+from edgekd.families import FamilySpec, family_spec
 from edgekd.modeling import load_torch_model
+from edgekd.parity import check, compare_sets
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 from edgekd.writer import BundleWriter, check_output
 
 from .base import Exported, Source
-from .parity import check, compare_sets
-from .spec import FamilySpec, family_spec
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from edgekd.runtime.backends import TfliteBackend
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .base import Exported, Source
-from .spec import FamilySpec, to_torch
+from edgekd.families import FamilySpec, to_torch
 
 logger = logging.getLogger(__name__)
 

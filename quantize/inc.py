@@ -23,7 +23,7 @@ from edgekd.bundle import Bundle
 from edgekd.config import IncConfig
 from edgekd.data import TaskData, lineage_data, resolve_task
 from edgekd.errors import ParityError
-from edgekd.export.spec import family_spec
+from edgekd.families import family_spec
 from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import load_encoder
 

@@ -27,10 +27,10 @@ from edgekd.bundle import Bundle, produced_by, write_golden
 from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConfig, VocabPruneConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
-from edgekd.export.parity import compare
-from edgekd.export.spec import family_spec
+from edgekd.families import family_spec
 from edgekd.footprint import footprint
 from edgekd.modeling import WEIGHTS_FILE, load_torch_model
+from edgekd.parity import compare
 from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import collate, load_encoder
 from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE

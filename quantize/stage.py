@@ -19,9 +19,9 @@ from edgekd.bundle import Bundle, copy_support_files, produced_by, write_golden
 from edgekd.config import QuantizeConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ParityError, UnsupportedError
-from edgekd.export.parity import compare_sets
 from edgekd.footprint import footprint
 from edgekd.logs import root_filter
+from edgekd.parity import compare_sets
 from edgekd.runtime.backends import open_backend
 from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
 from edgekd.writer import BundleWriter, check_output

@@ -11,7 +11,7 @@ another onnxruntime or LiteRT build) and nothing of a different model:
 - float files: only the order of floating-point operations differs (other GEMM kernels, other SIMD widths); on the
   6-layer students and the tiny test models that stays below 1e-5 (aarch64 under qemu against x86: 2e-6, in
   benchmarks/results/qemu-aarch64.md). The bound is the family's export tolerance (`FAMILY_ATOL`, which
-  export/spec.py's parity check uses too): a device that differs from its builder by more than an export may differ
+  edgekd/families.py's parity check uses too): a device that differs from its builder by more than an export may differ
   from PyTorch is not running the same model.
 - quantized files (the manifest's architecture has `quantize`): integer and fp16 kernels differ between CPUs in
   rounding (x86's u8s8 multiply-add saturates where ARM's sdot does not; ARM may compute fp16 in fp16, x86 in fp32),
@@ -33,7 +33,7 @@ from edgekd.errors import ParityError
 
 from .encoder import Example, collate
 
-# Largest |logit - stored| of a float file, per encoder family (`architecture.family`); export/spec.py reads these.
+# Largest |logit - stored| of a float file, per encoder family (`architecture.family`); edgekd/families.py reads these.
 FAMILY_ATOL = {"bert": 1e-3, "bilstm": 1e-4}
 # A family without an entry (a new one not yet measured): the loosest float bound.
 DEFAULT_ATOL = max(FAMILY_ATOL.values())

@@ -13,7 +13,7 @@ from edgekd.bundle import Bundle
 from edgekd.cli import main
 from edgekd.config import ExportConfig
 from edgekd.errors import BundleError, ConfigError, ParityError, UnsupportedError
-from edgekd.export import spec as spec_module
+from edgekd import families as spec_module
 from edgekd.export.stage import export
 
 ONNX_CASES = [("teacher", False), ("teacher", True), ("tinybert", False), ("tinybert", True), ("bilstm", False)]

@@ -18,7 +18,7 @@ from edgekd.bundle import Bundle
 from edgekd.cli import main
 from edgekd.config import ExportConfig
 from edgekd.errors import DataError, UnsupportedError
-from edgekd.export.spec import family_spec, to_torch
+from edgekd.families import family_spec, to_torch
 from edgekd.export.stage import export
 from edgekd.modeling import load_torch_model
 from edgekd.runtime.classifier import Classifier

@@ -229,6 +229,47 @@ def test_overrides_reach_into_lists() -> None:
         apply_overrides(raw, ["students.s.stages.5.train.epochs=2"])
 
 
+@pytest.mark.parametrize("key", ["students.s.stages.1.train.epochs", "students.s.stages[1].train.epochs"])
+def test_override_grammar_takes_both_list_index_forms(key: str) -> None:
+    from edgekd.cli import OVERRIDE
+
+    raw = {"students": {"s": {"stages": [{"kind": "intermediate"}, {"kind": "prediction", "layer_map": [0, 1]}]}}}
+    assert OVERRIDE.match(f"{key}=2")  # the CLI takes it as an override, not as a positional argument
+    changed = apply_overrides(raw, [f"{key}=2", "students.s.stages[1].layer_map[0]=3"])
+    assert changed["students"]["s"]["stages"][1] == {"kind": "prediction", "layer_map": [3, 1], "train": {"epochs": 2}}
+    assert raw["students"]["s"]["stages"][1] == {"kind": "prediction", "layer_map": [0, 1]}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("students.s.stages[5].train.epochs=2", r"students.s.stages\[5\]: the list has 2 entries \(0..1\)"),
+     ("students.s.stages[x]=2", r"students.s.stages\[x\]: the list has 2 entries"),
+     ("students.s[0]=2", r"students.s is a section, not a list; \[0\] picks an entry of a list"),
+     ("students.t.stages[0].kind=general", r"students.t.stages is not a list of the recipe"),
+     ("students.s.stages[0.kind=general", r"write it as key.sub=value \(a list entry: key.0.sub=value or key\[0\].sub=value\)"),
+     ("students.s.[0]=2", "write it as key.sub=value"), ("[0]=2", "write it as key.sub=value")],
+)
+def test_override_grammar_refuses_a_bad_list_index(override: str, message: str) -> None:
+    raw = {"students": {"s": {"stages": [{"kind": "intermediate"}, {"kind": "prediction"}]}}}
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(raw, [override])
+
+
+def test_override_grammar_is_the_same_in_the_parser_the_cli_help_and_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekd.cli import OVERRIDE_HELP, main
+    from edgekd.config import OVERRIDE_SYNTAX
+
+    forms = ("key.0.sub=value", "key[0].sub=value")
+    assert all(form in OVERRIDE_SYNTAX and form in OVERRIDE_HELP for form in forms)
+    for verb in ("run", "teacher", "distill", "validate"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert OVERRIDE_HELP in " ".join(capsys.readouterr().out.split()), verb
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    recipes = " ".join(readme.split("## Recipes", 1)[1].split("\n## ", 1)[0].split())
+    assert all(f"`{form}`" in recipes for form in forms)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML that is small on disk and huge in memory, keys written twice, values that validate and then break a stage.
 
@@ -298,6 +339,8 @@ def test_error_messages_repeat_a_few_hundred_characters_of_a_value(tmp_path: Pat
 
 
 def _float_fields() -> list[tuple[type, str]]:
+    import importlib
+    import pkgutil
     import typing
 
     from pydantic import BaseModel
@@ -307,7 +350,10 @@ def _float_fields() -> list[tuple[type, str]]:
     def has_float(annotation: object) -> bool:
         return annotation is float or any(has_float(arg) for arg in typing.get_args(annotation))
 
-    models = [m for m in vars(config).values() if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == config.__name__]
+    # Every model of the package's modules, the private bases (_Config, _QuantizeBase) included.
+    modules = [importlib.import_module(f"{config.__name__}.{info.name}") for info in pkgutil.iter_modules(config.__path__)]
+    models = [m for module in modules for m in vars(module).values()
+              if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__]
     return [(model, name) for model in models for name, field in model.model_fields.items() if has_float(field.annotation)]
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import json
 import math
 import operator
+import pkgutil
 import subprocess
 import sys
 import typing
@@ -352,8 +354,9 @@ def test_predict_returns_a_probability_row_for_any_pair(
 
 
 def _config_models() -> list[type[BaseModel]]:
-    models = [m for m in vars(config).values() if isinstance(m, type) and issubclass(m, BaseModel)]
-    return [m for m in models if m.__module__ == config.__name__]
+    modules = [importlib.import_module(f"{config.__name__}.{info.name}") for info in pkgutil.iter_modules(config.__path__)]
+    models = [(m, module) for module in modules for m in vars(module).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    return [m for m, module in models if m.__module__ == module.__name__]
 
 
 def _literals(annotation: Any) -> Iterator[Any]:
@@ -425,9 +428,11 @@ OVERRIDE_VALUES = st.one_of(
                      "9" * 5_000, "[" * 3_000, "&a [*a]", "'", "tinybert", "onnx"]),
     st.sampled_from(CONFIG_WORDS),
 )
-# Dotted keys with list indexes among the parts, including "digits" int() refuses (², a 5,000-digit number).
+# Dotted keys with list indexes among the parts (`.0` and `[0]`), including "digits" int() refuses (², a 5,000-digit
+# number) and stray brackets.
 OVERRIDE_KEYS = st.lists(
-    st.one_of(st.sampled_from(CONFIG_KEYS), st.text(max_size=6), st.sampled_from(["0", "1", "²", "٣", "9" * 5_000, "-1", ""])),
+    st.one_of(st.sampled_from(CONFIG_KEYS), st.text(max_size=6),
+              st.sampled_from(["0", "1", "²", "٣", "9" * 5_000, "-1", "", "[0]", "stages[1]", "labels[0][1]", "[²]", "a]", "b[", "[]"])),
     min_size=1,
     max_size=5,
 ).map(".".join)

@@ -1,6 +1,8 @@
 """Per-family export facts in one place: input names, dynamic axes, the module to trace, parity tolerances.
 
-A new family is one small `FamilySpec` entry in `FAMILIES`, like optimum's per-architecture OnnxConfig.
+A new family is one small `FamilySpec` entry in `FAMILIES`, like optimum's per-architecture OnnxConfig. It lives in
+the spine, not in `export`, because quantize, prune and the benchmarks' reference need the same facts (the
+import-linter contracts in pyproject.toml keep stages from importing each other).
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ def _bilstm_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch
 
 
 def _onnx_bilstm(model: nn.Module) -> nn.Module:
-    from .lstm import OnnxBiLSTM
+    from edgekd.lstm_forms import OnnxBiLSTM
 
     return OnnxBiLSTM(model)
 
 
 def _tflite_bilstm(model: nn.Module) -> nn.Module:
-    from .lstm import UnrolledBiLSTM
+    from edgekd.lstm_forms import UnrolledBiLSTM
 
     return UnrolledBiLSTM(model)
 
@@ -137,7 +139,7 @@ def family_spec(architecture: dict[str, Any]) -> FamilySpec:
         return FAMILIES[family]
     raise UnsupportedError(
         f"architecture family {family!r} has no export spec; supported: {', '.join(sorted(set(FAMILIES) | BERT_LIKE))}. "
-        "Add a FamilySpec entry in edgekd/export/spec.py"
+        "Add a FamilySpec entry in edgekd/families.py"
     )
 
 

@@ -17,7 +17,7 @@ from edgekd.errors import ParityError
 from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import Example
 
-from .spec import Tolerance
+from edgekd.families import Tolerance
 
 # Logits (examples, labels) of a list of encoded examples, in their order.
 Runner = Callable[[list[Example]], np.ndarray]
@@ -81,7 +81,7 @@ def check(results: list[OutputParity], tolerance: Tolerance, what: str) -> None:
         raise ParityError(
             f"{what} disagrees with its parent beyond tolerance:\n" + "\n".join(lines)
             + "\nThe parent's and the export's outputs differ: the export is wrong (or the tolerance in "
-            "edgekd/export/spec.py is too tight for this model); no bundle was written."
+            "edgekd/families.py is too tight for this model); no bundle was written."
         )
 
 

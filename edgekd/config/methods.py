@@ -1,0 +1,175 @@
+"""Config models of the methods that derive a bundle from a bundle: export formats, quantize methods, prune methods."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import _Config
+from .render import _shown
+
+
+class ExportConfig(_Config):
+    """One export of a torch bundle to a deployable format, checked against its parent."""
+
+    format: Literal["onnx", "tflite"]
+    # ONNX opset; 17 has LayerNormalization, which ONNX Runtime's fusions expect.
+    opset: int = Field(default=17, ge=17, le=21)
+    # ONNX only: ONNX Runtime's transformer fusions (attention, skip layer-norm, GELU); BERT-family graphs only.
+    fuse: bool = False
+    # TFLite only: fixed sequence lengths, one signature each; the runtime picks the smallest that fits. Lengths past
+    # the tokenizer's max_length are dropped (the max_length itself becomes the largest bucket).
+    buckets: list[int] = Field(default=[32, 64, 128], min_length=1)
+    # Dev examples compared with the parent (spread over the length range), or `all` for the whole dev set.
+    parity_samples: int | Literal["all"] = 256
+
+    @field_validator("buckets")
+    @classmethod
+    def _positive_buckets(cls, buckets: list[int]) -> list[int]:
+        if any(b < 2 for b in buckets):
+            raise ValueError(f"buckets {_shown(buckets)}: every sequence length must be at least 2")
+        return sorted(set(buckets))
+
+    @field_validator("parity_samples")
+    @classmethod
+    def _some_samples(cls, samples: int | str) -> int | str:
+        if isinstance(samples, int) and samples < 1:
+            raise ValueError(f"parity_samples {samples}: compare at least 1 dev example (or `all`)")
+        return samples
+
+
+class _QuantizeBase(_Config):
+    # A floor on top-1 agreement with the parent on the evaluated dev examples: a quantized model below it is broken
+    # (a wrong calibration, an unsupported graph) and is not written. Accuracy budgets belong in the gate.
+    min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
+    # Dev examples evaluated (accuracy, agreement, SQNR against the parent), or `all`.
+    eval_samples: int | Literal["all"] = "all"
+
+
+class OnnxDynamicConfig(_QuantizeBase):
+    """ONNX Runtime dynamic INT8: weights quantized ahead of time, activations' ranges computed per call."""
+
+    method: Literal["onnx-dynamic"] = "onnx-dynamic"
+    per_channel: bool = True
+    # 7-bit weights: needed where INT8 dot products saturate 16-bit sums (AVX2 without VNNI); see quantize.presets.
+    reduce_range: bool = False
+
+
+class OnnxStaticConfig(_QuantizeBase):
+    """ONNX Runtime static INT8 in QDQ format, activation ranges calibrated on real training text."""
+
+    method: Literal["onnx-static"] = "onnx-static"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    # Training examples run to collect activation ranges.
+    samples: int = Field(default=128, gt=0)
+    # Percentile calibration only: the share of each activation's values inside its range.
+    percentile: float = Field(default=99.999, gt=90.0, le=100.0)
+    per_channel: bool = True
+    # uint8 activations suit x86 (VNNI multiplies u8 by s8); int8 symmetric suits ARM64's SDOT.
+    activations: Literal["uint8", "int8"] = "uint8"
+    reduce_range: bool = False
+
+
+class OnnxFp16Config(_QuantizeBase):
+    """FP16 weights and compute (inputs and outputs stay as they were): half the size; fast where FP16 is native."""
+
+    method: Literal["onnx-fp16"] = "onnx-fp16"
+
+
+class OnnxInt4Config(_QuantizeBase):
+    """ONNX Runtime weight-only 4-bit: MatMul weights (MatMulNBits) and, with `embeddings`, the embedding table
+    (GatherBlockQuantized), in blocks of `block_size` values sharing a scale; activations stay float."""
+
+    method: Literal["onnx-int4"] = "onnx-int4"
+    block_size: int = Field(default=32, ge=16)
+    embeddings: bool = True
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, block_size: int) -> int:
+        if block_size & (block_size - 1):
+            raise ValueError(f"block_size {block_size}: ONNX Runtime's 4-bit kernels take a power of two (16, 32, 64, 128)")
+        return block_size
+
+
+class TfliteDynamicConfig(_QuantizeBase):
+    """LiteRT dynamic-range INT8 (ai-edge-quantizer): INT8 weights, float activations quantized on the fly."""
+
+    method: Literal["tflite-dynamic"] = "tflite-dynamic"
+
+
+class TfliteInt8Config(_QuantizeBase):
+    """LiteRT static INT8 (ai-edge-quantizer): INT8 weights and activations, ranges calibrated on real training text."""
+
+    method: Literal["tflite-int8"] = "tflite-int8"
+    # Training examples run to collect activation ranges (spread over the sequence buckets).
+    samples: int = Field(default=128, gt=0)
+
+
+class TfliteFp16Config(_QuantizeBase):
+    """LiteRT FP16 weights (ai-edge-quantizer float casting): half the size; compute stays float32."""
+
+    method: Literal["tflite-fp16"] = "tflite-fp16"
+
+
+class IncConfig(_QuantizeBase):
+    """Neural Compressor's accuracy-driven tuning of a torch student: weight-only round-to-nearest (RTN) of the Linear
+    layers, trying bit widths from the most aggressive and stopping at the first within `tolerable_loss`."""
+
+    method: Literal["inc"] = "inc"
+    # Relative loss of the dev metric accepted (0.01: the quantized model keeps at least 99% of the parent's accuracy).
+    tolerable_loss: float = Field(default=0.01, gt=0.0, lt=1.0)
+    # Weight bit widths tried in this order; widths below 8 quantize groups of `group_size` input channels.
+    bits: list[Literal[2, 3, 4, 8]] = Field(default=[4, 8], min_length=1)
+    group_size: int = Field(default=32, gt=0)
+
+
+def method_names(union: Any) -> list[str]:
+    """The `method` tags of a discriminated union of configs (QuantizeConfig, PruneConfig), in declaration order."""
+    members = typing.get_args(typing.get_args(union)[0])
+    return [typing.get_args(m.model_fields["method"].annotation)[0] for m in members]
+
+
+QuantizeConfig = typing.Annotated[
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | OnnxInt4Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
+    Field(discriminator="method"),
+]
+
+
+class MagnitudePruneConfig(_Config):
+    """Unstructured global magnitude pruning: the smallest weights of every Linear layer, ranked together, set to 0."""
+
+    method: Literal["magnitude"] = "magnitude"
+    sparsity: float = Field(ge=0.0, lt=1.0)
+
+
+class VocabPruneConfig(_Config):
+    """Keep only the vocabulary the task's training text uses (plus special tokens); shrink the embedding table."""
+
+    method: Literal["vocab"] = "vocab"
+    # Keep a piece (or word) only when the training text uses it at least this often: fewer rows, more [UNK]s.
+    min_count: int = Field(default=1, ge=1)
+
+
+class StructuredPruneConfig(_Config):
+    """Remove whole attention heads and FFN neurons of a BERT-family model, least important first (Michel et al. 2019:
+    importance = |gradient of the loss with respect to a mask on the unit|, over real training examples)."""
+
+    method: Literal["structured"] = "structured"
+    # Share of all attention heads removed (ranked across layers; every layer keeps at least one).
+    heads: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Share of FFN neurons removed from every layer (the same count per layer, so the config stays uniform).
+    ffn: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Training examples whose gradients rank the units.
+    samples: int = Field(default=512, gt=0)
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> StructuredPruneConfig:
+        if self.heads == 0 and self.ffn == 0:
+            raise ValueError("structured pruning needs heads > 0 or ffn > 0 (shares in [0, 1))")
+        return self
+
+
+PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig | StructuredPruneConfig, Field(discriminator="method")]
