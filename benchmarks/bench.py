@@ -1,18 +1,17 @@
 """`edgekd bench`: the benchmark protocol of DESIGN.md over bundles on a target, written as report.json and report.md.
 
-Each artifact is measured in a fresh child process on the target (start-up, first inference, warm-up, at least 64
-queries at batch 1 on real dev text and on a padded worst case, peak resident set), and in the same child against the
-reference, interleaved pair by pair; a baseline child that imported the runtime and loaded nothing gives the memory
-floor. Accuracy is of the exact file through the runtime on the whole dev set (on this machine).
+Each artifact is measured in a fresh child process on the target (start-up, first inference, warm-up, at least
+`MIN_QUERIES` queries at batch 1 on real dev text and on a padded worst case, peak resident set), and in the same child
+against the reference, interleaved pair by pair; a baseline child that imported the runtime and loaded nothing gives
+the memory floor. Accuracy is of the exact file through the runtime on the whole dev set (on this machine).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import numpy as np
 
 from edgekd import __version__
 from edgekd.bundle import Bundle
+from edgekd.config import BenchConfig
 from edgekd.data import lineage_data, load_task_data
-from edgekd.errors import ConfigError, UnsupportedError
+from edgekd.errors import UnsupportedError
 from edgekd.footprint import footprint
 from edgekd.runtime.targets import Target, parse_target
 
@@ -34,62 +34,29 @@ MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 REPORT_SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class BenchSettings:
-    target: str = "local"
-    reference: str | None = None
-    # A bundle (any format) whose dev metric in its manifest is the teacher's: accuracy drops are against it.
-    teacher: str | None = None
-    threads: tuple[int, ...] = (1,)
-    queries: int = 64
-    seconds: float = 1.0
-    # Real dev sentences measured (a random sample, so their lengths follow the dev set's).
-    texts: int = 200
-    timeout: float = 900.0
-    # Dev accuracy of every model through the runtime (the gate-trust script turns it off: it measures latency only).
-    accuracy: bool = True
-    overrides: tuple[str, ...] = field(default_factory=tuple)
-
-    def check(self) -> None:
-        problems = []
-        if self.queries < 64:
-            problems.append(f"queries {self.queries}: the protocol measures at least 64")
-        # `not x >= 1` rather than `x < 1`: NaN compares false both ways, and it would be written into report.json.
-        if not (math.isfinite(self.seconds) and self.seconds >= 1.0):
-            problems.append(f"seconds {self.seconds}: the protocol warms up and measures for at least 1 s (a finite number)")
-        if not (math.isfinite(self.timeout) and self.timeout > 0):
-            problems.append(f"timeout {self.timeout}: a finite number of seconds above 0")
-        if not self.threads or any(t < 1 for t in self.threads):
-            problems.append(f"threads {list(self.threads)}: positive counts, e.g. 1,2")
-        if self.texts < 1:
-            problems.append(f"texts {self.texts}: at least 1")
-        if problems:
-            raise ConfigError("bench settings: " + "; ".join(problems))
-
-
-def bench(paths: list[Path], settings: BenchSettings) -> dict[str, Any]:
-    """Measure the bundles (and the reference) on the target; the report as a dict (see report.schema.json)."""
-    settings.check()
+def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Measure the bundles (and `cfg.reference`) on `cfg.target`; the report as a dict (see report.schema.json).
+    `overrides` (data.key=value) say where the dev text comes from when the bundles' lineage does not."""
     bundles = [_deployable(Bundle.open(p)) for p in paths]
-    reference = _reference(settings.reference, bundles[0]) if settings.reference else None
-    dev = load_task_data(lineage_data(bundles[0], settings.overrides)).dev
+    reference = _reference(cfg.reference, bundles[0]) if cfg.reference else None
+    dev = load_task_data(lineage_data(bundles[0], list(overrides))).dev
     rng = np.random.default_rng(0)
-    picks = rng.choice(len(dev), size=min(settings.texts, len(dev)), replace=False)
+    picks = rng.choice(len(dev), size=min(cfg.texts, len(dev)), replace=False)
     texts = [dev.texts[i] for i in picks]
     measured = [*bundles, *([reference] if reference is not None else [])]
-    with parse_target(settings.target) as target, tempfile.TemporaryDirectory() as scratch:
-        session = _Session(target, Path(scratch), texts, settings)
+    with parse_target(cfg.target) as target, tempfile.TemporaryDirectory() as scratch:
+        session = _Session(target, Path(scratch), texts, cfg)
         baseline = session.baseline()
         models = []
         for bundle in measured:
             runs = []
-            for threads in settings.threads:
+            for threads in cfg.threads:
                 logger.info("measuring %s at %d thread(s) on %s", bundle.path.name, threads, target.name)
                 against = reference if reference is not None and bundle is not reference else None
                 raw = session.measure(bundle, threads, against)
                 runs.append(_run_entry(raw, threads, baseline["vm_hwm_kb"]))
-            models.append(_model_entry(bundle, runs, dev if settings.accuracy else None, texts, reference))
-    teacher = _teacher_accuracy(settings.teacher) if settings.teacher else next(
+            models.append(_model_entry(bundle, runs, dev if cfg.accuracy else None, texts, reference))
+    teacher = _teacher_accuracy(cfg.teacher) if cfg.teacher else next(
         (m["accuracy"] for m in models if m["role"] == "reference" and m["accuracy"]), None
     )
     for model in models:
@@ -103,9 +70,9 @@ def bench(paths: list[Path], settings: BenchSettings) -> dict[str, Any]:
         "target": {"name": target.name, "latency_source": target.latency_source},
         "machine": baseline["machine"],
         "settings": {
-            "threads": list(settings.threads), "queries": settings.queries, "seconds": settings.seconds,
-            "texts": len(texts), "batch": 1, "reference": settings.reference, "data_overrides": list(settings.overrides),
-            "teacher": {"path": settings.teacher, **teacher} if settings.teacher and teacher else None,
+            "threads": list(cfg.threads), "queries": cfg.queries, "seconds": cfg.seconds,
+            "texts": len(texts), "batch": 1, "reference": cfg.reference, "data_overrides": list(overrides),
+            "teacher": {"path": cfg.teacher, **teacher} if cfg.teacher and teacher else None,
         },
         "baseline_vm_hwm_kb": baseline["vm_hwm_kb"],
         "models": models,
@@ -115,8 +82,8 @@ def bench(paths: list[Path], settings: BenchSettings) -> dict[str, Any]:
 class _Session:
     """One target, each bundle pushed once, the texts pushed once, fresh child processes for every measurement."""
 
-    def __init__(self, target: Target, scratch: Path, texts: list[tuple[str, ...]], settings: BenchSettings) -> None:
-        self.target, self.scratch, self.settings = target, scratch, settings
+    def __init__(self, target: Target, scratch: Path, texts: list[tuple[str, ...]], cfg: BenchConfig) -> None:
+        self.target, self.scratch, self.cfg = target, scratch, cfg
         texts_file = scratch / "texts.jsonl"
         texts_file.write_text("".join(json.dumps(list(t), ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
         self.texts = target.push(texts_file)
@@ -131,7 +98,7 @@ class _Session:
     def _run(self, args: list[str]) -> dict[str, Any]:
         self.count += 1
         remote_out = f"{self.texts}.{self.count}.json"
-        self.target.run([*args, "--out", remote_out], self.settings.timeout)
+        self.target.run([*args, "--out", remote_out], self.cfg.timeout)
         local = self.scratch / f"{self.count}.json"
         self.target.fetch(remote_out, local)
         return json.loads(local.read_text(encoding="utf-8"))
@@ -140,7 +107,7 @@ class _Session:
         return self._run(["--baseline"])
 
     def measure(self, bundle: Bundle, threads: int, reference: Bundle | None) -> dict[str, Any]:
-        s = self.settings
+        s = self.cfg
         args = [self._remote(bundle), "--bench", "--texts", self.texts, "--threads", str(threads),
                 "--queries", str(s.queries), "--seconds", str(s.seconds)]
         if reference is not None:
@@ -191,8 +158,9 @@ def _run_entry(raw: dict[str, Any], threads: int, baseline_kb: int | None) -> di
 
 
 def _model_entry(bundle: Bundle, runs: list[dict[str, Any]], dev: Any, texts: list[tuple[str, ...]], reference: Bundle | None) -> dict[str, Any]:
-    from edgekd import metrics
     from edgekd.runtime.classifier import Classifier
+
+    from edgekd import metrics
 
     m = bundle.manifest
     architecture_only = bool(m.architecture.get("architecture_only"))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edgekd.config import Budget, ModelBudget, read_yaml, shorten, validate_config
+from edgekd.config import BenchConfig, Budget, ModelBudget, read_yaml, shorten, validate_config
 from edgekd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -47,15 +47,14 @@ def remeasurer(report: dict[str, Any], budget: Budget, target: str | None = None
     settings = report["settings"]
 
     def remeasure(model: dict[str, Any]) -> dict[str, Any]:
-        from .bench import BenchSettings, bench
+        from .bench import bench
 
         logger.warning("%s: latency ratio inconclusive; measuring again with 4x the pairs", model["name"])
-        again = BenchSettings(
-            target=target or report["target"]["name"], reference=settings["reference"], threads=(budget.threads,),
+        again = BenchConfig(
+            target=target or report["target"]["name"], reference=settings["reference"], threads=[budget.threads],
             queries=4 * max(settings["queries"], settings["texts"]), seconds=settings["seconds"], texts=settings["texts"],
-            overrides=tuple(settings["data_overrides"]),
         )
-        fresh = bench([Path(str(model["path"]))], again)
+        fresh = bench([Path(str(model["path"]))], again, settings["data_overrides"])
         return next(m for m in fresh["models"] if m["role"] == "candidate")["runs"][0]
 
     return remeasure

@@ -16,14 +16,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from edgekd.config import Budget, ModelBudget
+from edgekd.config import BenchConfig, Budget, ModelBudget
 
-from .bench import BenchSettings, bench
+from .bench import bench
 from .gate import judge
 
 
 def trial(candidate: Path, reference: Path, budget: float, overrides: tuple[str, ...], seed_texts: int) -> str:
-    report = bench([candidate], BenchSettings(reference=str(reference), texts=seed_texts, accuracy=False, overrides=overrides))
+    report = bench([candidate], BenchConfig(reference=str(reference), texts=seed_texts, accuracy=False), overrides)
     (check,) = judge(report, Budget(default=ModelBudget(max_latency_ratio=budget)))
     ratio = report["models"][0]["runs"][0]["vs_reference"]
     print(f"  {check.verdict:<12} ratio {ratio['median']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]", file=sys.stderr)
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("slow", type=Path)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--margin", type=float, default=0.10)
-    parser.add_argument("--texts", type=int, default=200)
+    parser.add_argument("--texts", type=int, default=BenchConfig.model_fields["texts"].default)
     args, overrides = parser.parse_known_args(argv)
     budget = 1 + args.margin
     results = {}

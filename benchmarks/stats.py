@@ -8,9 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# The protocol's minimum number of measured queries (enough for a p90 early-stopping estimate at 99% confidence).
-MIN_QUERIES = 64
-MIN_SECONDS = 1.0
+# The protocol's minimums (measured queries, measured seconds) are the benchmark config's: one number each.
+from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:

@@ -250,18 +250,9 @@ def evaluate_student(ctx: Context) -> dict[str, float]:
 
 def augmented(recipe: Recipe, name: str, data: TaskData) -> tuple[Split, dict[str, Any]]:
     """The train split plus the augmentation `name` of the recipe (cached by hash), and facts of the run."""
-    from .augment.data import AugmentJob, augment
-    from .augment.tang import TangSettings
-    from .augment.tinybert import TinyBertSettings
+    from .augment.data import augment
 
-    cfg = recipe.augment[name]
-    settings: TangSettings | TinyBertSettings = (
-        TangSettings(p_mask=cfg.p_mask, p_pos=cfg.p_pos, p_ng=cfg.p_ng, n_iter=cfg.n_iter) if cfg.method == "tang"
-        else TinyBertSettings(p_t=cfg.p_t, k=cfg.k, n_a=cfg.n_a, batch_size=cfg.batch_size)
-    )
-    job = AugmentJob(cfg.method, settings, recipe.seed, mlm=cfg.mlm, num_proc=cfg.num_proc, batch_size=cfg.batch_size,
-                     max_examples=cfg.max_examples)
-    train, facts = augment(data.train, job, recipe.cache, data.task.problem)
+    train, facts = augment(data.train, recipe.augment[name], recipe.seed, recipe.cache, data.task.problem)
     return train, {"name": name, **facts}
 
 

@@ -61,6 +61,16 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+def _default(model: str, field: str) -> str:
+    """A flag's help note on its default: the flag itself defaults to None, so that the config's own default applies;
+    the number shown is read from that config field, never written twice."""
+    import edgekd.config
+
+    value = getattr(edgekd.config, model).model_fields[field].default
+    shown = ",".join(str(v) for v in value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"default: from the config, {shown}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgekd",
@@ -107,18 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", dest="format", required=True, help="onnx or tflite")
     export.add_argument("-o", "--output", type=Path, help="bundle directory to write (default BUNDLE-onnx, BUNDLE-onnx-fused, BUNDLE-tflite)")
     export.add_argument("--fuse", action="store_true", help="ONNX: apply ONNX Runtime's transformer fusions (BERT family)")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    export.add_argument("--buckets", default="32,64,128", help="TFLite: comma-separated sequence lengths (default 32,64,128)")
-    export.add_argument("--parity-samples", default="256", help="dev examples compared with the parent, or 'all' (default 256)")
+    export.add_argument("--opset", type=int, help=f"ONNX opset ({_default('ExportConfig', 'opset')})")
+    export.add_argument("--buckets", help=f"TFLite: comma-separated sequence lengths ({_default('ExportConfig', 'buckets')})")
+    export.add_argument("--parity-samples", help=f"dev examples compared with the parent, or 'all' ({_default('ExportConfig', 'parity_samples')})")
     export.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     export.set_defaults(run=HANDLERS["export"])
 
-    from edgekd.config import QuantizeConfig, method_names
+    from edgekd.config import registered_methods
 
     quantize = add("quantize")
     quantize.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle (edgekd export)")
     quantize.add_argument("overrides", nargs="*", metavar="data.key=value", help="where calibration and dev text come from")
-    quantize.add_argument("--method", help=f"one of: {', '.join(method_names(QuantizeConfig))}")
+    quantize.add_argument("--method", help=f"one of: {', '.join(registered_methods('quantize'))}")
     quantize.add_argument("--preset", help="a hardware preset instead of --method: x86-vnni, avx2, arm64")
     quantize.add_argument("--calibration", help="onnx-static: minmax, entropy or percentile")
     quantize.add_argument("--samples", type=int, help="onnx-static: calibration examples from the training text (default 128)")
@@ -134,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune = add("prune")
     prune.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch bundle (a distilled student)")
     prune.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the training and dev text come from")
-    prune.add_argument("--method", required=True, help="magnitude, structured or vocab")
+    prune.add_argument("--method", required=True, help=f"one of: {', '.join(registered_methods('prune'))}")
     prune.add_argument("--sparsity", type=float, help="magnitude: the share of Linear weights set to zero, in [0, 1)")
     prune.add_argument("--heads", type=float, help="structured: the share of attention heads removed, in [0, 1)")
     prune.add_argument("--ffn", type=float, help="structured: the share of FFN neurons removed from every layer, in [0, 1)")
@@ -166,16 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     target_setup.add_argument("directory", type=Path, metavar="DIR", help="an empty or new directory (about 550 MB); then --target qemu-aarch64://DIR")
     target_setup.set_defaults(run=HANDLERS["target setup"])
 
+    from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
+
     bench = add("bench")
     bench.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="ONNX or TFLite bundles")
     bench.add_argument("-o", "--output", type=Path, required=True, help="report directory (report.json, report.md)")
     bench.add_argument("--reference", help="a bundle, or bert-base-shape (BERT-base-sized, random weights: latency only)")
     bench.add_argument("--teacher", help="the teacher bundle whose dev metric accuracy drops are measured against")
-    bench.add_argument("--target", default="local", help="local or ssh://user@host[:port][?python=PATH] (default local)")
-    bench.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
-    bench.add_argument("--queries", type=int, default=64, help="measured queries per measurement, at least 64 (default 64)")
-    bench.add_argument("--seconds", type=float, default=1.0, help="minimum measured seconds, at least 1 (default 1)")
-    bench.add_argument("--texts", type=int, default=200, help="real dev sentences cycled through (default 200)")
+    bench.add_argument("--target", help=f"local, ssh://user@host[:port][?python=PATH] or qemu-aarch64://ROOTFS ({_default('BenchConfig', 'target')})")
+    bench.add_argument("--threads", help=f"comma-separated thread counts ({_default('BenchConfig', 'threads')})")
+    bench.add_argument("--queries", type=int, help=f"measured queries per measurement, at least {MIN_QUERIES} ({_default('BenchConfig', 'queries')})")
+    bench.add_argument("--seconds", type=float, help=f"minimum measured seconds, at least {MIN_SECONDS:g} ({_default('BenchConfig', 'seconds')})")
+    bench.add_argument("--texts", type=int, help=f"real dev sentences cycled through ({_default('BenchConfig', 'texts')})")
     bench.set_defaults(run=HANDLERS["bench"], overrides=[])
 
     gate = add("gate")

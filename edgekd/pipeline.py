@@ -158,17 +158,17 @@ def _make(recipe: Recipe, step: Step, parent: Bundle | None) -> Bundle:
         return distill(recipe, step.name, step.path, resume="auto", force=True)
     assert parent is not None
     cfg = recipe.artifacts[step.name].config
-    if step.stage == "export":
-        from edgekd.export.stage import export
+    # The stage's verb finds the method's handler in that stage's registry, by the config's type.
+    return _artifact_verbs()[cfg.stage](parent.path, cfg, step.path, force=True)
 
-        return export(parent.path, cfg, step.path, force=True)
-    if step.stage == "quantize":
-        from edgekd.quantize.stage import quantize
 
-        return quantize(parent.path, cfg, step.path, force=True)
+def _artifact_verbs() -> dict[str, Callable[..., Bundle]]:
+    """The verb of each stage that derives an artifact (imported here, when a run reaches one: each pulls in torch)."""
+    from edgekd.export.stage import export
     from edgekd.quantize.prune import prune
+    from edgekd.quantize.stage import quantize
 
-    return prune(parent.path, cfg, step.path, force=True)
+    return {"export": export, "quantize": quantize, "prune": prune}
 
 
 def _parent(recipe: Recipe, step: Step, bundles: dict[str, Bundle]) -> Bundle | None:
@@ -258,7 +258,7 @@ def run(recipe: Recipe, *, force: bool = False, echo: Callable[[str], None] = pr
 
 def _bench(recipe: Recipe, step: Step, bundles: dict[str, Bundle], force: bool, prefix: str, echo: Callable[[str], None]) -> float | None:
     from edgekd.benchmarks import report
-    from edgekd.benchmarks.bench import BenchSettings, bench
+    from edgekd.benchmarks.bench import bench
 
     cfg = recipe.bench
     assert cfg is not None
@@ -279,11 +279,10 @@ def _bench(recipe: Recipe, step: Step, bundles: dict[str, Bundle], force: bool, 
         return None
     echo(f"{prefix}  running: {len(models) + len(extra)} models against {cfg.reference} on {cfg.target}")
     clock = time.perf_counter()
-    settings = BenchSettings(
-        target=cfg.target, reference=str(reference.path) if reference else cfg.reference, teacher=str(bundles["teacher"].path),
-        threads=tuple(cfg.threads), queries=cfg.queries, seconds=cfg.seconds, texts=cfg.texts,
-    )
-    result = bench([b.path for b in [*models, *extra]], settings)
+    # The recipe names artifacts; bench() is given their paths (and the recipe's teacher unless the section names one).
+    measured = cfg.model_copy(update={"reference": str(reference.path) if reference else cfg.reference,
+                                      "teacher": cfg.teacher or str(bundles["teacher"].path)})
+    result = bench([b.path for b in [*models, *extra]], measured)
     report.write(result, step.path)
     _write_state(step.path, {"bench": key})  # after the report: a kill before this re-measures
     seconds = time.perf_counter() - clock

@@ -76,10 +76,14 @@ def _export(args: argparse.Namespace) -> int:
     formats = ("onnx", "tflite")
     if args.format not in formats:
         raise ConfigError(f"--to {args.format!r} is not an export format; valid: {', '.join(formats)}")
+    # Only the options given: the config's own defaults apply to the rest.
+    given: dict[str, object] = {"format": args.format, "fuse": args.fuse, "opset": args.opset}
     try:
-        buckets = [int(b) for b in args.buckets.split(",") if b.strip()]
-        samples = args.parity_samples if args.parity_samples == "all" else int(args.parity_samples)
-        cfg = ExportConfig(format=args.format, fuse=args.fuse, opset=args.opset, buckets=buckets, parity_samples=samples)
+        if args.buckets is not None:
+            given["buckets"] = [int(b) for b in args.buckets.split(",") if b.strip()]
+        if args.parity_samples is not None:
+            given["parity_samples"] = args.parity_samples if args.parity_samples == "all" else int(args.parity_samples)
+        cfg = ExportConfig(**{k: v for k, v in given.items() if v is not None})
     except ValueError as exc:  # int() of a bad number, and pydantic's ValidationError (a ValueError)
         detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"export options: {detail} (--buckets takes e.g. 32,64,128; --parity-samples a number or 'all')") from None
@@ -254,7 +258,7 @@ def _target_check(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 7 * 86400):
         raise ConfigError(f"--timeout {args.timeout}: seconds the run on the target may take, more than 0 and at most 604800 (a week)")
     if args.samples < 1:
-        raise ConfigError(f"--samples {args.samples}: the number of dev texts to compare, at least 1 (default 64)")
+        raise ConfigError(f"--samples {args.samples}: the number of dev texts to compare, at least 1")
     target = parse_target(args.target)
     bundle = Bundle.open(args.bundle)
     golden, _ = bundle.read_golden()
@@ -301,18 +305,21 @@ def _target_setup(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from edgekd.benchmarks import report
-    from edgekd.benchmarks.bench import BenchSettings, bench
+    from edgekd.benchmarks.bench import bench
+    from edgekd.config import BenchConfig, validate_config
     from edgekd.errors import ConfigError
 
-    try:
-        threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(f"--threads {args.threads!r}: comma-separated counts, e.g. 1,2") from None
-    settings = BenchSettings(
-        target=args.target, reference=args.reference, teacher=args.teacher, threads=threads, queries=args.queries,
-        seconds=args.seconds, texts=args.texts, overrides=tuple(args.overrides),
-    )
-    result = bench(args.bundles, settings)
+    # Only the options given: the config's own defaults apply to the rest. No --reference means no ratios.
+    given: dict[str, object] = {"reference": args.reference, "teacher": args.teacher}
+    if args.threads is not None:
+        try:
+            given["threads"] = [int(t) for t in args.threads.split(",") if t.strip()]
+        except ValueError:
+            raise ConfigError(f"--threads {args.threads!r}: comma-separated counts, e.g. 1,2") from None
+    options = {"target": args.target, "queries": args.queries, "seconds": args.seconds, "texts": args.texts}
+    given.update({k: v for k, v in options.items() if v is not None})
+    cfg = validate_config(BenchConfig, given, source="edgekd bench options (--threads, --queries, --seconds, --texts)")
+    result = bench(args.bundles, cfg, args.overrides)
     paths = report.write(result, args.output)
     print(report.markdown(result))
     print(f"report: {paths['json']} and {paths['md']}")

@@ -19,12 +19,14 @@ from edgekd.runtime.encoder import collate
 
 from edgekd.families import FamilySpec, to_torch
 from .base import Exported, Source
+from .stage import register
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 
 
+@register(ExportConfig, "onnx")
 def export_onnx(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportConfig, directory: Path) -> Exported:
     pair = source.pair
     names = spec.inputs(pair)

@@ -16,7 +16,7 @@ from torch import nn
 
 from edgekd import metrics
 from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, write_golden
-from edgekd.config import ExportConfig, to_dict
+from edgekd.config import ExportConfig, Handlers, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.families import FamilySpec, family_spec
@@ -32,20 +32,25 @@ logger = logging.getLogger(__name__)
 Exporter = Callable[[nn.Module, FamilySpec, Source, ExportConfig, Path], Exported]
 
 
-def exporter(fmt: str) -> Exporter:
-    """The exporter of a format (imported lazily: each pulls in its own backend)."""
-    if fmt == "onnx":
-        from .onnx import export_onnx
+def _load_exporters() -> None:
+    from . import onnx, tflite  # noqa: F401  (their `@register` enter them)
 
-        return export_onnx
-    from .tflite import export_tflite
 
-    return export_tflite
+# Exporters by config type and format, each registered beside its code (`@register(ExportConfig, "onnx")`).
+EXPORTERS: Handlers[Exporter] = Handlers("export", _load_exporters)
+register = EXPORTERS.register
+
+
+def exporter(cfg: ExportConfig) -> Exporter:
+    """The exporter of a config's format."""
+    found = EXPORTERS.get(cfg)
+    if found is None:
+        raise UnsupportedError(f"export format {cfg.name!r} has no exporter; registered: {', '.join(EXPORTERS.table())}")
+    return found
 
 
 def default_output(source: Path, cfg: ExportConfig) -> Path:
-    suffix = cfg.format + ("-fused" if cfg.fuse else "")
-    return source.parent / f"{source.name}-{suffix}"
+    return source.parent / f"{source.name}-{cfg.output_suffix()}"
 
 
 def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
@@ -86,7 +91,7 @@ def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None,
     }
     source_info = Source(parent=parent, encoder=encoder, trace_examples=golden_examples, metadata=metadata)
     with BundleWriter(out_path, overwrite=force) as writer:
-        exported = exporter(cfg.format)(model, spec, source_info, cfg, writer.path)
+        exported = exporter(cfg)(model, spec, source_info, cfg, writer.path)
         sets = {
             "golden": golden_examples,
             "edge cases": encoder.encode(_edge_texts(dev.texts, columns, encoder.max_length)),

@@ -22,6 +22,7 @@ from edgekd.runtime.backends import TfliteBackend
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .base import Exported, Source
+from .stage import register
 from edgekd.families import FamilySpec, to_torch
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def buckets_for(requested: list[int], max_length: int) -> list[int]:
     return sorted({b for b in requested if b < largest} | {largest})
 
 
+@register(ExportConfig, "tflite")
 def export_tflite(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportConfig, directory: Path) -> Exported:
     # litert-torch prints per-pass progress and TensorFlow's C++ logs unless told otherwise before it is imported.
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "0")

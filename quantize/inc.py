@@ -28,10 +28,12 @@ from edgekd.runtime.backends import run_batched
 from edgekd.runtime.encoder import load_encoder
 
 from .prune import save_model
+from .stage import register
 
 logger = logging.getLogger(__name__)
 
 
+@register(IncConfig)
 def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, directory: Path) -> dict[str, Any]:
     import shutil
 

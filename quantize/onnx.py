@@ -14,6 +14,8 @@ import numpy as np
 from edgekd.config import OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
+from .stage import register
+
 logger = logging.getLogger(__name__)
 
 # Quantize MatMuls only where B is a weight: the attention scores' activation-by-activation products stay float
@@ -24,6 +26,7 @@ _COMMON = {"MatMulConstBOnly": True, "DefaultTensorType": 1}  # onnx.TensorProto
 _STATIC_OPS = ["MatMul", "Gemm", "Gather"]
 
 
+@register(OnnxDynamicConfig)
 def quantize_dynamic(source: Path, target: Path, cfg: OnnxDynamicConfig, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
@@ -53,6 +56,7 @@ def _shared_lstm_weights(path: Path) -> bool:
     return any(count > 1 for count in readers.values())
 
 
+@register(OnnxStaticConfig)
 def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static as ort_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -135,6 +139,7 @@ def _input_names(path: Path) -> set[str]:
     return {i.name for i in graph.input if i.name not in initializers}
 
 
+@register(OnnxFp16Config)
 def quantize_fp16(source: Path, target: Path, cfg: OnnxFp16Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -144,6 +149,7 @@ def quantize_fp16(source: Path, target: Path, cfg: OnnxFp16Config, calibration: 
     return {"backend": "onnxruntime.transformers.float16", "weights": "float16", "compute": "float16 where the runtime has kernels"}
 
 
+@register(OnnxInt4Config)
 def quantize_int4(source: Path, target: Path, cfg: OnnxInt4Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer

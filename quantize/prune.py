@@ -24,7 +24,7 @@ from torch import nn
 
 from edgekd import metrics
 from edgekd.bundle import Bundle, produced_by, write_golden
-from edgekd.config import MagnitudePruneConfig, PruneConfig, StructuredPruneConfig, VocabPruneConfig, to_dict
+from edgekd.config import Handlers, MagnitudePruneConfig, PruneConfig, VocabPruneConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.errors import DataError, UnsupportedError
 from edgekd.families import family_spec
@@ -42,9 +42,21 @@ logger = logging.getLogger(__name__)
 Pruner = Callable[[nn.Module, Bundle, TaskData, Any, Path], dict[str, Any]]
 
 
+def _load_pruners() -> None:
+    from . import structured  # noqa: F401  (its `@register` enters it)
+
+
+# Pruning handlers by config type, each registered beside its code.
+PRUNERS: Handlers[Pruner] = Handlers("prune", _load_pruners)
+register = PRUNERS.register
+
+
 def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
     """Prune a torch bundle with the method of `cfg`; `overrides` (`data.path=DIR`) say where the text comes from."""
-    return transform_torch(source, cfg, PRUNERS[cfg.method], "prune", _suffix(cfg), out, overrides=overrides, force=force)
+    pruner = PRUNERS.get(cfg)
+    if pruner is None:
+        raise UnsupportedError(f"prune method {cfg.name!r} has no handler; registered: {', '.join(PRUNERS.table())}")
+    return transform_torch(source, cfg, pruner, "prune", cfg.output_suffix(), out, overrides=overrides, force=force)
 
 
 def transform_torch(
@@ -114,14 +126,6 @@ def transform_torch(
         )
 
 
-def _suffix(cfg: PruneConfig) -> str:
-    if isinstance(cfg, MagnitudePruneConfig):
-        return f"sparse{round(cfg.sparsity * 100)}"
-    if isinstance(cfg, StructuredPruneConfig):
-        return f"heads{round(cfg.heads * 100)}-ffn{round(cfg.ffn * 100)}"
-    return "vocab"
-
-
 def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:
     """Save a pruned model the way its family loads (transformers' format, or the BiLSTM's config + safetensors)."""
     if parent.manifest.architecture.get("family") == "bilstm":
@@ -138,6 +142,7 @@ def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:
 # ---- magnitude --------------------------------------------------------------------------------------------------
 
 
+@register(MagnitudePruneConfig)
 def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePruneConfig, directory: Path) -> dict[str, Any]:
     """Zero the globally smallest |w| of every Linear weight (embeddings, LayerNorms and biases are left alone)."""
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
@@ -157,6 +162,7 @@ def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePr
 # ---- vocabulary -------------------------------------------------------------------------------------------------
 
 
+@register(VocabPruneConfig)
 def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfig, directory: Path) -> dict[str, Any]:
     texts = [part for example in data.train.texts for part in example]
     if not texts:
@@ -233,11 +239,3 @@ def _prune_word_vocab(source: Path, target: Path, texts: list[str], min_count: i
     assert (target / VOCAB_FILE).is_file()
     return kept, len(tokenizer)
 
-
-def _structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: Any, directory: Path) -> dict[str, Any]:
-    from .structured import structured
-
-    return structured(model, parent, data, cfg, directory)
-
-
-PRUNERS: dict[str, Pruner] = {"magnitude": magnitude, "vocab": vocab, "structured": _structured}

@@ -1,6 +1,7 @@
 """`edgekd quantize`: an ONNX or TFLite bundle to a quantized one, evaluated against its parent through the runtime.
 
-Each method is a config type plus a handler registered by (method, format), as torchao dispatches on its configs.
+Each method is a config type (its facts: the format it reads, its output suffix) plus a handler registered by config
+type beside its code (`@register(OnnxDynamicConfig)`), as torchao dispatches on its configs.
 Every output is evaluated: dev metrics of the quantized file through the runtime, top-1 agreement and logit SQNR
 against the parent on the same examples, bytes, gzip bytes, parameters and non-zero parameters.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from edgekd import metrics
 from edgekd.bundle import Bundle, copy_support_files, produced_by, write_golden
-from edgekd.config import QuantizeConfig, to_dict
+from edgekd.config import Handlers, QuantizeConfig, to_dict
 from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
 from edgekd.errors import ParityError, UnsupportedError
 from edgekd.footprint import footprint
@@ -30,46 +31,47 @@ from .presets import host_preset, host_saturation
 
 logger = logging.getLogger(__name__)
 
-# handler(source model file, target model file, config, calibration examples, pad id) -> details for the manifest
-Handler = Callable[[Path, Path, Any, list[Example], int], dict[str, Any]]
+# handler(source model file, target model file, config, calibration examples, pad id) -> details for the manifest;
+# a method that reads a torch bundle (Neural Compressor) has a torch transform instead (`prune.Pruner`).
+Handler = Callable[..., dict[str, Any]]
 MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 
 
-def handlers() -> dict[tuple[str, str], Handler]:
-    """Quantization handlers by (method, bundle format); each backend is imported when its handler runs."""
-    from . import onnx, tflite
+def _load_handlers() -> None:
+    from . import inc, onnx, tflite  # noqa: F401  (their `@HANDLERS.register` fill the table)
 
-    return {
-        ("onnx-dynamic", "onnx"): onnx.quantize_dynamic,
-        ("onnx-static", "onnx"): onnx.quantize_static,
-        ("onnx-fp16", "onnx"): onnx.quantize_fp16,
-        ("onnx-int4", "onnx"): onnx.quantize_int4,
-        ("tflite-dynamic", "tflite"): tflite.quantize_dynamic,
-        ("tflite-int8", "tflite"): tflite.quantize_int8,
-        ("tflite-fp16", "tflite"): tflite.quantize_fp16,
-    }
+
+# Quantization handlers by config type, each registered beside its code; the config class says which format it reads.
+HANDLERS: Handlers[Handler] = Handlers("quantize", _load_handlers)
+register = HANDLERS.register
+
+
+def handlers() -> dict[str, tuple[type, Handler]]:
+    """Every quantization method with a handler, by name: (its config class, its handler)."""
+    return HANDLERS.table()
 
 
 def default_output(source: Path, cfg: QuantizeConfig) -> Path:
-    return source.parent / f"{source.name}-{cfg.method.split('-', 1)[1]}"
+    return source.parent / f"{source.name}-{cfg.output_suffix()}"
 
 
 def quantize(source: str | Path, cfg: QuantizeConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
     """Quantize an exported bundle; `overrides` (`data.path=DIR`) say where calibration and dev text come from."""
     parent = Bundle.open(source)
     manifest = parent.manifest
-    if manifest.format == "torch" and cfg.method == "inc":
-        from .inc import tune
+    handler = HANDLERS.get(cfg)
+    if handler is None or cfg.parent_format != manifest.format:
+        export_first = f"export it first: edgekd export {parent.path} --to onnx"
+        valid = [name for name, (config, _) in handlers().items() if config.parent_format == manifest.format]
+        shown = ", ".join(f"{name} (Neural Compressor)" if name == "inc" else name for name in valid)
+        if manifest.format == "torch":
+            shown = f"{shown}, or {export_first}" if shown else export_first
+        raise UnsupportedError(f"{parent.path}: method {cfg.name!r} does not apply to a {manifest.format} bundle; valid: {shown}")
+    if cfg.parent_format == "torch":
         from .prune import transform_torch
 
-        # A torch bundle out (RTN-rounded float weights): it flows on to `edgekd export`.
-        return transform_torch(parent.path, cfg, tune, "quantize", "inc", out, overrides=overrides, force=force, key="inc")
-    table = handlers()
-    handler = table.get((cfg.method, manifest.format))
-    if handler is None:
-        export_first = f"export it first: edgekd export {parent.path} --to onnx"
-        valid = ", ".join(m for m, f in table if f == manifest.format) or f"inc (Neural Compressor), or {export_first}"
-        raise UnsupportedError(f"{parent.path}: method {cfg.method!r} does not apply to a {manifest.format} bundle; valid: {valid}")
+        # A torch bundle out (e.g. RTN-rounded float weights): it flows on to `edgekd export`.
+        return transform_torch(parent.path, cfg, handler, "quantize", cfg.output_suffix(), out, overrides=overrides, force=force, key=cfg.name)
     if manifest.architecture.get("quantize"):
         raise UnsupportedError(f"{parent.path}: is already quantized ({manifest.architecture['quantize'].get('method')}); quantize its float parent")
     if cfg.method == "onnx-static" and manifest.architecture.get("export", {}).get("fusions"):

@@ -23,10 +23,13 @@ from edgekd.data import TaskData, length_grouped_batches
 from edgekd.errors import UnsupportedError
 from edgekd.runtime.encoder import collate, load_encoder
 
+from .prune import register
+
 logger = logging.getLogger(__name__)
 BATCH = 32
 
 
+@register(StructuredPruneConfig)
 def structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: StructuredPruneConfig, directory: Path) -> dict[str, Any]:
     import shutil
 

@@ -16,6 +16,8 @@ from edgekd.logs import root_filter
 from edgekd.runtime.backends import BUCKET_SIGNATURE
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
+from .stage import register
+
 
 def _same_weights_rewritten(record: logging.LogRecord) -> bool:
     """ai-edge-quantizer's warning, once per weight, that the seq<N> signatures' shared weight buffer is written again.
@@ -26,6 +28,7 @@ def _same_weights_rewritten(record: logging.LogRecord) -> bool:
     return "is overriding other previously quantized data" in record.getMessage()
 
 
+@register(TfliteDynamicConfig)
 def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from ai_edge_quantizer import quantizer, recipe
 
@@ -38,6 +41,7 @@ def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calib
     return {"backend": "ai-edge-quantizer", "recipe": "dynamic_wi8_afp32", "weights": "int8", "activations": "float32, dynamic"}
 
 
+@register(TfliteInt8Config)
 def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from ai_edge_quantizer import calibrator as aeq_calibrator, qtyping, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
@@ -130,6 +134,7 @@ def representative_data(source: Path, calibration: list[Example], pad_id: int) -
     return data
 
 
+@register(TfliteFp16Config)
 def quantize_fp16(source: Path, target: Path, cfg: TfliteFp16Config, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName

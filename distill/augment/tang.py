@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from edgekd.config import AugmentConfig
 
 from .pos import Tagged
 
@@ -21,13 +22,8 @@ MASK = "[MASK]"
 SPECIAL = {"[PAD]", "[UNK]", "[MASK]", "[CLS]", "[SEP]"}
 
 
-@dataclass(frozen=True)
-class TangSettings:
-    p_mask: float = 0.1
-    p_pos: float = 0.1
-    p_ng: float = 0.25
-    n_iter: int = 20
-    max_ngram: int = 5
+# The longest n-gram kept by n-gram sampling (the paper's n in 1..5).
+MAX_NGRAM = 5
 
 
 def turn(iteration: int, columns: int) -> set[int]:
@@ -55,12 +51,15 @@ class PosUnigrams:
 
 
 class TangAugmenter:
-    def __init__(self, unigrams: PosUnigrams, settings: TangSettings = TangSettings()) -> None:
-        self.unigrams, self.settings = unigrams, settings
+    """Tang et al.'s augmentation with the settings of an `AugmentConfig` of method `tang` (p_mask, p_pos, p_ng, n_iter)."""
+
+    def __init__(self, unigrams: PosUnigrams, cfg: AugmentConfig) -> None:
+        assert cfg.method == "tang", f"a tang augmenter given a {cfg.method} config"
+        self.unigrams, self.cfg = unigrams, cfg
 
     def words(self, sentence: Tagged, rng: np.random.Generator) -> list[str]:
         """One pass over a tagged sentence: masking and POS replacement per word, then n-gram sampling."""
-        s = self.settings
+        s = self.cfg
         out = []
         for word, tag in sentence:
             x = rng.random()
@@ -73,7 +72,7 @@ class TangAugmenter:
             else:
                 out.append(word)
         if out and rng.random() < s.p_ng:
-            n = min(int(rng.integers(1, s.max_ngram + 1)), len(out))
+            n = min(int(rng.integers(1, MAX_NGRAM + 1)), len(out))
             start = int(rng.integers(0, len(out) - n + 1))
             out = out[start:start + n]
         return out
@@ -83,7 +82,7 @@ class TangAugmenter:
         original = tuple(" ".join(w for w, _ in sentence) for sentence in example)
         seen = {original}
         out = []
-        for i in range(self.settings.n_iter):
+        for i in range(self.cfg.n_iter):
             which = turn(i, len(example))
             texts = tuple(" ".join(self.words(s, rng)) if k in which else original[k] for k, s in enumerate(example))
             if texts not in seen and all(t.strip() for t in texts):

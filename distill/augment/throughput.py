@@ -33,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edgekd.bundle import Bundle
+    from edgekd.config import AugmentConfig
     from edgekd.data import Split, lineage_data, load_task_data
-    from edgekd.distill.augment.data import AugmentJob, augment
-    from edgekd.distill.augment.tang import TangSettings
-    from edgekd.distill.augment.tinybert import TinyBertSettings
+    from edgekd.distill.augment.data import augment
     from edgekd.distill.logits_cache import teacher_logits
 
     teacher = Bundle.open(args.teacher)
@@ -45,20 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     picks = rng.choice(len(train), size=min(args.examples, len(train)), replace=False)
     split = Split("sample", [train.texts[i] for i in picks], train.labels[picks])
     mlm = args.mlm or _random_head_mlm(teacher)
-    jobs = {
-        "tang": AugmentJob("tang", TangSettings(), seed=0, num_proc=args.num_proc),
-        "tinybert-glove": AugmentJob("tinybert", TinyBertSettings(), seed=0, num_proc=args.num_proc),
-        "tinybert-mlm": AugmentJob("tinybert", TinyBertSettings(), seed=0, mlm=mlm, num_proc=args.num_proc),
+    configs = {
+        "tang": AugmentConfig(method="tang", num_proc=args.num_proc),
+        "tinybert-glove": AugmentConfig(method="tinybert", num_proc=args.num_proc),
+        "tinybert-mlm": AugmentConfig(method="tinybert", mlm=mlm, num_proc=args.num_proc),
     }
     with tempfile.TemporaryDirectory() as scratch:
         augmented = None
-        for name, job in jobs.items():
+        for name, cfg in configs.items():
             started = time.perf_counter()
-            augmented, facts = augment(split, job, Path(scratch) / name)
+            augmented, facts = augment(split, cfg, 0, Path(scratch) / name)
             seconds = time.perf_counter() - started
             print(json.dumps({"what": name, "examples": len(split), "new_examples": facts["augmented_examples"], "seconds": round(seconds, 1),
                               "examples_per_second": round(len(split) / seconds, 1), "num_proc": args.num_proc,
-                              "mlm": job.mlm if name == "tinybert-mlm" and args.mlm else ("random-head MiniLM" if name == "tinybert-mlm" else None)}),
+                              "mlm": cfg.mlm if name == "tinybert-mlm" and args.mlm else ("random-head MiniLM" if name == "tinybert-mlm" else None)}),
                   flush=True)
         assert augmented is not None
         labeled = Split("labeling", augmented.texts[len(split):][: 4 * args.examples], np.full(min(4 * args.examples, len(augmented) - len(split)), -1))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgekd.config import AugmentConfig
 
 from .tang import turn
 
@@ -25,14 +26,8 @@ _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 Candidates = list[list[str]]  # per word of a sentence: its replacements (empty: the word stays)
 
 
-@dataclass(frozen=True)
-class TinyBertSettings:
-    p_t: float = 0.4
-    k: int = 15
-    n_a: int = 20
-    # the words of a sentence considered (as TinyBERT's basic tokenizer splits them), and masked copies per MLM call
-    max_words: int = 128
-    batch_size: int = 64
+# The words of a sentence considered (as TinyBERT's basic tokenizer splits them); the rest stay as they are.
+MAX_WORDS = 128
 
 
 def split_words(text: str) -> list[str]:
@@ -132,15 +127,18 @@ class MlmCandidates:
 
 
 class TinyBertAugmenter:
-    def __init__(self, glove: GloveNeighbours, mlm: MlmCandidates | None = None, settings: TinyBertSettings = TinyBertSettings()) -> None:
-        self.glove, self.mlm, self.settings = glove, mlm, settings
+    """TinyBERT's augmentation with the settings of an `AugmentConfig` of method `tinybert` (p_t, k, n_a)."""
+
+    def __init__(self, glove: GloveNeighbours, mlm: MlmCandidates | None, cfg: AugmentConfig) -> None:
+        assert cfg.method == "tinybert", f"a tinybert augmenter given a {cfg.method} config"
+        self.glove, self.mlm, self.cfg = glove, mlm, cfg
 
     def prepare(self, examples: Sequence[tuple[str, ...]]) -> list[list[tuple[list[str], Candidates]]]:
         """Words and candidates of every sentence of a batch of examples, computed together."""
-        sentences = [split_words(text)[: self.settings.max_words] for example in examples for text in example]
+        sentences = [split_words(text)[:MAX_WORDS] for example in examples for text in example]
         from_mlm = self.mlm.candidates(sentences) if self.mlm is not None else [{} for _ in sentences]
         rest = [w for words, mlm in zip(sentences, from_mlm) for i, w in enumerate(words) if i not in mlm]
-        near = self.glove.neighbours(rest, self.settings.k)
+        near = self.glove.neighbours(rest, self.cfg.k)
         prepared = [(words, [mlm.get(i) or near.get(w, []) for i, w in enumerate(words)]) for words, mlm in zip(sentences, from_mlm)]
         out, at = [], 0
         for example in examples:
@@ -149,14 +147,14 @@ class TinyBertAugmenter:
         return out
 
     def sample(self, words: list[str], candidates: Candidates, rng: np.random.Generator) -> list[str]:
-        p_t = self.settings.p_t
+        p_t = self.cfg.p_t
         return [c[int(rng.integers(len(c)))] if c and rng.random() < p_t else w for w, c in zip(words, candidates)]
 
     def augment(self, prepared: list[tuple[list[str], Candidates]], rng: np.random.Generator) -> list[tuple[str, ...]]:
         """Up to N_a new texts for one prepared example, without duplicates or copies of the original."""
         original = tuple(" ".join(words) for words, _ in prepared)
         seen, out = {original}, []
-        for i in range(self.settings.n_a):
+        for i in range(self.cfg.n_a):
             which = turn(i, len(prepared))
             texts = tuple(" ".join(self.sample(w, c, rng)) if k in which else original[k] for k, (w, c) in enumerate(prepared))
             if texts not in seen:

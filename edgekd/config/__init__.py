@@ -24,7 +24,9 @@ from .loading import (
     validate_recipe,
 )
 from .methods import (
+    METHODS,
     ExportConfig,
+    Handlers,
     IncConfig,
     MagnitudePruneConfig,
     OnnxDynamicConfig,
@@ -38,7 +40,9 @@ from .methods import (
     TfliteFp16Config,
     TfliteInt8Config,
     VocabPruneConfig,
+    method_configs,
     method_names,
+    registered_methods,
 )
 from .render import MAX_PROBLEMS, SHOWN_CHARS, nearest_key, shorten, validate_config
 from .run import STAGES, ArtifactConfig, BenchConfig, Budget, ModelBudget, Recipe
@@ -57,13 +61,13 @@ from .training import (
 )
 
 __all__ = [
-    "MAX_PROBLEMS", "MAX_YAML_BYTES", "NAME", "OVERRIDE_SYNTAX", "PACKAGED_TEACHERS", "RECIPE_VERSION", "SEED_MAX",
+    "MAX_PROBLEMS", "MAX_YAML_BYTES", "METHODS", "NAME", "OVERRIDE_SYNTAX", "PACKAGED_TEACHERS", "RECIPE_VERSION", "SEED_MAX",
     "SHOWN_CHARS", "STAGES", "TANG_KEYS", "TINYBERT_KEYS", "ArtifactConfig", "AugmentConfig", "BenchConfig", "BiLSTMConfig",
-    "Budget", "ConfigT", "DataConfig", "ExportConfig", "IncConfig", "MagnitudePruneConfig", "ModelBudget", "OnnxDynamicConfig",
+    "Budget", "ConfigT", "DataConfig", "ExportConfig", "Handlers", "IncConfig", "MagnitudePruneConfig", "ModelBudget", "OnnxDynamicConfig",
     "OnnxFp16Config", "OnnxInt4Config", "OnnxStaticConfig", "PruneConfig", "QuantizeConfig", "Recipe", "StageConfig",
     "StructuredPruneConfig", "StudentConfig", "TeacherConfig", "TfliteDynamicConfig", "TfliteFp16Config", "TfliteInt8Config",
     "TinyBertConfig", "TrainConfig", "VocabPruneConfig", "apply_overrides", "bench_models", "bundle_formats",
-    "check_teacher_config", "check_teacher_source", "graph_problems", "load_recipe", "method_names", "nearest_key",
-    "parse_yaml", "read_yaml", "resolve_recipe_path", "shipped_recipes", "shorten", "student_lineage", "teacher_config_dir",
+    "check_teacher_config", "check_teacher_source", "graph_problems", "load_recipe", "method_configs", "method_names", "nearest_key",
+    "parse_yaml", "read_yaml", "registered_methods", "resolve_recipe_path", "shipped_recipes", "shorten", "student_lineage", "teacher_config_dir",
     "teacher_lineage", "to_dict", "validate_config", "validate_recipe",
 ]

@@ -16,9 +16,8 @@ def bundle_formats(recipe: Recipe) -> dict[str, str]:
     """The format of every bundle a run makes, by name: teacher and students are torch; artifacts follow their stage."""
     formats = {"teacher": "torch", **{name: "torch" for name in recipe.students}}
     for name, artifact in recipe.artifacts.items():
-        cfg = artifact.config
-        parent = formats.get(artifact.parent, "torch")
-        formats[name] = cfg.format if artifact.stage == "export" else "torch" if artifact.stage == "prune" else parent
+        # What a method makes is a fact of its config class (methods.py), not derived from its name.
+        formats[name] = artifact.config.made_format()
     return formats
 
 
@@ -43,7 +42,7 @@ def graph_problems(recipe: Recipe) -> list[str]:
                             f"known here: {', '.join(known)}")
         else:
             have = known[artifact.parent]
-            need = "torch" if artifact.stage != "quantize" or artifact.config.method == "inc" else artifact.config.method.split("-")[0]
+            need = artifact.config.parent_format
             if have != need:
                 problems.append(f"{where}: {artifact.stage} {getattr(artifact.config, 'method', '')}".rstrip()
                                 + f" needs a {need} parent, but {_shown(artifact.parent)} is {have}")

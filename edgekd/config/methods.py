@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import typing
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,9 +12,102 @@ from .base import _Config
 from .render import _shown
 
 
-class ExportConfig(_Config):
+class _MethodConfig(_Config):
+    """A method that derives a bundle from a bundle. The class states what it reads and makes; the recipe's graph,
+    default output names and the CLI help read these facts, and defining a concrete class enters it in `METHODS`.
+    Its handler is registered beside the handler's code, in its stage's registry (the spine imports no stage)."""
+
+    stage: ClassVar[str]
+    # The format of the bundle the method reads, and the one it makes (None: the same as it reads).
+    parent_format: ClassVar[str] = "torch"
+    output_format: ClassVar[str | None] = None
+    # The default output is the parent's folder name + "-" + this suffix.
+    suffix: ClassVar[str] = ""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name in _tags(cls):
+            known = METHODS.setdefault(cls.stage, {}).get(name)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"{cls.stage} method {name!r} is already defined by {known.__name__}")
+            METHODS[cls.stage][name] = cls
+
+    @property
+    def name(self) -> str:
+        """The method's name as the recipe and the CLI spell it."""
+        return str(_tags(type(self))[0])
+
+    def made_format(self) -> str:
+        return self.output_format or self.parent_format
+
+    def output_suffix(self) -> str:
+        return self.suffix
+
+
+# Every method config by stage and name, in definition order (filled as the classes are defined).
+METHODS: dict[str, dict[str, type[_MethodConfig]]] = {}
+
+
+def _tags(cls: type[_MethodConfig]) -> tuple[str, ...]:
+    """The names a concrete config class answers to: its `method` literal (export: its `format` literals)."""
+    field = cls.model_fields.get("method") or cls.model_fields.get("format")
+    return typing.get_args(field.annotation) if field is not None else ()
+
+
+def method_configs(stage: str) -> dict[str, type[_MethodConfig]]:
+    """The config class of every method of a stage (export, quantize, prune), by name."""
+    return dict(METHODS.get(stage, {}))
+
+
+def registered_methods(stage: str) -> list[str]:
+    """The names of a stage's methods, in definition order (the CLI help lists them)."""
+    return list(METHODS.get(stage, {}))
+
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+class Handlers(Generic[H]):
+    """A stage's handlers keyed by config type (an export's by format too), each entered by `@handlers.register(Config)`
+    beside its code, as torchao registers its transforms. `load` imports the modules holding the handlers (each pulls
+    in its own backend only when a handler runs), so the table is complete when it is read."""
+
+    def __init__(self, stage: str, load: Callable[[], object]) -> None:
+        self.stage = stage
+        self._load = load
+        self._table: dict[str, tuple[type[_MethodConfig], H]] = {}
+
+    def register(self, config: type[_MethodConfig], name: str | None = None) -> Callable[[H], H]:
+        """Enter the decorated function as the handler of `config` (of its method `name` where it has several)."""
+        names = _tags(config)
+        if config.stage != self.stage or (name or names[0]) not in names or (name is None and len(names) != 1):
+            raise TypeError(f"{config.__name__} {name or ''}: not one {self.stage} method (its names: {', '.join(names)})")
+
+        def enter(handler: H) -> H:
+            self._table[name or names[0]] = (config, handler)
+            return handler
+
+        return enter
+
+    def unregister(self, name: str) -> None:
+        self._table.pop(name, None)
+
+    def table(self) -> dict[str, tuple[type[_MethodConfig], H]]:
+        """Every registered method by name: (its config class, its handler)."""
+        self._load()
+        return dict(self._table)
+
+    def get(self, cfg: _MethodConfig) -> H | None:
+        """The handler of a config, or None where its method has none."""
+        entry = self.table().get(cfg.name)
+        return entry[1] if entry is not None and isinstance(cfg, entry[0]) else None
+
+
+class ExportConfig(_MethodConfig):
     """One export of a torch bundle to a deployable format, checked against its parent."""
 
+    stage: ClassVar[str] = "export"
     format: Literal["onnx", "tflite"]
     # ONNX opset; 17 has LayerNormalization, which ONNX Runtime's fusions expect.
     opset: int = Field(default=17, ge=17, le=21)
@@ -39,8 +133,20 @@ class ExportConfig(_Config):
             raise ValueError(f"parity_samples {samples}: compare at least 1 dev example (or `all`)")
         return samples
 
+    @property
+    def name(self) -> str:
+        return self.format
 
-class _QuantizeBase(_Config):
+    def made_format(self) -> str:
+        return self.format
+
+    def output_suffix(self) -> str:
+        return self.format + ("-fused" if self.fuse else "")
+
+
+class _QuantizeBase(_MethodConfig):
+    stage: ClassVar[str] = "quantize"
+
     # A floor on top-1 agreement with the parent on the evaluated dev examples: a quantized model below it is broken
     # (a wrong calibration, an unsupported graph) and is not written. Accuracy budgets belong in the gate.
     min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
@@ -51,6 +157,8 @@ class _QuantizeBase(_Config):
 class OnnxDynamicConfig(_QuantizeBase):
     """ONNX Runtime dynamic INT8: weights quantized ahead of time, activations' ranges computed per call."""
 
+    parent_format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = "dynamic"
     method: Literal["onnx-dynamic"] = "onnx-dynamic"
     per_channel: bool = True
     # 7-bit weights: needed where INT8 dot products saturate 16-bit sums (AVX2 without VNNI); see quantize.presets.
@@ -60,6 +168,8 @@ class OnnxDynamicConfig(_QuantizeBase):
 class OnnxStaticConfig(_QuantizeBase):
     """ONNX Runtime static INT8 in QDQ format, activation ranges calibrated on real training text."""
 
+    parent_format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = "static"
     method: Literal["onnx-static"] = "onnx-static"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     # Training examples run to collect activation ranges.
@@ -75,6 +185,8 @@ class OnnxStaticConfig(_QuantizeBase):
 class OnnxFp16Config(_QuantizeBase):
     """FP16 weights and compute (inputs and outputs stay as they were): half the size; fast where FP16 is native."""
 
+    parent_format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = "fp16"
     method: Literal["onnx-fp16"] = "onnx-fp16"
 
 
@@ -82,6 +194,8 @@ class OnnxInt4Config(_QuantizeBase):
     """ONNX Runtime weight-only 4-bit: MatMul weights (MatMulNBits) and, with `embeddings`, the embedding table
     (GatherBlockQuantized), in blocks of `block_size` values sharing a scale; activations stay float."""
 
+    parent_format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = "int4"
     method: Literal["onnx-int4"] = "onnx-int4"
     block_size: int = Field(default=32, ge=16)
     embeddings: bool = True
@@ -97,12 +211,16 @@ class OnnxInt4Config(_QuantizeBase):
 class TfliteDynamicConfig(_QuantizeBase):
     """LiteRT dynamic-range INT8 (ai-edge-quantizer): INT8 weights, float activations quantized on the fly."""
 
+    parent_format: ClassVar[str] = "tflite"
+    suffix: ClassVar[str] = "dynamic"
     method: Literal["tflite-dynamic"] = "tflite-dynamic"
 
 
 class TfliteInt8Config(_QuantizeBase):
     """LiteRT static INT8 (ai-edge-quantizer): INT8 weights and activations, ranges calibrated on real training text."""
 
+    parent_format: ClassVar[str] = "tflite"
+    suffix: ClassVar[str] = "int8"
     method: Literal["tflite-int8"] = "tflite-int8"
     # Training examples run to collect activation ranges (spread over the sequence buckets).
     samples: int = Field(default=128, gt=0)
@@ -111,6 +229,8 @@ class TfliteInt8Config(_QuantizeBase):
 class TfliteFp16Config(_QuantizeBase):
     """LiteRT FP16 weights (ai-edge-quantizer float casting): half the size; compute stays float32."""
 
+    parent_format: ClassVar[str] = "tflite"
+    suffix: ClassVar[str] = "fp16"
     method: Literal["tflite-fp16"] = "tflite-fp16"
 
 
@@ -118,6 +238,8 @@ class IncConfig(_QuantizeBase):
     """Neural Compressor's accuracy-driven tuning of a torch student: weight-only round-to-nearest (RTN) of the Linear
     layers, trying bit widths from the most aggressive and stopping at the first within `tolerable_loss`."""
 
+    parent_format: ClassVar[str] = "torch"
+    suffix: ClassVar[str] = "inc"
     method: Literal["inc"] = "inc"
     # Relative loss of the dev metric accepted (0.01: the quantized model keeps at least 99% of the parent's accuracy).
     tolerable_loss: float = Field(default=0.01, gt=0.0, lt=1.0)
@@ -138,22 +260,31 @@ QuantizeConfig = typing.Annotated[
 ]
 
 
-class MagnitudePruneConfig(_Config):
+class _PruneBase(_MethodConfig):
+    # Torch in, torch out (export and quantize it next).
+    stage: ClassVar[str] = "prune"
+
+
+class MagnitudePruneConfig(_PruneBase):
     """Unstructured global magnitude pruning: the smallest weights of every Linear layer, ranked together, set to 0."""
 
     method: Literal["magnitude"] = "magnitude"
     sparsity: float = Field(ge=0.0, lt=1.0)
 
+    def output_suffix(self) -> str:
+        return f"sparse{round(self.sparsity * 100)}"
 
-class VocabPruneConfig(_Config):
+
+class VocabPruneConfig(_PruneBase):
     """Keep only the vocabulary the task's training text uses (plus special tokens); shrink the embedding table."""
 
     method: Literal["vocab"] = "vocab"
     # Keep a piece (or word) only when the training text uses it at least this often: fewer rows, more [UNK]s.
     min_count: int = Field(default=1, ge=1)
+    suffix: ClassVar[str] = "vocab"
 
 
-class StructuredPruneConfig(_Config):
+class StructuredPruneConfig(_PruneBase):
     """Remove whole attention heads and FFN neurons of a BERT-family model, least important first (Michel et al. 2019:
     importance = |gradient of the loss with respect to a mask on the unit|, over real training examples)."""
 
@@ -170,6 +301,9 @@ class StructuredPruneConfig(_Config):
         if self.heads == 0 and self.ffn == 0:
             raise ValueError("structured pruning needs heads > 0 or ffn > 0 (shares in [0, 1))")
         return self
+
+    def output_suffix(self) -> str:
+        return f"heads{round(self.heads * 100)}-ffn{round(self.ffn * 100)}"
 
 
 PruneConfig = typing.Annotated[MagnitudePruneConfig | VocabPruneConfig | StructuredPruneConfig, Field(discriminator="method")]

@@ -75,23 +75,40 @@ class ArtifactConfig(_Config):
         return getattr(self, self.stage)
 
 
-class BenchConfig(_Config):
-    """`edgekd run`'s benchmark (DESIGN.md's protocol) of the run's ONNX and TFLite artifacts, against a reference."""
+# The benchmark protocol's minimums (DESIGN.md): measured queries per measurement (enough for a p90 early-stopping
+# estimate at 99% confidence, as MLPerf) and measured seconds. The report's validity flags are judged against them too.
+MIN_QUERIES = 64
+MIN_SECONDS = 1.0
+# A week bounds a child's timeout: waits past what the OS clock functions take overflow.
+MAX_TIMEOUT = 7 * 86400
 
-    # Artifact names measured; null: every ONNX and TFLite artifact but the reference.
+
+class BenchConfig(_Config):
+    """A benchmark (DESIGN.md's protocol) of ONNX and TFLite bundles on a target, against a reference: `edgekd bench`'s
+    settings, and `edgekd run`'s `bench:` section (which also names the run's artifacts measured and the report folder)."""
+
+    # Artifact names measured (`edgekd run`); null: every ONNX and TFLite artifact but the reference.
     models: list[str] | None = None
-    # Latency ratios are paired against this: an ONNX/TFLite artifact of the run (e.g. the teacher's export) or
-    # `bert-base-shape` (BERT-base sized, random weights: what a BERT-base teacher would cost).
-    reference: str = "bert-base-shape"
+    # Latency ratios are paired against this: an ONNX/TFLite artifact of the run (e.g. the teacher's export; for
+    # `edgekd bench` a bundle path) or `bert-base-shape` (BERT-base sized, random weights: what a BERT-base teacher
+    # would cost); null (`edgekd bench` only): no ratios.
+    reference: str | None = "bert-base-shape"
     # Also measure bert-base-shape in the same run when the reference is another model (the speed-up against BERT-base).
     bert_base_shape: bool = True
+    # A bundle (any format) whose dev metric in its manifest is the teacher's: accuracy drops are against it; null in
+    # `edgekd run`: the recipe's teacher.
+    teacher: str | None = None
     # local, ssh://user@host[...] or qemu-aarch64://ROOTFS (emulated: functional only, its latency means nothing).
     target: str = "local"
     threads: list[int] = Field(default=[1], min_length=1)
-    queries: int = Field(default=64, ge=64)
-    seconds: float = Field(default=1.0, ge=1.0)
-    # Real dev sentences measured (a fixed random sample).
+    queries: int = Field(default=MIN_QUERIES, ge=MIN_QUERIES)
+    seconds: float = Field(default=MIN_SECONDS, ge=MIN_SECONDS)
+    # Real dev sentences measured (a fixed random sample, so their lengths follow the dev set's).
     texts: int = Field(default=200, gt=0)
+    # Seconds one child process on the target may take.
+    timeout: float = Field(default=900.0, gt=0, le=MAX_TIMEOUT)
+    # Dev accuracy of every model through the runtime (the gate-trust script turns it off: it measures latency only).
+    accuracy: bool = True
     # The report folder under output_dir: report.json, report.md, report.html, plots, gate.xml, gate.md.
     output: str = Field(default="report", pattern=f"^{NAME}$")
 

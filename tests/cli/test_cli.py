@@ -135,3 +135,37 @@ def test_every_verb_has_a_handler() -> None:
 
     verbs = {name.split()[0] for name in HANDLERS}
     assert verbs == set(VERBS), verbs ^ set(VERBS)
+
+
+def test_flags_left_out_take_the_configs_own_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shadow defaults: export and bench flags default to None, the verb passes only the flags given, and the help
+    shows the config field's default (read from it, not written twice)."""
+    import edgekd.benchmarks.bench
+    import edgekd.export.stage
+    from edgekd.cli import build_parser
+    from edgekd.config import BenchConfig, ExportConfig
+    from edgekd.errors import ConfigError
+
+    parser = build_parser()
+    export_args = parser.parse_args(["export", "B", "--to", "onnx"])
+    assert (export_args.opset, export_args.buckets, export_args.parity_samples) == (None, None, None)
+    bench_args = parser.parse_args(["bench", "B", "-o", "out"])
+    assert all(getattr(bench_args, key) is None for key in ("target", "threads", "queries", "seconds", "texts", "reference"))
+    bench_help = parser._subparsers._group_actions[0].choices["bench"].format_help()
+    assert f"from the config, {BenchConfig.model_fields['texts'].default}" in " ".join(bench_help.split())
+
+    seen: dict[str, object] = {}
+
+    def stop(key: str) -> object:
+        def record(*args: object, **kwargs: object) -> object:
+            seen[key] = args[1]
+            raise ConfigError("stopped by the test")
+        return record
+
+    monkeypatch.setattr(edgekd.benchmarks.bench, "bench", stop("bench"))
+    monkeypatch.setattr(edgekd.export.stage, "export", stop("export"))
+    assert run(capsys, "bench", "B", "-o", str(tmp_path), "--texts", "30")[0] == 2
+    assert seen["bench"] == BenchConfig(reference=None, texts=30)
+    assert run(capsys, "export", "B", "--to", "tflite", "--buckets", "16,32")[0] == 2
+    assert seen["export"] == ExportConfig(format="tflite", buckets=[16, 32])

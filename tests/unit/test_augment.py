@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from edgekd import testing
-from edgekd.distill.augment.tang import MASK, PosUnigrams, TangAugmenter, TangSettings
-from edgekd.distill.augment.tinybert import GloveNeighbours, MlmCandidates, TinyBertAugmenter, TinyBertSettings, split_words
+from edgekd.config import AugmentConfig
+from edgekd.distill.augment.tang import MASK, PosUnigrams, TangAugmenter
+from edgekd.distill.augment.tinybert import GloveNeighbours, MlmCandidates, TinyBertAugmenter, split_words
 
 # A tagged sentence of 20 words whose own words never occur in the corpus: every POS replacement is a visible change.
 SENTENCE = [(f"w{i}", "NN" if i % 2 else "JJ") for i in range(20)]
@@ -21,7 +22,7 @@ SAMPLES = 3000
 
 
 def tang(**settings: float) -> TangAugmenter:
-    return TangAugmenter(PosUnigrams(CORPUS), TangSettings(**settings))
+    return TangAugmenter(PosUnigrams(CORPUS), AugmentConfig(method="tang", **settings))
 
 
 def test_tang_mask_and_pos_rates_match_the_settings() -> None:
@@ -138,7 +139,7 @@ def test_mlm_candidates_are_the_models_top_k_and_batching_changes_nothing(tiny_m
 
 
 def test_tinybert_rates_and_sources(tiny_mlm: MlmCandidates, glove: GloveNeighbours) -> None:
-    augmenter = TinyBertAugmenter(glove, tiny_mlm, TinyBertSettings(p_t=0.4, k=5, n_a=20))
+    augmenter = TinyBertAugmenter(glove, tiny_mlm, AugmentConfig(method="tinybert", p_t=0.4, k=5, n_a=20))
     [[(words, candidates)]] = augmenter.prepare([("the film was monday qxzqv",)])
     assert words == ["the", "film", "was", "monday", "qxzqv"]
     # single pieces of the tiny vocabulary: the MLM's; "monday" is not one: GloVe's; "qxzqv" is in neither: stays
@@ -155,10 +156,10 @@ def test_tinybert_rates_and_sources(tiny_mlm: MlmCandidates, glove: GloveNeighbo
 
 
 def test_tinybert_without_an_mlm_uses_glove_for_every_word(glove: GloveNeighbours) -> None:
-    augmenter = TinyBertAugmenter(glove, None, TinyBertSettings(k=4))
+    augmenter = TinyBertAugmenter(glove, None, AugmentConfig(method="tinybert", k=4))
     [[first, second]] = augmenter.prepare([("good film", "bad plot")])
     assert first[1] == [glove.neighbours(["good"], 4)["good"], glove.neighbours(["film"], 4)["film"]]
-    out = TinyBertAugmenter(glove, None, TinyBertSettings(p_t=1.0, k=4, n_a=3)).augment([first, second], np.random.default_rng(0))
+    out = TinyBertAugmenter(glove, None, AugmentConfig(method="tinybert", p_t=1.0, k=4, n_a=3)).augment([first, second], np.random.default_rng(0))
     assert [(a != "good film", b != "bad plot") for a, b in out] == [(True, False), (False, True), (True, True)]
 
 
@@ -174,39 +175,41 @@ def test_glove_chunking_gives_the_same_neighbours(glove: GloveNeighbours) -> Non
 
 
 def test_augmenting_a_split_is_cached_and_independent_of_the_process_count(tmp_path) -> None:  # noqa: ANN001
+    from edgekd.distill.augment.data import augment
+
     from edgekd.data import Split
-    from edgekd.distill.augment.data import AugmentJob, augment
 
     texts = [(row["sentence"],) for row in testing.fixture_rows(24)]
     split = Split("train", texts, np.asarray([row["label"] for row in testing.fixture_rows(24)]))
-    job = AugmentJob("tang", TangSettings(n_iter=4), seed=3, batch_size=5)
-    one, facts = augment(split, job, tmp_path / "a")
+    cfg = AugmentConfig(method="tang", n_iter=4, batch_size=5)
+    one, facts = augment(split, cfg, 3, tmp_path / "a")
     assert not facts["cached"] and facts["augmented_examples"] == len(one) - 24 > 24
     assert one.texts[:24] == texts and (one.labels[24:] == -1).all() and (one.labels[:24] == split.labels).all()
     # Two worker processes, in a fresh interpreter: forking this test process (threads of JAX and torch) could deadlock.
     script = (
         "import json, sys, numpy as np\n"
         "from edgekd import testing\nfrom edgekd.data import Split\n"
-        "from edgekd.distill.augment.data import AugmentJob, augment\nfrom edgekd.distill.augment.tang import TangSettings\n"
+        "from edgekd.config import AugmentConfig\nfrom edgekd.distill.augment.data import augment\n"
         "rows = testing.fixture_rows(24)\n"
         "split = Split('train', [(r['sentence'],) for r in rows], np.asarray([r['label'] for r in rows]))\n"
-        "two, facts = augment(split, AugmentJob('tang', TangSettings(n_iter=4), seed=3, batch_size=7, num_proc=2), sys.argv[1])\n"
+        "two, facts = augment(split, AugmentConfig(method='tang', n_iter=4, batch_size=7, num_proc=2), 3, sys.argv[1])\n"
         "print(json.dumps(two.texts))\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [tuple(t) for t in json.loads(result.stdout.splitlines()[-1])] == one.texts
-    again, facts = augment(split, job, tmp_path / "a")
+    again, facts = augment(split, cfg, 3, tmp_path / "a")
     assert facts["cached"] and again.texts == one.texts
-    other, _ = augment(split, AugmentJob("tang", TangSettings(n_iter=4), seed=4), tmp_path / "a")
+    other, _ = augment(split, AugmentConfig(method="tang", n_iter=4), 4, tmp_path / "a")
     assert other.texts != one.texts
 
 
 def test_a_second_job_in_the_same_process_gets_its_own_augmenter(tmp_path) -> None:  # noqa: ANN001
+    from edgekd.distill.augment.data import augment
+
     from edgekd.data import Split
-    from edgekd.distill.augment.data import AugmentJob, augment
 
     split = Split("train", [("the film was good",), ("a bad plot",)], np.asarray([1, 0]))
-    augment(split, AugmentJob("tang", TangSettings(n_iter=2), seed=0), tmp_path)
-    masked, _ = augment(split, AugmentJob("tang", TangSettings(p_mask=1.0, p_ng=0.0, n_iter=1), seed=0), tmp_path)
+    augment(split, AugmentConfig(method="tang", n_iter=2), 0, tmp_path)
+    masked, _ = augment(split, AugmentConfig(method="tang", p_mask=1.0, p_pos=0.0, p_ng=0.0, n_iter=1), 0, tmp_path)
     assert masked.texts[2:] == [(" ".join([MASK] * 4),), (" ".join([MASK] * 3),)]

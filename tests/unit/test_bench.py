@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from edgekd.benchmarks import report as report_module
-from edgekd.benchmarks.bench import BenchSettings, bench
+from edgekd.benchmarks.bench import bench
 from edgekd.bundle import Bundle
 from edgekd.cli import main
-from edgekd.config import ExportConfig
-from edgekd.errors import BundleError, ConfigError, UnsupportedError
+from edgekd.config import BenchConfig, ExportConfig
+from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
+from edgekd.errors import BundleError, UnsupportedError
 from edgekd.export.stage import export
 
 
@@ -22,26 +23,29 @@ from edgekd.export.stage import export
 def measured(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("bench")
     bundles = {name: export(tiny_bundles[name].path, ExportConfig(format="onnx"), root / f"{name}-onnx") for name in ("tinybert", "teacher")}
-    settings = BenchSettings(reference=str(bundles["teacher"].path), teacher=str(tiny_bundles["teacher"].path), texts=20)
-    return {"report": bench([bundles["tinybert"].path], settings), "bundles": bundles, "root": root}
+    cfg = BenchConfig(reference=str(bundles["teacher"].path), teacher=str(tiny_bundles["teacher"].path), texts=20)
+    return {"report": bench([bundles["tinybert"].path], cfg), "bundles": bundles, "root": root}
 
 
 def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
     report = measured["report"]
     report_module.validate(report)
+    # The schema's floors are the protocol's minimums of the benchmark config (one number each).
+    floors = report_module.schema()["properties"]["settings"]["properties"]
+    assert (floors["queries"]["minimum"], floors["seconds"]["minimum"]) == (MIN_QUERIES, MIN_SECONDS)
     assert report["target"] == {"name": "local", "latency_source": "measured_host"} and report["machine"]["cores"] >= 1
     candidate, reference = report["models"]
     assert (candidate["role"], reference["role"]) == ("candidate", "reference")
     run = candidate["runs"][0]
     for kind in ("real", "padded"):
         summary = run[kind]
-        assert summary["queries"] >= 64 and summary["seconds"] >= 1.0 and summary["valid_min_queries"] and summary["valid_min_duration"]
+        assert summary["queries"] >= MIN_QUERIES and summary["seconds"] >= MIN_SECONDS and summary["valid_min_queries"] and summary["valid_min_duration"]
         assert summary["min"] <= summary["p50"] <= summary["p90"] <= summary["p99"] <= summary["max"]
         assert len(run["latencies_ms"][kind]) == summary["queries"]
     assert run["padded_tokens"] == 32 and run["startup_ms"] > 0 and run["first_inference_ms"] > 0
     assert run["memory_kb"] is not None and run["memory_kb"] > 0
     ratio = run["vs_reference"]
-    assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["pairs"] >= 64
+    assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["pairs"] >= MIN_QUERIES
     assert reference["runs"][0]["vs_reference"] is None
     # The tiny student is smaller than the tiny teacher: fewer MACs, and its accuracy drop is against the teacher.
     assert candidate["macs"]["at_max_length"] < reference["macs"]["at_max_length"]
@@ -103,10 +107,11 @@ def test_a_report_breaking_the_schema_is_refused(measured: dict[str, Any], tmp_p
 
 
 def test_bench_errors(measured: dict[str, Any], tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError, match="at least 64"):
-        bench([measured["bundles"]["tinybert"].path], BenchSettings(queries=10))
+    bundle = str(measured["bundles"]["tinybert"].path)
+    assert main(["bench", bundle, "-o", str(tmp_path), "--queries", str(MIN_QUERIES - 1)]) == 2
+    assert f"queries: Input should be greater than or equal to {MIN_QUERIES}" in capsys.readouterr().err
     with pytest.raises(UnsupportedError, match="edgekd export first"):
-        bench([tiny_bundles["tinybert"].path], BenchSettings())
+        bench([tiny_bundles["tinybert"].path], BenchConfig())
     assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--threads", "one"]) == 2
     assert "--threads" in capsys.readouterr().err
     assert main(["bench", str(measured["bundles"]["tinybert"].path), "-o", str(tmp_path), "--target", "gopher://x"]) == 2

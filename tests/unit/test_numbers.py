@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from edgekd.benchmarks.bench import BenchSettings
 from edgekd.distill.loop import Checkpoint, Trainer
 
-from edgekd.config import TrainConfig
+from edgekd.config import BenchConfig, TrainConfig, validate_config
+from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
 from edgekd.errors import BundleError, ConfigError
 from edgekd.modeling import bilstm_config, check_hf_config
 
@@ -78,18 +78,26 @@ def test_a_finite_run_is_untouched(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"seconds": math.nan}, r"seconds nan: the protocol warms up and measures for at least 1 s \(a finite number\)"),
-    ({"seconds": math.inf}, r"seconds inf: the protocol warms up"),
-    ({"timeout": math.nan}, r"timeout nan: a finite number of seconds above 0"),
-    ({"timeout": -1.0}, r"timeout -1.0: a finite number"),
+    ({"seconds": math.nan}, r"seconds: Input should be a finite number \(got nan\)"),
+    ({"seconds": math.inf}, r"seconds: Input should be a finite number \(got inf\)"),
+    ({"seconds": 0.5}, rf"seconds: Input should be greater than or equal to {MIN_SECONDS:g}"),
+    ({"queries": MIN_QUERIES - 1}, rf"queries: Input should be greater than or equal to {MIN_QUERIES} \(got {MIN_QUERIES - 1}\)"),
+    ({"timeout": math.nan}, r"timeout: Input should be a finite number"),
+    ({"timeout": -1.0}, r"timeout: Input should be greater than 0"),
+    ({"threads": [0]}, r"threads \[0\]: positive counts"),
 ])
-def test_bench_settings_refuse_nan_and_infinity(change: dict[str, float], message: str) -> None:
+def test_bench_config_refuses_nan_infinity_and_less_than_the_protocol(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        BenchSettings(**change).check()
-    BenchSettings().check()
+        validate_config(BenchConfig, change, source="bench")
+    validate_config(BenchConfig, {}, source="bench")
+
+
+def test_bench_cli_refuses_nan_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekd.cli import main
+
     # `edgekd bench --seconds nan` once wrote `"seconds": NaN` into report.json, and the gate passed it.
-    with pytest.raises(ConfigError, match=r"bench settings: seconds nan: .*\(a finite number\)"):
-        BenchSettings(seconds=float("nan")).check()
+    assert main(["bench", str(tmp_path / "missing"), "-o", str(tmp_path / "out"), "--seconds", "nan"]) == 2
+    assert "seconds: Input should be a finite number (got nan)" in capsys.readouterr().err
 
 
 def _bert_config(folder: Path, **changes: Any) -> Path:
