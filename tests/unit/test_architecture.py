@@ -64,6 +64,16 @@ def test_contracts_pass(tmp_path: Path) -> None:
     assert f"Contracts: {len(contract_ids())} kept, 0 broken." in result.stdout, result.stdout
 
 
+def test_contracts_do_not_depend_on_the_data_only_recipes_package(tmp_path: Path) -> None:
+    # `edgekd.recipes` holds YAML and an empty __init__: an install (or a scan) that does not list it as a module must
+    # not break the layers contract ("Missing layer in container 'edgekd': module edgekd.recipes does not exist").
+    layout = installed_layout(tmp_path)
+    shutil.rmtree(layout / "edgekd" / "recipes")
+    result = lint_imports(layout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(contract_ids())} kept, 0 broken." in result.stdout, result.stdout
+
+
 # (contract that must break, file of the installed layout, the forbidden import appended to it)
 FORBIDDEN = {
     "runtime imports torch": ("runtime-light", "edgekd/runtime/encoder.py", "import torch"),
