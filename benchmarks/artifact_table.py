@@ -9,19 +9,17 @@ from typing import Any
 
 from edgekd.bundle import Bundle
 from edgekd.footprint import footprint
-
-MODEL_FILES = ("model.onnx", "model.tflite", "model.safetensors")
+from edgekd.records import MODEL_FILES, Metrics
 
 
 def _what(bundle: Bundle) -> str:
     m = bundle.manifest
     arch = m.architecture
     steps = []
-    export = arch.get("export", {})
+    export = arch.export or {}
     if m.format != "torch":
         steps.append(m.format + (" fused" if export.get("fusions") else "") + (f" buckets {export['buckets']}" if "buckets" in export else ""))
-    for key in ("prune", "inc", "quantize"):
-        details = arch.get(key)
+    for key, details in (("prune", arch.prune), ("inc", arch.inc), ("quantize", arch.quantize)):
         if details:
             steps.append(_describe(key, details))
     return ", ".join(steps) or m.format
@@ -42,8 +40,9 @@ def _describe(key: str, details: dict[str, Any]) -> str:
     return method
 
 
-def _parity(metrics: dict[str, Any]) -> dict[str, Any]:
-    rows = metrics.get("parity", {}).get("outputs", [])
+def _parity(metrics: Metrics) -> dict[str, Any]:
+    """The parity row of the dev inputs against the parent, or {}."""
+    rows = (metrics.parity or {}).get("outputs", [])
     return next((r for r in rows if r["name"] == "dev"), {})
 
 
@@ -52,16 +51,15 @@ def table(bundles: Sequence[Bundle]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for bundle in bundles:
         m = bundle.manifest
-        dev = m.metrics.get("dev") or m.metrics.get("dev_sample", {})
-        parent = m.metrics.get("parent_dev", {})
+        scores, parent = m.metrics.scores(), m.metrics.parent_dev or {}
+        accuracy = scores.values.get("accuracy") if scores else None
         parity = _parity(m.metrics)
-        model = next(bundle.file(f) for f in MODEL_FILES if f in m.files)
-        size = footprint(model)
+        size = footprint(bundle.file(MODEL_FILES[m.format]))
         sqnr = parity.get("sqnr_db")
         row = [
             bundle.path.name,
             _what(bundle),
-            f"{100 * dev['accuracy']:.2f}" + ("" if "examples" not in dev else f" ({dev['examples']})") if "accuracy" in dev else "",
+            f"{100 * accuracy:.2f} ({scores.examples})" if scores and accuracy is not None else "",
             f"{100 * parent['accuracy']:.2f}" if "accuracy" in parent else "",
             f"{100 * parity['agreement']:.2f}" if parity else "",
             f"{sqnr:.1f}" if isinstance(sqnr, float) else str(sqnr or ""),

@@ -13,13 +13,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from edgekd.config import BenchConfig, Budget, ModelBudget, read_yaml, shorten, validate_config
 from edgekd.errors import ConfigError
 
+from .report_model import ModelResult, Ratio, Report, Run
+
 logger = logging.getLogger(__name__)
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "SKIP"]
+# Measures a model's latency ratio again against the report's reference, with more pairs.
+Remeasure = Callable[[ModelResult], Ratio]
 
 
 @dataclass(frozen=True)
@@ -42,50 +46,49 @@ def load_budget(path: Path) -> Budget:
     return validate_config(Budget, read_yaml(path, "budget"), source=str(path))
 
 
-def remeasurer(report: dict[str, Any], budget: Budget, target: str | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def remeasurer(report: Report, budget: Budget, target: str | None = None) -> Remeasure:
     """`remeasure(model)` for `judge`: the model measured again against the report's reference, with 4x the pairs."""
-    settings = report["settings"]
+    settings = report.settings
 
-    def remeasure(model: dict[str, Any]) -> dict[str, Any]:
+    def remeasure(model: ModelResult) -> Ratio:
         from .bench import bench
 
-        logger.warning("%s: latency ratio inconclusive; measuring again with 4x the pairs", model["name"])
+        logger.warning("%s: latency ratio inconclusive; measuring again with 4x the pairs", model.name)
         again = BenchConfig(
-            target=target or report["target"]["name"], reference=settings["reference"], threads=[budget.threads],
-            queries=4 * max(settings["queries"], settings["texts"]), seconds=settings["seconds"], texts=settings["texts"],
+            target=target or report.target.name, reference=settings.reference, threads=[budget.threads],
+            queries=4 * max(settings.queries, settings.texts), seconds=settings.seconds, texts=settings.texts,
         )
-        fresh = bench([Path(str(model["path"]))], again, settings["data_overrides"])
-        return next(m for m in fresh["models"] if m["role"] == "candidate")["runs"][0]
+        fresh = bench([Path(model.path)], again, settings.data_overrides)
+        ratio = fresh.candidates()[0].runs[0].vs_reference
+        assert ratio is not None, "a model measured against a reference has a paired ratio"
+        return ratio
 
     return remeasure
 
 
-def judge(report: dict[str, Any], budget: Budget, remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[Check]:
-    """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new run (4x the pairs).
+def judge(report: Report, budget: Budget, remeasure: Remeasure | None = None) -> list[Check]:
+    """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new ratio (4x the pairs).
     Architecture-only models (bert-base-shape: random weights) are measured for comparison and never judged."""
-    candidates = [m for m in report["models"] if m["role"] == "candidate" and not m["architecture_only"]]
-    names = {m["name"] for m in candidates}
+    candidates = [m for m in report.models if m.judged]
+    names = {m.name for m in candidates}
     unknown = sorted(set(budget.models) - names)
     if unknown:
         raise ConfigError(f"budget names models the report does not have: {shorten(', '.join(unknown), 500)}; "
                           f"the report has {shorten(', '.join(sorted(names)), 500)}")
+    if budget.threads not in report.settings.threads:
+        raise ConfigError(f"the budget judges the run at {budget.threads} thread(s); the report has runs at {report.settings.threads}")
     checks: list[Check] = []
     for model in candidates:
-        limits = budget.models.get(model["name"], budget.default)
-        if limits is None:
-            continue
-        run = next((r for r in model["runs"] if r["threads"] == budget.threads), None)
-        if run is None:
-            raise ConfigError(f"{model['name']}: the report has no run at {budget.threads} thread(s) (it has {[r['threads'] for r in model['runs']]})")
-        checks += _checks(model, run, limits, report, remeasure)
+        limits = budget.models.get(model.name, budget.default)
+        if limits is not None:
+            checks += _checks(model, model.run_at(budget.threads), limits, report, remeasure)
     if not checks:
         raise ConfigError("the budget checks nothing: name the report's models under `models:` or give a `default:`")
     return checks
 
 
-def _checks(model: dict[str, Any], run: dict[str, Any], limits: ModelBudget, report: dict[str, Any],
-            remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None) -> list[Check]:
-    name = model["name"]
+def _checks(model: ModelResult, run: Run, limits: ModelBudget, report: Report, remeasure: Remeasure | None) -> list[Check]:
+    name = model.name
     out: list[Check] = []
 
     def limit(check: str, value: float, budget: float, unit: str, fmt: str = "{:.2f}") -> None:
@@ -93,23 +96,22 @@ def _checks(model: dict[str, Any], run: dict[str, Any], limits: ModelBudget, rep
         out.append(Check(name, check, verdict, fmt.format(value) + unit, "<= " + fmt.format(budget) + unit))
 
     if limits.max_accuracy_drop is not None:
-        accuracy = model.get("accuracy") or {}
-        if accuracy.get("drop") is None:
+        if model.accuracy is None or model.accuracy.drop is None:
             raise ConfigError(f"{name}: the budget limits the accuracy drop but the report has no teacher accuracy; bench with --teacher")
-        limit("accuracy drop", 100 * accuracy["drop"], limits.max_accuracy_drop, " pts")
+        limit("accuracy drop", 100 * model.accuracy.drop, limits.max_accuracy_drop, " pts")
     if limits.max_bytes is not None:
-        limit("size", model["size"]["bytes"], limits.max_bytes, " bytes", "{:,.0f}")
+        limit("size", model.size.bytes, limits.max_bytes, " bytes", "{:,.0f}")
     if limits.max_memory_mb is not None:
-        if run["memory_kb"] is None:
+        if run.memory_kb is None:
             raise ConfigError(f"{name}: the report has no memory figure (VmHWM is read from Linux's /proc)")
-        limit("peak memory", run["memory_kb"] / 1024, limits.max_memory_mb, " MB", "{:.1f}")
+        limit("peak memory", run.memory_kb / 1024, limits.max_memory_mb, " MB", "{:.1f}")
     if limits.max_latency_ratio is not None:
         out.append(_ratio_check(model, run, limits.max_latency_ratio, report, remeasure))
     if limits.max_p90_ms is not None:
-        target = report["target"]
-        p90 = run["real"]["p90_early_stopping"]
-        if target["latency_source"] != "measured_device" or target["name"] != limits.device:
-            out.append(Check(name, "p90 latency", "SKIP", f"{run['real']['p90']:.2f} ms on {target['name']} ({target['latency_source']})",
+        target = report.target
+        p90 = run.real.p90_early_stopping
+        if target.latency_source != "measured_device" or target.name != limits.device:
+            out.append(Check(name, "p90 latency", "SKIP", f"{run.real.p90:.2f} ms on {target.name} ({target.latency_source})",
                              f"<= {limits.max_p90_ms:.2f} ms on {limits.device}", "absolute latency is judged only on its device"))
         elif p90 is None:
             out.append(Check(name, "p90 latency", "INCONCLUSIVE", "too few queries for an early-stopping estimate", f"<= {limits.max_p90_ms:.2f} ms"))
@@ -118,25 +120,24 @@ def _checks(model: dict[str, Any], run: dict[str, Any], limits: ModelBudget, rep
     return out
 
 
-def _ratio_check(model: dict[str, Any], run: dict[str, Any], budget: float, report: dict[str, Any],
-                 remeasure: Callable[[dict[str, Any]], dict[str, Any]] | None) -> Check:
-    ratio = run["vs_reference"]
+def _ratio_check(model: ModelResult, run: Run, budget: float, report: Report, remeasure: Remeasure | None) -> Check:
+    ratio = run.vs_reference
     if ratio is None:
-        raise ConfigError(f"{model['name']}: the budget limits the latency ratio but the report has no reference; bench with --reference")
+        raise ConfigError(f"{model.name}: the budget limits the latency ratio but the report has no reference; bench with --reference")
     verdict = _interval_verdict(ratio, budget)
     note = ""
     if verdict == "INCONCLUSIVE" and remeasure is not None:
-        ratio = remeasure(model)["vs_reference"]
+        ratio = remeasure(model)
         verdict = _interval_verdict(ratio, budget)
-        note = f"measured again with {ratio['pairs']} pairs"
-    shown = f"{ratio['median']:.3f} (95% CI {ratio['low']:.3f}-{ratio['high']:.3f}) of {report['settings']['reference']}"
-    return Check(model["name"], "latency ratio", verdict, shown, f"<= {budget:.3f}", note)
+        note = f"measured again with {ratio.pairs} pairs"
+    shown = f"{ratio.median:.3f} (95% CI {ratio.low:.3f}-{ratio.high:.3f}) of {report.settings.reference}"
+    return Check(model.name, "latency ratio", verdict, shown, f"<= {budget:.3f}", note)
 
 
-def _interval_verdict(ratio: dict[str, Any], budget: float) -> Verdict:
-    if ratio["high"] <= budget:
+def _interval_verdict(ratio: Ratio, budget: float) -> Verdict:
+    if ratio.high <= budget:
         return "PASS"
-    if ratio["low"] > budget:
+    if ratio.low > budget:
         return "FAIL"
     return "INCONCLUSIVE"
 
@@ -145,13 +146,13 @@ def exit_code(checks: list[Check]) -> int:
     return 1 if any(c.verdict in ("FAIL", "INCONCLUSIVE") for c in checks) else 0
 
 
-def markdown(checks: list[Check], report: dict[str, Any]) -> str:
+def markdown(checks: list[Check], report: Report) -> str:
     icon = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "SKIP": "⏭️ SKIP"}
     failed = sum(c.verdict in ("FAIL", "INCONCLUSIVE") for c in checks)
     lines = [
         f"## edgekd gate: {'FAIL' if failed else 'PASS'} ({len(checks) - failed}/{len(checks)} checks pass or skip)",
         "",
-        f"Measured on `{report['target']['name']}` ({report['target']['latency_source']}), {report['machine']['cpu']}.",
+        f"Measured on `{report.target.name}` ({report.target.latency_source}), {report.machine.cpu}.",
         "",
         "| model | check | measured | budget | verdict |",
         "|---|---|---|---|---|",

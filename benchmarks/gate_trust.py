@@ -25,8 +25,9 @@ from .gate import judge
 def trial(candidate: Path, reference: Path, budget: float, overrides: tuple[str, ...], seed_texts: int) -> str:
     report = bench([candidate], BenchConfig(reference=str(reference), texts=seed_texts, accuracy=False), overrides)
     (check,) = judge(report, Budget(default=ModelBudget(max_latency_ratio=budget)))
-    ratio = report["models"][0]["runs"][0]["vs_reference"]
-    print(f"  {check.verdict:<12} ratio {ratio['median']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]", file=sys.stderr)
+    ratio = report.models[0].runs[0].vs_reference
+    assert ratio is not None, "a model measured against a reference has a paired ratio"
+    print(f"  {check.verdict:<12} ratio {ratio.median:.3f} [{ratio.low:.3f}, {ratio.high:.3f}]", file=sys.stderr)
     return check.verdict
 
 

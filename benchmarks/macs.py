@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 from edgekd.bundle import Bundle
+from edgekd.records import Architecture
 
 
 def macs(bundle: Bundle, length: int) -> int | None:
     """MACs of one forward pass on `length` tokens; None for a family this does not know."""
     arch = bundle.manifest.architecture
-    if arch.get("family") == "bilstm":
+    if arch.family == "bilstm":
         return _bilstm(arch, length)
     if "config.json" in bundle.manifest.files:
         config = json.loads(bundle.file("config.json").read_text())
@@ -35,9 +36,10 @@ def _bert(config: dict[str, Any], length: int) -> int:
     return int(total)
 
 
-def _bilstm(arch: dict[str, Any], length: int) -> int:
-    inputs, hidden, fc = arch["embedding_dim"], arch["hidden"], arch["fc"]
-    sentences = 2 if arch.get("pair") else 1
+def _bilstm(arch: Architecture, length: int) -> int:
+    inputs, hidden, fc = arch.shape("embedding_dim"), arch.shape("hidden"), arch.shape("fc")
+    pair = bool(arch.shape("pair"))
+    sentences = 2 if pair else 1
     recurrent = 2 * length * 4 * hidden * (inputs + hidden)  # both directions, four gates per step
-    features = 2 * hidden * (4 if arch.get("pair") else 1)
-    return int(sentences * recurrent + features * fc + fc * arch["num_labels"])
+    features = 2 * hidden * (4 if pair else 1)
+    return int(sentences * recurrent + features * fc + fc * arch.shape("num_labels"))

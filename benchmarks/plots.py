@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .report import run_at
+from .report_model import Report
 
 PLOTS = {
     "accuracy_latency": "Dev accuracy against p50 latency (real inputs); the Pareto front joins the models no other beats on both",
@@ -29,24 +29,24 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
+def draw(report: Report, out: Path) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    threads = report["settings"]["threads"][0]
-    models = report["models"]
-    source = report["target"]["latency_source"]
+    threads = report.settings.threads[0]
+    models = report.models
+    source = report.target.latency_source
     paths: dict[str, Path] = {}
 
-    scored = [m for m in models if m["accuracy"]]
+    scored = [(m, m.accuracy) for m in models if m.accuracy is not None]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if scored:
-        points = [(run_at(m, threads)["real"]["p50"], 100 * m["accuracy"]["value"]) for m in scored]
+        points = [(m.run_at(threads).real.p50, 100 * accuracy.value) for m, accuracy in scored]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3)
-        for model, (x, y) in zip(scored, points):
-            ax.annotate(model["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for (model, _), (x, y) in zip(scored, points):
+            ax.annotate(model.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         front = pareto(points)
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:orange", label="Pareto front", zorder=2)
         ax.legend(loc="lower right")
@@ -58,8 +58,8 @@ def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths["accuracy_latency"] = _save(fig, out / "accuracy_latency.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.5))
-    ax.boxplot([run_at(m, threads)["latencies_ms"]["real"] for m in models], orientation="horizontal", showfliers=True)
-    ax.set_yticks(range(1, len(models) + 1), [m["name"] for m in models], fontsize=7)
+    ax.boxplot([m.run_at(threads).latencies_ms.real for m in models], orientation="horizontal", showfliers=True)
+    ax.set_yticks(range(1, len(models) + 1), [m.name for m in models], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel(f"latency per query, ms ({source})")
     ax.set_title("Latency distributions (real dev inputs)")
@@ -67,9 +67,9 @@ def draw(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths["latency_distribution"] = _save(fig, out / "latency_distribution.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(models) + 1.5))
-    names = [m["name"] for m in models]
-    ax.barh(names, [m["size"]["bytes"] / 1e6 for m in models], color="tab:blue", label="file")
-    ax.barh(names, [m["size"]["gzip_bytes"] / 1e6 for m in models], color="tab:green", height=0.4, label="gzip")
+    names = [m.name for m in models]
+    ax.barh(names, [m.size.bytes / 1e6 for m in models], color="tab:blue", label="file")
+    ax.barh(names, [m.size.gzip_bytes / 1e6 for m in models], color="tab:green", height=0.4, label="gzip")
     ax.set_xscale("log")
     ax.set_xlabel("MB")
     ax.tick_params(axis="y", labelsize=7)

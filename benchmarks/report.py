@@ -1,4 +1,5 @@
-"""Writing a benchmark report: report.json (validated against the schema shipped beside this module) and report.md.
+"""Writing a benchmark report: report.json (validated through the typed records of `report_model`, whose JSON schema is
+shipped beside this module as report.schema.json) and report.md.
 
 The markdown says where every latency was measured (`latency_source`) and labels architecture-only references.
 """
@@ -7,48 +8,61 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgekd.errors import BundleError
 from edgekd.writer import write_text_atomic
+
+from .report_model import Report
 
 SCHEMA = "report.schema.json"
 
 
 def schema() -> dict[str, Any]:
+    """The shipped JSON schema (generated from `Report`; a test keeps the two equal)."""
     return json.loads(resources.files("edgekd.benchmarks").joinpath(SCHEMA).read_text(encoding="utf-8"))
 
 
-def validate(report: dict[str, Any]) -> None:
-    """Raise a BundleError naming every place where `report` breaks the schema or holds a number that is not finite
-    (NaN and infinities are not JSON, and the schema's number type accepts them)."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
-    if errors:
-        lines = "\n".join(f"  - {'/'.join(str(p)[:80] for p in e.path) or '(top)'}: {e.message[:200]}" for e in errors[:20])
-        raise BundleError(f"the benchmark report does not match {SCHEMA} (version {str(report.get('schema_version'))[:20]}):\n{lines}")
-    bad = list(non_finite(report))
+def validate(report: Report | Mapping[str, Any]) -> Report:
+    """The report as typed records. A BundleError names every place where it breaks the schema, or every number that
+    is not finite (NaN and infinities are not JSON, and the schema's number type accepts them)."""
+    # Non-finite numbers first: NaN also breaks the schema's minimums, and "measure again" is the message that helps.
+    bad = list(non_finite(report.dump() if isinstance(report, Report) else report))
     if bad:
-        where = ", ".join(f"{'/'.join(str(p)[:80] for p in path)} = {value}" for path, value in bad[:5])
+        where = ", ".join(f"{_where(path)} = {value}" for path, value in bad[:5])
         raise BundleError(f"the benchmark report holds {len(bad)} number(s) that are not finite ({where}); a measurement "
                           "went wrong: measure again")
+    if isinstance(report, Report):
+        return report
+    try:
+        return Report.model_validate(report)
+    except ValidationError as exc:
+        version = report.get("schema_version") if isinstance(report, Mapping) else None
+        lines = "\n".join(f"  - {_where(e['loc']) or '(top)'}: {e['msg'][:200]}" for e in exc.errors(include_url=False)[:20])
+        raise BundleError(f"the benchmark report does not match {SCHEMA} (version {str(version)[:20]}):\n{lines}") from None
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "/".join(str(p)[:80] for p in path)
 
 
 def non_finite(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], float]]:
-    """Where a JSON-like tree holds NaN or an infinity: (path of keys and indexes, value)."""
-    if isinstance(node, float) and not math.isfinite(node):
-        yield path, node
-    elif isinstance(node, dict):
-        for key, child in node.items():
-            yield from non_finite(child, (*path, key))
-    elif isinstance(node, (list, tuple)):
-        for index, child in enumerate(node):
-            yield from non_finite(child, (*path, index))
+    """Where a JSON-like tree holds NaN or an infinity: (path of keys and indexes, value), in document order. A stack,
+    not recursion: the tree is walked before the schema has refused whatever a hostile file nests."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [(path, node)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            yield where, value
+        elif isinstance(value, dict):
+            stack.extend(((*where, key), child) for key, child in reversed(value.items()))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(((*where, index), child) for index, child in reversed(list(enumerate(value))))
 
 
 def _refuse_constant(name: str) -> float:
@@ -56,44 +70,40 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def run_at(model: dict[str, Any], threads: int) -> dict[str, Any]:
-    """A model's measurement at a thread count."""
-    return next(r for r in model["runs"] if r["threads"] == threads)
-
-
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> Report:
     try:
         report = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise BundleError(f"{path}: no such report; write one with `edgekd bench ... -o DIR`") from None
+    except RecursionError:
+        raise BundleError(f"{path}: not a JSON report (nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: not a JSON report ({exc})") from None
     except ValueError as exc:
         raise BundleError(f"{path}: not a JSON report ({exc}: a measurement went wrong; measure again)") from None
     if not isinstance(report, dict):
         raise BundleError(f"{path}: not a JSON object")
-    validate(report)
-    return report
+    return validate(report)
 
 
-def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
+def write(report: Report | Mapping[str, Any], out: Path) -> dict[str, Path]:
     """Validate, then write report.json, report.md, the plots and report.html into `out`; returns their paths."""
     from .plots import draw
 
-    validate(report)
+    report = validate(report)
     out.mkdir(parents=True, exist_ok=True)
     # report.json is the mark of a finished set: removed first, written last, so a writer killed halfway leaves
     # no report.json beside a mix of old and new pages (each file is also written atomically).
     (out / "report.json").unlink(missing_ok=True)
     plots = draw(report, out)
-    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report, indent=1, allow_nan=False) + "\n"}
+    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report.dump(), indent=1, allow_nan=False) + "\n"}
     paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
         write_text_atomic(path, texts[kind])
     return {**paths, **{f"plot_{k}": v for k, v in plots.items()}}
 
 
-def page(report: dict[str, Any], plots: dict[str, Path]) -> str:
+def page(report: Report, plots: dict[str, Path]) -> str:
     """report.html: the markdown's facts as HTML tables and the plots embedded (it opens offline, alone)."""
     import base64
     import html
@@ -132,24 +142,24 @@ def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    machine, target, settings = report["machine"], report["target"], report["settings"]
-    flags = ", ".join(machine.get("flags", [])) or "none of note"
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+def markdown(report: Report) -> str:
+    machine, target, settings = report.machine, report.target, report.settings
+    flags = ", ".join(machine.flags) or "none of note"
+    versions = ", ".join(f"{k} {v}" for k, v in machine.versions.items())
     lines = [
         "# edgekd benchmark report",
         "",
-        f"- target: `{target['name']}`; latencies are **{target['latency_source']}**"
-        + (" (functional emulation: not device latency)" if target["latency_source"] == "emulated" else ""),
-        f"- machine: {machine['arch']}, {machine['cpu']}, {machine['cores']} cores (flags: {flags}); Python {machine['python']}; {versions}",
-        f"- protocol: batch 1, {settings['queries']}+ queries and {settings['seconds']:g}+ s per measurement after warm-up, "
-        f"{settings['texts']} real dev sentences and a padded worst case; threads {settings['threads']}; a fresh process per "
+        f"- target: `{target.name}`; latencies are **{target.latency_source}**"
+        + (" (functional emulation: not device latency)" if target.latency_source == "emulated" else ""),
+        f"- machine: {machine.arch}, {machine.cpu}, {machine.cores} cores (flags: {flags}); Python {machine.python}; {versions}",
+        f"- protocol: batch 1, {settings.queries}+ queries and {settings.seconds:g}+ s per measurement after warm-up, "
+        f"{settings.texts} real dev sentences and a padded worst case; threads {settings.threads}; a fresh process per "
         "artifact; ratios are medians of interleaved pairs against the reference with a bootstrap 95% interval.",
-        f"- teacher (accuracy drops): {settings['teacher']['path'] if settings.get('teacher') else 'none'}; latency reference: "
-        f"{settings['reference'] or 'none'}; created {report['created']} by edgekd {report['edgekd_version']}",
+        f"- teacher (accuracy drops): {settings.teacher.path if settings.teacher else 'none'}; latency reference: "
+        f"{settings.reference or 'none'}; created {report.created} by edgekd {report.edgekd_version}",
         "",
     ]
-    for threads in settings["threads"]:
+    for threads in settings.threads:
         lines += [
             f"## {threads} thread(s)",
             "",
@@ -157,28 +167,25 @@ def markdown(report: dict[str, Any]) -> str:
             "p50 ms (padded) | start-up ms | memory MB | latency vs reference (95% CI) | speed-up |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for model in report["models"]:
-            run = run_at(model, threads)
-            accuracy = model["accuracy"]
-            name = model["name"] + (" (architecture only, random weights)" if model["architecture_only"] else "")
-            ratio = run["vs_reference"]
-            size = model["size"]
-            real = run["real"]
-            flags_ok = real["valid_min_queries"] and real["valid_min_duration"]
+        for model in report.models:
+            run = model.run_at(threads)
+            accuracy, ratio, size, real = model.accuracy, run.vs_reference, model.size, run.real
+            name = model.name + (" (architecture only, random weights)" if model.architecture_only else "")
+            flags_ok = real.valid_min_queries and real.valid_min_duration
             lines.append("| " + " | ".join([
                 name,
-                model["format"],
-                f"{100 * accuracy['value']:.2f}%" if accuracy else "n/a",
-                f"{100 * accuracy['drop']:.2f} pts" if accuracy and accuracy.get("drop") is not None else "",
-                f"{size['bytes'] / 1e6:.2f} ({size['gzip_bytes'] / 1e6:.2f})",
-                f"{size['parameters']:,}",
-                f"{_ms(real['p50'])} / {_ms(real['p90'])}" + ("" if flags_ok else " (invalid: too few queries or too short)"),
-                _ms(real["p90_early_stopping"]),
-                _ms(run["padded"]["p50"]),
-                _ms(run["startup_ms"]),
-                f"{run['memory_kb'] / 1024:.1f}" if run["memory_kb"] is not None else "",
-                f"{ratio['median']:.3f} ({ratio['low']:.3f}-{ratio['high']:.3f})" if ratio else "",
-                f"{1 / ratio['median']:.1f}x" if ratio else "",
+                model.format,
+                f"{100 * accuracy.value:.2f}%" if accuracy else "n/a",
+                f"{100 * accuracy.drop:.2f} pts" if accuracy and accuracy.drop is not None else "",
+                f"{size.bytes / 1e6:.2f} ({size.gzip_bytes / 1e6:.2f})",
+                f"{size.parameters:,}",
+                f"{_ms(real.p50)} / {_ms(real.p90)}" + ("" if flags_ok else " (invalid: too few queries or too short)"),
+                _ms(real.p90_early_stopping),
+                _ms(run.padded.p50),
+                _ms(run.startup_ms),
+                f"{run.memory_kb / 1024:.1f}" if run.memory_kb is not None else "",
+                f"{ratio.median:.3f} ({ratio.low:.3f}-{ratio.high:.3f})" if ratio else "",
+                f"{1 / ratio.median:.1f}x" if ratio else "",
             ]) + " |")
         lines.append("")
     return "\n".join(lines)

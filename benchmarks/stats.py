@@ -4,12 +4,12 @@ median of paired ratios with a bootstrap confidence interval."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# The protocol's minimums (measured queries, measured seconds) are the benchmark config's: one number each.
-from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
+from edgekd.protocol import MIN_QUERIES, MIN_SECONDS
+
+from .report_model import LatencySummary, Ratio
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
@@ -36,28 +36,6 @@ def early_stopping_estimate(latencies: np.ndarray, percentile: float = 0.9, conf
     return None
 
 
-@dataclass(frozen=True)
-class LatencySummary:
-    """Milliseconds over the measured queries, and whether the protocol's minimums were met."""
-
-    queries: int
-    seconds: float
-    p50: float
-    p90: float
-    p99: float
-    min: float
-    max: float
-    mean: float
-    std: float
-    p90_early_stopping: float | None
-    throughput_qps: float
-    valid_min_queries: bool
-    valid_min_duration: bool
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
 def summarize(latencies_s: np.ndarray) -> LatencySummary:
     """Summary of per-query latencies given in seconds (reported in milliseconds)."""
     values = np.asarray(latencies_s, dtype=np.float64)
@@ -80,20 +58,6 @@ def summarize(latencies_s: np.ndarray) -> LatencySummary:
         valid_min_queries=bool(values.size >= MIN_QUERIES),
         valid_min_duration=bool(total >= MIN_SECONDS),
     )
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """The median of per-pair ratios candidate / reference with a bootstrap confidence interval."""
-
-    median: float
-    low: float
-    high: float
-    pairs: int
-    confidence: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def paired_ratio(candidate_s: np.ndarray, reference_s: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Ratio:

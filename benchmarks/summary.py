@@ -5,24 +5,32 @@ Every candidate's latency ratio is paired against the one reference in the same 
 measured in that run (the teacher's export when the reference is bert-base-shape, or the other way round) is the
 quotient of the two paired medians: ratio(other) / ratio(model). `edgekd run` prints this table; the README's
 results table is this table of the shipped reports.
+
+It reads the report's JSON form, so that a partial report (the speed-up arithmetic's tests) is enough; `table` takes a
+typed `Report` too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from .report import run_at
+from .report_model import Report
 
 
-def ratio(model: dict[str, Any], threads: int) -> float | None:
+def _run_at(model: Mapping[str, Any], threads: int) -> Mapping[str, Any]:
+    return next(r for r in model["runs"] if r["threads"] == threads)
+
+
+def ratio(model: Mapping[str, Any], threads: int) -> float | None:
     """A model's median latency ratio against the report's reference (1 for the reference itself)."""
     if model["role"] == "reference":
         return 1.0
-    paired = run_at(model, threads)["vs_reference"]
+    paired = _run_at(model, threads)["vs_reference"]
     return None if paired is None else float(paired["median"])
 
 
-def speedup(model: dict[str, Any], other: dict[str, Any] | None, threads: int) -> float | None:
+def speedup(model: Mapping[str, Any], other: Mapping[str, Any] | None, threads: int) -> float | None:
     """How many times faster `model` is than `other` (both in the same report), from their paired ratios."""
     if other is None:
         return None
@@ -30,17 +38,18 @@ def speedup(model: dict[str, Any], other: dict[str, Any] | None, threads: int) -
     return None if mine is None or theirs is None or mine <= 0 else theirs / mine
 
 
-def find_bert_base_shape(report: dict[str, Any]) -> dict[str, Any] | None:
+def find_bert_base_shape(report: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((m for m in report["models"] if m["architecture_only"]), None)
 
 
-def find_model(report: dict[str, Any], name: str | None) -> dict[str, Any] | None:
+def find_model(report: Mapping[str, Any], name: str | None) -> Mapping[str, Any] | None:
     return next((m for m in report["models"] if m["name"] == name), None) if name else None
 
 
-def table(report: dict[str, Any], teacher_export: str | None = None, threads: int | None = None) -> str:
+def table(report: Report | Mapping[str, Any], teacher_export: str | None = None, threads: int | None = None) -> str:
     """A markdown table: one row per model of the report (bert-base-shape last). `teacher_export` names the teacher's
     ONNX/TFLite export in the report, against which speed-ups are given."""
+    report = report.dump() if isinstance(report, Report) else report
     threads = threads or report["settings"]["threads"][0]
     teacher = find_model(report, teacher_export)
     base = find_bert_base_shape(report)
@@ -48,7 +57,7 @@ def table(report: dict[str, Any], teacher_export: str | None = None, threads: in
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ordered = sorted(report["models"], key=lambda m: m["architecture_only"])
     for model in ordered:
-        run = run_at(model, threads)
+        run = _run_at(model, threads)
         accuracy = model["accuracy"]
         drop = accuracy.get("drop") if accuracy else None
         name = "bert-base-shape (architecture only)" if model["architecture_only"] else model["name"] + (" (teacher)" if model is teacher else "")

@@ -9,32 +9,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgekd.bundle import Bundle
+from edgekd.records import Metrics
 
 
-def _seconds(metrics: dict) -> float:
-    if "train_seconds" in metrics:
-        return float(metrics["train_seconds"])
-    return float(sum(stage.get("seconds", 0.0) for stage in metrics.get("stages", [])))
+def _seconds(metrics: Metrics) -> float:
+    """Training seconds: a teacher records them whole, a student per distillation stage."""
+    if metrics.extra("train_seconds") is not None:
+        return float(metrics.extra("train_seconds"))
+    return float(sum(stage.get("seconds", 0.0) for stage in metrics.extra("stages", [])))
 
 
 def table(bundles: Sequence[Bundle]) -> str:
     """One row per bundle; dev metrics as percentages."""
-    names = list(dict.fromkeys(k for b in bundles for k in b.manifest.metrics.get("dev", {}) if k != "examples"))
+    scores = {b.path: b.manifest.metrics.scores() for b in bundles}
+    names = list(dict.fromkeys(k for s in scores.values() if s for k in s.values))
     header = ["bundle", "kind", "model", "parameters", *[f"dev {n}" for n in names], "retained", "agreement", "train s", "sha256"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for bundle in bundles:
         m = bundle.manifest
         arch = m.architecture
-        model = arch.get("student") or arch.get("family")
-        if arch.get("layers"):
-            model = f"{model} {arch['layers']}L/{arch['hidden']}"
-        elif arch.get("hidden"):
-            model = f"{model} {arch['hidden']}x2"
-        dev = m.metrics.get("dev", {})
-        retained = next((v for k, v in m.metrics.items() if k.endswith("_retained")), None)
-        agreement = m.metrics.get("agreement_with_teacher")
+        model = arch.shape("student") or arch.family
+        if arch.shape("layers"):
+            model = f"{model} {arch.shape('layers')}L/{arch.shape('hidden')}"
+        elif arch.shape("hidden"):
+            model = f"{model} {arch.shape('hidden')}x2"
+        dev = scores[bundle.path].values if scores[bundle.path] else {}
+        # A student records how much of the teacher's metric it retained as `<metric>_retained`.
+        retained = next((v for k, v in (m.metrics.model_extra or {}).items() if k.endswith("_retained")), None)
+        agreement = m.metrics.extra("agreement_with_teacher")
         row = [
-            str(bundle.path), m.kind, str(model), f"{arch.get('parameters', 0):,}",
+            str(bundle.path), m.kind, str(model), f"{arch.parameters or 0:,}",
             *[f"{100 * dev[n]:.2f}" if n in dev else "" for n in names],
             f"{100 * retained:.1f}%" if retained is not None else "",
             f"{100 * agreement:.2f}" if agreement is not None else "",

@@ -25,7 +25,8 @@ from torch import nn
 from edgekd import metrics
 from edgekd.bundle import GOLDEN_EXAMPLES, HF_CONFIG, Bundle, produced_by, write_golden
 from edgekd.config import Recipe, StageConfig, StudentConfig, to_dict
-from edgekd.data import Split, TaskData, load_task_data, spread_by_length
+from edgekd.data import Split, TaskData, load_task_data
+from edgekd.batching import spread_by_length
 from edgekd.errors import ConfigError, DataError
 from edgekd.hashing import sha256_json
 from edgekd.modeling import check_hf_config
@@ -260,13 +261,13 @@ def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: 
     dev_logits = student_logits(ctx, ctx.dev)
     task = ctx.data.task
     dev = metrics.compute(task.metrics, dev_logits, ctx.dev.labels, task.problem)
-    teacher_dev = ctx.teacher.manifest.metrics.get("dev", {})
+    teacher_dev = ctx.teacher.manifest.metrics.dev or {}
     primary = task.metrics[0]
     summary: dict[str, Any] = {
         "dev": {**{k: round(v, 6) for k, v in dev.items()}, "examples": len(ctx.dev)},
         "teacher_dev": teacher_dev,
         "parameters": ctx.student.parameters(),
-        "teacher_parameters": ctx.teacher.manifest.architecture.get("parameters"),
+        "teacher_parameters": ctx.teacher.manifest.architecture.parameters,
     }
     if task.problem == "classification":
         summary["agreement_with_teacher"] = round(float(np.mean(dev_logits.argmax(-1) == ctx.teacher_dev.argmax(-1))), 6)

@@ -19,7 +19,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from edgekd.bundle import Bundle
-from edgekd.data import Encoded, Split, encode, eval_batches, pad_batch
+from edgekd.data import Split
+from edgekd.batching import Encoded, encode, eval_batches, pad_batch
 from edgekd.hashing import sha256_json
 from edgekd.writer import write_text_atomic
 

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from edgekd.config import TrainConfig
-from edgekd.data import Encoded, eval_batches, length_grouped_batches, pad_batch
+from edgekd.batching import Encoded, eval_batches, length_grouped_batches, pad_batch
 from edgekd.errors import ConfigError, UnsupportedError
 
 logger = logging.getLogger(__name__)

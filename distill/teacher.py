@@ -16,7 +16,8 @@ import torch
 from edgekd import metrics
 from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, produced_by, write_golden
 from edgekd.config import PACKAGED_TEACHERS, Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
-from edgekd.data import Encoded, TaskData, encode, load_task_data, pad_batch, spread_by_length
+from edgekd.data import TaskData, load_task_data
+from edgekd.batching import Encoded, encode, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
 from edgekd.tasks import Task, hf_label_config

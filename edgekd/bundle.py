@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from edgekd import __version__
 from edgekd.errors import BundleError
 from edgekd.hashing import sha256_file
+from edgekd.records import Architecture, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +119,14 @@ class Manifest(_Frozen):
     kind: Literal["teacher", "student"]
     format: Literal["torch", "onnx", "tflite"]
     task: TaskInfo
-    architecture: dict[str, Any]
+    architecture: Architecture
     files: dict[str, FileEntry]
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     tokenizer: TokenizerInfo
     parent: Parent | None = None
     produced_by: ProducedBy
-    metrics: dict[str, Any] = {}
+    metrics: Metrics = Metrics()
     golden: str | None = None
 
     @field_validator("golden")

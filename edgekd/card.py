@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def model_card(manifest: Manifest, path: str = ".") -> str:
         "",
         f"# {task.name} {m.kind} ({m.format})",
         "",
-        f"A {m.architecture.get('family', 'model')} {m.kind} for the {task.kind}-text {task.problem} task "
+        f"A {m.architecture.family} {m.kind} for the {task.kind}-text {task.problem} task "
         f"`{task.name}`, written by edgekd {m.edgekd_version} (stage `{m.produced_by.stage}`, {m.produced_by.time}).",
         "",
         "## Labels",
@@ -41,12 +40,12 @@ def model_card(manifest: Manifest, path: str = ".") -> str:
         "",
         "## Architecture",
         "",
-        *(f"- {k}: {v}" for k, v in m.architecture.items()),
+        *(f"- {k}: {v}" for k, v in m.architecture.facts().items()),
         "",
         "## Metrics",
         "",
         "```json",
-        json.dumps(m.metrics, indent=2, default=str),
+        m.metrics.model_dump_json(indent=2),
         "```",
         "",
         "## Lineage",

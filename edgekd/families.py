@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import UnsupportedError
+from edgekd.records import Architecture
 from edgekd.runtime.encoder import Example, collate
 from edgekd.runtime.golden import FAMILY_ATOL
 
@@ -131,8 +132,8 @@ FAMILIES: dict[str, FamilySpec] = {
 BERT_LIKE = {"bert"}
 
 
-def family_spec(architecture: dict[str, Any]) -> FamilySpec:
-    family = str(architecture.get("family"))
+def family_spec(architecture: Architecture) -> FamilySpec:
+    family = architecture.family
     if family in BERT_LIKE:
         return FAMILIES["bert"]
     if family in FAMILIES:

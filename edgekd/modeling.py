@@ -14,10 +14,11 @@ from torch import nn
 
 from edgekd.bundle import HF_CONFIG as CONFIG_FILE
 from edgekd.errors import BundleError, UnsupportedError
+from edgekd.records import MODEL_FILES
 
 if TYPE_CHECKING:
     from edgekd.bundle import Bundle
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = MODEL_FILES["torch"]
 
 
 class BiLSTMClassifier(nn.Module):
@@ -110,7 +111,7 @@ def load_torch_model(bundle: Bundle) -> nn.Module:
     manifest = bundle.manifest
     if manifest.format != "torch":
         raise UnsupportedError(f"{bundle.path}: is a {manifest.format} bundle; this step needs a torch bundle (a teacher or a distilled student)")
-    family = manifest.architecture.get("family")
+    family = manifest.architecture.family
     if family == "bilstm":
         return load_bilstm(bundle.path)
     if (bundle.path / CONFIG_FILE).is_file():

@@ -86,13 +86,18 @@ def check(results: list[OutputParity], tolerance: Tolerance, what: str) -> None:
 
 
 def compare_sets(
-    reference: Runner, candidate: Runner, sets: dict[str, list[Example]], group: Callable[[Example], str] | None = None
+    reference: Runner,
+    candidate: Runner,
+    sets: dict[str, list[Example]],
+    group: Callable[[Example], str] | None = None,
+    reference_sets: dict[str, list[Example]] | None = None,
 ) -> tuple[list[OutputParity], dict[str, np.ndarray]]:
-    """Compare on each named set of examples (and per group, e.g. TFLite bucket); also return the candidate's logits."""
+    """Compare on each named set of examples (and per group, e.g. TFLite bucket); also return the candidate's logits.
+    `reference_sets`: the same texts as the reference reads them, where its tokenizer differs (a pruned vocabulary)."""
     results: list[OutputParity] = []
     outputs: dict[str, np.ndarray] = {}
     for name, examples in sets.items():
-        expected = run_batched(examples, reference)
+        expected = run_batched((reference_sets or sets)[name], reference)
         got = run_batched(examples, candidate)
         results.append(compare(name, expected, got))
         if group is not None:

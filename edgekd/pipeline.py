@@ -22,11 +22,10 @@ from typing import Any
 from edgekd.bundle import Bundle
 from edgekd.config import (
     DataConfig,
-    ExportConfig,
-    PruneConfig,
-    QuantizeConfig,
+    MethodConfig,
     Recipe,
     bench_models,
+    from_dict,
     student_lineage,
     teacher_lineage,
     to_dict,
@@ -88,15 +87,14 @@ def lineage(bundle: Bundle, step: Step) -> tuple[Any, str | None]:
 def _current(stage: str, config: dict[str, Any]) -> dict[str, Any]:
     """A recorded config read with today's models: keys added since (whose defaults keep the old behaviour) get their
     defaults, so a bundle made before them still matches. A config that no longer validates is left as it was."""
-    from pydantic import TypeAdapter, ValidationError
-
     try:
         if stage in ("teacher", "distill"):
-            return to_dict(Recipe.model_validate({k: v for k, v in config.items() if k != "type"}))
-        union = {"export": ExportConfig, "quantize": QuantizeConfig, "prune": PruneConfig}[stage]
-        made = TypeAdapter(union).validate_python({k: v for k, v in config[stage].items() if k not in ("type", "version")})
-        return {stage: to_dict(made), "data": DataConfig.model_validate(config["data"]).model_dump(mode="json")}
-    except (ValidationError, KeyError, TypeError, AttributeError):
+            return to_dict(from_dict(config, Recipe))
+        made = from_dict(config[stage], MethodConfig)
+        if made.stage != stage:
+            return config
+        return {stage: to_dict(made), "data": from_dict(config["data"], DataConfig).model_dump(mode="json")}
+    except (ValueError, KeyError, TypeError, AttributeError):  # pydantic's ValidationError is a ValueError
         return config
 
 
@@ -181,9 +179,8 @@ def _parent(recipe: Recipe, step: Step, bundles: dict[str, Bundle]) -> Bundle | 
 
 
 def _describe(bundle: Bundle) -> str:
-    dev = bundle.manifest.metrics.get("dev") or bundle.manifest.metrics.get("dev_sample") or {}
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in dev.items() if isinstance(v, float))
-    return f"{bundle.path}" + (f" (dev {shown})" if shown else "")
+    scores = bundle.manifest.metrics.scores()
+    return f"{bundle.path}" + (f" ({scores.describe()})" if scores else "")
 
 
 def _read_state(folder: Path) -> dict[str, Any]:
@@ -324,8 +321,8 @@ def _finish(recipe: Recipe, outcome: Outcome, bundles: dict[str, Bundle], second
 
     measured = report.load(outcome.report / "report.json")
     teacher_export = next((name for name, a in recipe.artifacts.items() if a.stage == "export" and a.parent == "teacher"), None)
-    teacher = bundles["teacher"].manifest.metrics.get("dev", {})
-    echo(f"\nteacher {bundles['teacher'].path}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in teacher.items() if isinstance(v, float)))
+    teacher = bundles["teacher"].manifest.metrics.scores()
+    echo(f"\nteacher {bundles['teacher'].path}: {teacher.describe() if teacher else 'no dev scores'}")
     echo(summary.table(measured, teacher_export))
     echo(f"\nreport: {outcome.report / 'report.html'} (and report.md, report.json)")
     if recipe.gate is not None:

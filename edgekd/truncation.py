@@ -1,4 +1,4 @@
-"""Pair truncation shared by training (`edgekd.data.encode`) and the on-device runtime (`runtime.encoder`): no
+"""Pair truncation shared by training (`edgekd.batching.encode`) and the on-device runtime (`runtime.encoder`): no
 imports, so the runtime stays light."""
 
 from __future__ import annotations

@@ -33,10 +33,9 @@ def _teacher(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     bundle = teacher(recipe, args.output, resume=args.resume, force=args.force)
-    dev = bundle.manifest.metrics.get("dev", {})
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in dev.items() if k != "examples")
+    scores = bundle.manifest.metrics.scores()
     print(f"teacher bundle: {bundle.path}")
-    print(f"dev ({dev.get('examples')} examples): {shown}")
+    print(scores.describe() if scores else "dev: not measured")
     return 0
 
 
@@ -56,13 +55,13 @@ def _distill(args: argparse.Namespace) -> int:
         if int(os.environ.get("RANK", "0")) != 0:
             continue  # under a data-parallel launcher, the main process reports
         m = bundle.manifest.metrics
-        dev = ", ".join(f"{k} {v:.4f}" for k, v in m["dev"].items() if k != "examples")
+        scores = m.scores()
         print(f"student {name}: {bundle.path}")
-        print(f"  dev ({m['dev']['examples']} examples): {dev}; teacher: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in m["teacher_dev"].items() if isinstance(v, float)))
-        if "agreement_with_teacher" in m:
-            print(f"  agreement with the teacher {m['agreement_with_teacher']:.4f}; parameters {m['parameters']:,} "
-                  f"(teacher {m['teacher_parameters']:,})")
+        print(f"  {scores.describe() if scores else 'dev: not measured'}; teacher: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in m.extra("teacher_dev", {}).items() if isinstance(v, float)))
+        if m.extra("agreement_with_teacher") is not None:
+            print(f"  agreement with the teacher {m.extra('agreement_with_teacher'):.4f}; parameters {m.extra('parameters'):,} "
+                  f"(teacher {m.extra('teacher_parameters'):,})")
     return 0
 
 
@@ -88,16 +87,9 @@ def _export(args: argparse.Namespace) -> int:
         detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"export options: {detail} (--buckets takes e.g. 32,64,128; --parity-samples a number or 'all')") from None
     bundle = export(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
-    m = bundle.manifest.metrics
-    print(f"{cfg.format} bundle: {bundle.path}")
-    for row in m["parity"]["outputs"]:
-        print(f"  parity {row['name']:<22} {row['examples']:>5} examples  max|diff| {row['max_abs_diff']:.2e}  "
-              f"agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
-    key = "dev" if "dev" in m else "dev_sample"
-    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items()))
-    fusions = bundle.manifest.architecture.get("export", {}).get("fusions")
-    if fusions is not None:
-        print("  fusions: " + (", ".join(f"{k} {v}" for k, v in fusions.items()) or "none fired"))
+    from edgekd.show import print_export
+
+    print_export(bundle)
     return 0
 
 
@@ -119,7 +111,9 @@ def _quantize(args: argparse.Namespace) -> int:
     base = for_target(args.preset).model_dump() if args.preset else {"method": args.method}
     raw = {**base, **{k: v for k, v in options.items() if v is not None}}
     cfg = _validated(QuantizeConfig, raw, f"quantize options for {raw['method']!r}", f"valid methods: {methods}; an option of another method does not apply")
-    _print_derived(quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
+    from edgekd.show import print_derived
+
+    print_derived(quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
     return 0
 
 
@@ -130,7 +124,9 @@ def _prune(args: argparse.Namespace) -> int:
     given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples, "min_count": args.min_count}
     raw = {"method": args.method, **{k: v for k, v in given.items() if v is not None}}
     cfg = _validated(PruneConfig, raw, "prune options", "methods: magnitude --sparsity S; structured --heads H --ffn F; vocab; shares in [0, 1)")
-    _print_derived(prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
+    from edgekd.show import print_derived
+
+    print_derived(prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
     return 0
 
 
@@ -145,29 +141,6 @@ def _validated(union: object, raw: dict[str, object], what: str, hint: str) -> o
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'method'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(f"{what}:\n  " + "\n  ".join(lines) + f"\n({hint})") from None
-
-
-def _print_derived(bundle: object) -> None:
-    """What a quantize or prune run wrote: dev metrics, agreement and SQNR against the parent, sizes."""
-    from edgekd.bundle import Bundle
-
-    assert isinstance(bundle, Bundle)
-    m = bundle.manifest.metrics
-    size, parent_size = m["footprint"], m["parent_footprint"]
-    key = "dev" if "dev" in m else "dev_sample"
-    details = next((bundle.manifest.architecture[k] for k in ("quantize", "prune", "inc") if k in bundle.manifest.architecture), {})
-    print(f"{details.get('method', bundle.manifest.produced_by.stage)} bundle: {bundle.path}")
-    print(f"  {key}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m[key].items())
-          + "; parent: " + ", ".join(f"{k} {v:.4f}" for k, v in m["parent_dev"].items() if isinstance(v, float)))
-    for row in m["parity"]["outputs"]:
-        print(f"  vs parent {row['name']:<8} {row['examples']:>5} examples  agreement {row['agreement']:.4f}  SQNR {_db(row['sqnr_db'])}")
-    print(f"  parameters {size['parameters']:,} ({size['nonzero_parameters']:,} non-zero), parent {parent_size['parameters']:,}; "
-          f"file {size['bytes'] / 1e6:.2f} MB (gzip {size['gzip_bytes'] / 1e6:.2f} MB), parent {parent_size['bytes'] / 1e6:.2f} MB "
-          f"(gzip {parent_size['gzip_bytes'] / 1e6:.2f} MB)")
-    if details.get("method") == "inc":
-        from edgekd.quantize.inc import inc_trials_table
-
-        print("  Neural Compressor trials:\n    " + "\n    ".join(inc_trials_table(details)))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -249,7 +222,8 @@ def _target_check(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgekd.bundle import Bundle
-    from edgekd.data import lineage_data, load_task_data, spread_by_length
+    from edgekd.data import lineage_data, load_task_data
+    from edgekd.batching import spread_by_length
     from edgekd.errors import ConfigError
     from edgekd.runtime.golden import GoldenCheck, golden_tolerance
     from edgekd.runtime.targets import parse_target, run_child
@@ -345,12 +319,10 @@ def _gate(args: argparse.Namespace) -> int:
     return code
 
 
-def _db(value: float | str) -> str:
-    return f"{value:.1f} dB" if isinstance(value, float) else f"{value} dB"
-
-
 def _inspect(args: argparse.Namespace) -> int:
     from edgekd.bundle import Bundle
+
+    from edgekd.show import format_summary
 
     bundles = [Bundle.open(path) for path in args.bundles]
     if args.table:
@@ -368,33 +340,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(bundle: object) -> str:
-    """A human-readable summary of a bundle for `edgekd inspect`."""
-    from edgekd.bundle import Bundle
-
-    assert isinstance(bundle, Bundle)
-    m = bundle.manifest
-    total = sum(f.bytes for f in m.files.values())
-    lines = [
-        f"{bundle.path}  ({m.kind}, {m.format}, schema {m.schema_version}, edgekd {m.edgekd_version})",
-        f"  sha256     {bundle.sha256}",
-        f"  task       {m.task.name}: {m.task.kind}-text {m.task.problem}, labels {', '.join(m.task.labels)}",
-        "  model      " + ", ".join(f"{k} {v}" for k, v in m.architecture.items()),
-        f"  tokenizer  {m.tokenizer.type}, max length {m.tokenizer.max_length}, lowercase {m.tokenizer.lowercase}",
-        "  inputs     " + ", ".join(f"{t.name} {t.dtype}{t.shape}" for t in m.inputs),
-        "  outputs    " + ", ".join(f"{t.name} {t.dtype}{t.shape}" for t in m.outputs),
-        f"  files      {len(m.files)} files, {total / 1e6:.1f} MB, all hashes verified",
-    ]
-    for name, entry in sorted(m.files.items(), key=lambda kv: -kv[1].bytes)[:5]:
-        lines.append(f"             {entry.bytes / 1e6:9.2f} MB  {name}")
-    dev = m.metrics.get("dev")
-    if isinstance(dev, dict):
-        lines.append("  dev        " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in dev.items()))
-    parent = f"{m.parent.path} ({m.parent.sha256[:12]})" if m.parent else "none"
-    lines.append(f"  lineage    stage {m.produced_by.stage}, {m.produced_by.time}, seed {m.produced_by.seed}, parent {parent}")
-    return "\n".join(lines)
-
-
 def _pack(args: argparse.Namespace) -> int:
     from edgekd.archive import pack
 
@@ -404,6 +349,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from edgekd.archive import unpack
+    from edgekd.show import format_summary
 
     limits = {"max_bytes": args.max_bytes} if args.max_bytes else {}
     bundle = unpack(args.archive, args.output, overwrite=args.force, **limits)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.bundle import Bundle
+from edgekd.records import Architecture
 from edgekd.runtime.encoder import Encoder, Example
 
 
@@ -26,7 +27,7 @@ class Source:
         return self.parent.manifest.task.kind == "pair"
 
     @property
-    def architecture(self) -> dict[str, Any]:
+    def architecture(self) -> Architecture:
         return self.parent.manifest.architecture
 
 

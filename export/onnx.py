@@ -14,6 +14,7 @@ from torch import nn
 
 from edgekd.config import ExportConfig
 from edgekd.errors import UnsupportedError
+from edgekd.records import MODEL_FILES, Architecture
 from edgekd.runtime.backends import OnnxBackend
 from edgekd.runtime.encoder import collate
 
@@ -23,7 +24,7 @@ from .stage import register
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
+MODEL_FILE = MODEL_FILES["onnx"]
 
 
 @register(ExportConfig, "onnx")
@@ -56,7 +57,7 @@ def export_onnx(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportC
     return Exported(files=[MODEL_FILE], inputs=spec.tensor_specs(pair), details=details, run=backend.run)
 
 
-def _fuse(path: Path, spec: FamilySpec, architecture: dict[str, Any]) -> dict[str, int]:
+def _fuse(path: Path, spec: FamilySpec, architecture: Architecture) -> dict[str, int]:
     """ONNX Runtime's transformer optimizer, in place; returns the count of each fused operator."""
     if spec.name != "bert":
         raise UnsupportedError(f"--fuse applies to transformer graphs (family bert); this model is {spec.name}. Export it without --fuse")
@@ -67,7 +68,7 @@ def _fuse(path: Path, spec: FamilySpec, architecture: dict[str, Any]) -> dict[st
         if name.startswith(("fusion", "onnx_model")):
             logging.getLogger(name).setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     optimized = optimize_model(
-        str(path), model_type="bert", num_heads=int(architecture["heads"]), hidden_size=int(architecture["hidden"]), opt_level=0
+        str(path), model_type="bert", num_heads=int(architecture.shape("heads")), hidden_size=int(architecture.shape("hidden")), opt_level=0
     )
     fused = {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}
     optimized.save_model_to_file(str(path))

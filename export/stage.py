@@ -14,16 +14,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, write_golden
-from edgekd.config import ExportConfig, Handlers, to_dict
-from edgekd.data import lineage_data, load_task_data, resolve_task, spread_by_length
+from edgekd.bundle import Bundle
+from edgekd.config import ExportConfig, Handlers
+from edgekd.derive import Derived, Parent, derive
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.families import FamilySpec, family_spec
-from edgekd.modeling import load_torch_model
-from edgekd.parity import check, compare_sets
-from edgekd.runtime.encoder import Example, collate, load_encoder, sequence_length
-from edgekd.writer import BundleWriter, check_output
+from edgekd.parity import OutputParity, check
+from edgekd.runtime.encoder import Example, collate
 
 from .base import Exported, Source
 
@@ -49,80 +46,55 @@ def exporter(cfg: ExportConfig) -> Exporter:
     return found
 
 
-def default_output(source: Path, cfg: ExportConfig) -> Path:
-    return source.parent / f"{source.name}-{cfg.output_suffix()}"
-
-
 def export(source: str | Path, cfg: ExportConfig, out: str | Path | None = None, *, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> Bundle:
     """Export a torch bundle; `overrides` (`data.path=DIR`, ...) change where the dev examples for parity come from."""
-    parent = Bundle.open(source)
-    manifest = parent.manifest
-    if manifest.format != "torch":
-        raise UnsupportedError(
-            f"{parent.path}: is already a {manifest.format} bundle; export reads a torch bundle (a teacher or a distilled student)"
-        )
     if cfg.fuse and cfg.format != "onnx":
         raise ConfigError(f"fuse applies to ONNX exports only; drop --fuse for {cfg.format}")
-    out_path = check_output(Path(out) if out is not None else default_output(parent.path, cfg), overwrite=force, sources=(parent.path,))
+    return derive(source, cfg, "export", lambda parent, directory: _export(parent, cfg, directory), out, accepts=_accepts,
+                  samples=cfg.parity_samples, overrides=overrides, force=force)
+
+
+def _accepts(parent: Bundle) -> None:
+    if parent.manifest.format != "torch":
+        raise UnsupportedError(
+            f"{parent.path}: is already a {parent.manifest.format} bundle; export reads a torch bundle (a teacher or a distilled student)"
+        )
+
+
+def _export(parent: Parent, cfg: ExportConfig, directory: Path) -> Derived:
+    manifest = parent.manifest
     spec = family_spec(manifest.architecture)
-    data_cfg = lineage_data(parent, overrides)
-    task = resolve_task(data_cfg)
-    columns = manifest.task.columns
-    tokenizer = manifest.tokenizer
-    golden, golden_texts = parent.read_golden()
-    training_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
+    golden, golden_texts = parent.golden
+    training_encoder = parent.encoder()
     _check_tokenizer(golden, training_encoder.encode(golden_texts), training_encoder.pad_id, parent.path)
     # TFLite's largest bucket may be shorter than the parent's max length: both sides then see the same truncation.
-    max_length = min(tokenizer.max_length, max(cfg.buckets)) if cfg.format == "tflite" else tokenizer.max_length
-    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, max_length, columns)
-    golden_examples = encoder.encode(golden_texts)
-
-    dev = load_task_data(data_cfg).dev
-    dev_examples = encoder.encode(dev.texts)
-    lengths = np.asarray([sequence_length(e) for e in dev_examples])
-    picks = np.arange(len(dev)) if cfg.parity_samples == "all" else spread_by_length(lengths, int(cfg.parity_samples))
-    model = load_torch_model(parent)
+    max_length = min(manifest.tokenizer.max_length, max(cfg.buckets)) if cfg.format == "tflite" else manifest.tokenizer.max_length
+    encoder = parent.encoder(max_length)
     metadata = {
         "task": manifest.task.model_dump(),
         "labels": list(manifest.task.labels),
-        "tokenizer": {**tokenizer.model_dump(), "max_length": max_length},
+        "tokenizer": {**manifest.tokenizer.model_dump(), "max_length": max_length},
         "family": spec.name,
-        "parent_sha256": parent.sha256,
+        "parent_sha256": parent.bundle.sha256,
     }
-    source_info = Source(parent=parent, encoder=encoder, trace_examples=golden_examples, metadata=metadata)
-    with BundleWriter(out_path, overwrite=force) as writer:
-        exported = exporter(cfg)(model, spec, source_info, cfg, writer.path)
-        sets = {
-            "golden": golden_examples,
-            "edge cases": encoder.encode(_edge_texts(dev.texts, columns, encoder.max_length)),
-            "dev": [dev_examples[i] for i in picks],
-        }
-        results, outputs = compare_sets(spec.runner(model, encoder.pad_id), exported.run, sets, exported.group)
-        dev_logits = outputs["dev"]
-        tolerance = spec.tolerance[cfg.format]
+    source_info = Source(parent=parent.bundle, encoder=encoder, trace_examples=encoder.encode(golden_texts), metadata=metadata)
+    exported = exporter(cfg)(parent.model, spec, source_info, cfg, directory)
+    tolerance = spec.tolerance[cfg.format]
+
+    def judge(results: list[OutputParity]) -> dict[str, Any]:
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
-        copy_support_files(parent, writer.path)
-        write_golden(writer.path, collate(golden_examples, encoder.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
-        dev_metrics = metrics.compute(task.metrics, dev_logits, dev.labels[picks], task.problem)
-        key = "dev" if len(picks) == len(dev) else "dev_sample"
-        bundle = writer.commit(
-            kind=manifest.kind,
-            format=cfg.format,
-            task=manifest.task.model_dump(),
-            architecture={**manifest.architecture, "export": exported.details},
-            inputs=exported.inputs,
-            outputs=[o.model_dump() for o in manifest.outputs],
-            tokenizer={**tokenizer.model_dump(), "max_length": max_length},
-            parent={"path": str(parent.path), "sha256": parent.sha256},
-            produced_by=produced_by("export", {"export": to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
-            metrics={
-                key: {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": int(len(picks))},
-                "parent_dev": manifest.metrics.get("dev", {}),
-                "parity": {"tolerance": vars(tolerance), "outputs": [r.as_dict() for r in results]},
-            },
-            golden=GOLDEN,
-        )
-    return bundle
+        return {"tolerance": vars(tolerance)}
+
+    return Derived(
+        details=exported.details,
+        runner=lambda _: exported.run,
+        format=cfg.format,
+        max_length=max_length,
+        inputs=exported.inputs,
+        group=exported.group,
+        extra_sets={"edge cases": _edge_texts(parent.data.dev.texts, manifest.task.columns, max_length)},
+        judge=judge,
+    )
 
 
 def _edge_texts(dev_texts: list[tuple[str, ...]], columns: int, max_length: int) -> list[tuple[str, ...]]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from edgekd.config import ExportConfig
 from edgekd.logs import root_filter
+from edgekd.records import MODEL_FILES
 from edgekd.runtime.backends import TfliteBackend
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
@@ -27,7 +28,7 @@ from edgekd.families import FamilySpec, to_torch
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.tflite"
+MODEL_FILE = MODEL_FILES["tflite"]
 
 
 def buckets_for(requested: list[int], max_length: int) -> list[int]:

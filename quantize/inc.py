@@ -19,13 +19,11 @@ from typing import Any
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import Bundle
 from edgekd.config import IncConfig
-from edgekd.data import TaskData, lineage_data, resolve_task
+from edgekd.derive import Parent
 from edgekd.errors import ParityError
 from edgekd.families import family_spec
 from edgekd.runtime.backends import run_batched
-from edgekd.runtime.encoder import load_encoder
 
 from .prune import save_model
 from .stage import register
@@ -34,9 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 @register(IncConfig)
-def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, directory: Path) -> dict[str, Any]:
-    import shutil
-
+def tune(model: nn.Module, parent: Parent, cfg: IncConfig, directory: Path) -> dict[str, Any]:
     from neural_compressor.common.utils.logger import Logger
 
     if not logger.isEnabledFor(logging.DEBUG):
@@ -45,10 +41,9 @@ def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, direc
         Logger().get_logger().setLevel(logging.ERROR)
     from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear
     from neural_compressor.torch.quantization import RTNConfig, TuningConfig, autotune
-    task = resolve_task(lineage_data(parent))
+    task, data = parent.task, parent.data
     spec = family_spec(parent.manifest.architecture)
-    tokenizer = parent.manifest.tokenizer
-    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, parent.manifest.task.columns)
+    encoder = parent.encoder()
     dev = encoder.encode(data.dev.texts)
     primary = task.metrics[0]
 
@@ -80,8 +75,7 @@ def tune(model: nn.Module, parent: Bundle, data: TaskData, cfg: IncConfig, direc
     check = dev_metric(plain)
     if abs(check - passing[0][primary]) > 1e-6:
         raise ParityError(f"the float copy of the tuned model scores {check:.6f}, the tuned model {passing[0][primary]:.6f}: not the same weights")
-    save_model(plain, parent, directory)
-    shutil.copytree(parent.tokenizer_dir, directory / tokenizer.path)
+    save_model(plain, parent.bundle, directory)
     return {
         "tool": "neural-compressor (autotune, weight-only RTN)",
         "objective": f"dev {primary}",

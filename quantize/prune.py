@@ -12,34 +12,26 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from edgekd import metrics
-from edgekd.bundle import Bundle, produced_by, write_golden
-from edgekd.config import Handlers, MagnitudePruneConfig, PruneConfig, VocabPruneConfig, to_dict
-from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
+from edgekd.bundle import Bundle
+from edgekd.config import Handlers, MagnitudePruneConfig, PruneConfig, VocabPruneConfig
+from edgekd.derive import Derived, Parent, Transform, derive
 from edgekd.errors import DataError, UnsupportedError
 from edgekd.families import family_spec
-from edgekd.footprint import footprint
 from edgekd.modeling import WEIGHTS_FILE, load_torch_model
-from edgekd.parity import compare
-from edgekd.runtime.backends import run_batched
-from edgekd.runtime.encoder import collate, load_encoder
 from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE
-from edgekd.writer import BundleWriter, check_output
 
 logger = logging.getLogger(__name__)
 
-# pruner(model, parent, data, config, new bundle directory) -> details; saves the model and tokenizer there.
-Pruner = Callable[[nn.Module, Bundle, TaskData, Any, Path], dict[str, Any]]
+# pruner(model to change, parent, config, new bundle directory) -> details; saves the model (and a new tokenizer) there.
+Pruner = Callable[[nn.Module, Parent, Any, Path], dict[str, Any]]
 
 
 def _load_pruners() -> None:
@@ -56,79 +48,33 @@ def prune(source: str | Path, cfg: PruneConfig, out: str | Path | None = None, *
     pruner = PRUNERS.get(cfg)
     if pruner is None:
         raise UnsupportedError(f"prune method {cfg.name!r} has no handler; registered: {', '.join(PRUNERS.table())}")
-    return transform_torch(source, cfg, pruner, "prune", cfg.output_suffix(), out, overrides=overrides, force=force)
+
+    def accepts(parent: Bundle) -> None:
+        if parent.manifest.format != "torch":
+            raise UnsupportedError(f"{parent.path}: is a {parent.manifest.format} bundle; prune {cfg.method} reads a torch bundle (a student), then export it")
+
+    return derive(source, cfg, "prune", torch_transform(pruner, cfg), out, accepts=accepts, overrides=overrides, force=force)
 
 
-def transform_torch(
-    source: str | Path,
-    cfg: Any,
-    transform: Pruner,
-    stage: str,
-    suffix: str,
-    out: str | Path | None = None,
-    *,
-    overrides: list[str] | tuple[str, ...] = (),
-    force: bool = False,
-    key: str | None = None,
-) -> Bundle:
-    """A torch bundle to a transformed torch bundle (pruned, or quantized by Neural Compressor), evaluated on the dev
-    set against its parent, each reading the text through its own tokenizer."""
-    parent = Bundle.open(source)
-    manifest = parent.manifest
-    if manifest.format != "torch":
-        raise UnsupportedError(f"{parent.path}: is a {manifest.format} bundle; {stage} {cfg.method} reads a torch bundle (a student), then export it")
-    out_path = Path(out) if out is not None else parent.path.parent / f"{parent.path.name}-{suffix}"
-    check_output(out_path, overwrite=force, sources=(parent.path,))
-    data_cfg = lineage_data(parent, overrides)
-    task = resolve_task(data_cfg)
-    data = load_task_data(data_cfg)
-    model = load_torch_model(parent)
-    spec = family_spec(manifest.architecture)
-    columns = manifest.task.columns
-    tokenizer = manifest.tokenizer
-    parent_encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
-    golden, golden_texts = parent.read_golden()
-    parent_run = spec.runner(load_torch_model(parent), parent_encoder.pad_id)
-    with BundleWriter(out_path, overwrite=force) as writer:
-        details = {"method": cfg.method, **transform(model, parent, data, cfg, writer.path)}
-        pruned = load_torch_model(Bundle(writer.path, manifest, ""))
-        encoder = load_encoder(writer.path / tokenizer.path, tokenizer.type, tokenizer.max_length, columns)
-        run = spec.runner(pruned, encoder.pad_id)
-        # Parent and pruned model each read the text through their own tokenizer.
-        results, outputs = [], {}
-        for name, texts in {"golden": golden_texts, "dev": list(data.dev.texts)}.items():
-            expected = run_batched(parent_encoder.encode(texts), parent_run)
-            outputs[name] = run_batched(encoder.encode(texts), run)
-            results.append(compare(name, expected, outputs[name]))
-        write_golden(writer.path, collate(encoder.encode(golden_texts), encoder.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
-        dev_metrics = metrics.compute(task.metrics, outputs["dev"], data.dev.labels, task.problem)
-        architecture = {**manifest.architecture, key or stage: details, "parameters": sum(p.numel() for p in pruned.parameters())}
+def torch_transform(change: Pruner, cfg: Any) -> Transform:
+    """A transform of a torch bundle's model (pruned, or quantized by Neural Compressor) into a torch bundle, run from
+    the saved files (so the comparison checks what was written, tokenizer included)."""
+
+    def transform(parent: Parent, directory: Path) -> Derived:
+        details = {"method": cfg.method, **change(parent.fresh_model(), parent, cfg, directory)}
+        changed = load_torch_model(Bundle(directory, parent.manifest, ""))
+        spec = family_spec(parent.manifest.architecture)
+        facts: dict[str, Any] = {"parameters": sum(p.numel() for p in changed.parameters())}
         if "vocab" in details:
-            architecture["vocab"] = details["vocab"]
-        return writer.commit(
-            kind=manifest.kind,
-            format="torch",
-            task=manifest.task.model_dump(),
-            architecture=architecture,
-            inputs=[i.model_dump() for i in manifest.inputs],
-            outputs=[o.model_dump() for o in manifest.outputs],
-            tokenizer=tokenizer.model_dump(),
-            parent={"path": str(parent.path), "sha256": parent.sha256},
-            produced_by=produced_by(stage, {stage: to_dict(cfg), "data": data_cfg.model_dump(mode="json")}, None),
-            metrics={
-                "dev": {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": len(data.dev)},
-                "parent_dev": manifest.metrics.get("dev", {}),
-                "parity": {"outputs": [r.as_dict() for r in results]},
-                "footprint": footprint(writer.path / WEIGHTS_FILE),
-                "parent_footprint": footprint(parent.file(WEIGHTS_FILE)),
-            },
-            golden=manifest.golden,
-        )
+            facts["vocab"] = details["vocab"]
+        return Derived(details=details, runner=lambda ours: spec.runner(changed, ours.pad_id), architecture=facts)
+
+    return transform
 
 
 def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:
     """Save a pruned model the way its family loads (transformers' format, or the BiLSTM's config + safetensors)."""
-    if parent.manifest.architecture.get("family") == "bilstm":
+    if parent.manifest.architecture.family == "bilstm":
         from safetensors.torch import save_file
 
         config = json.loads(parent.file("config.json").read_text())
@@ -143,7 +89,7 @@ def save_model(model: nn.Module, parent: Bundle, directory: Path) -> None:
 
 
 @register(MagnitudePruneConfig)
-def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePruneConfig, directory: Path) -> dict[str, Any]:
+def magnitude(model: nn.Module, parent: Parent, cfg: MagnitudePruneConfig, directory: Path) -> dict[str, Any]:
     """Zero the globally smallest |w| of every Linear weight (embeddings, LayerNorms and biases are left alone)."""
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     magnitudes = torch.cat([w.detach().abs().flatten() for w in weights])  # (all Linear weights,)
@@ -153,8 +99,7 @@ def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePr
         for w in weights:
             w.mul_((w.abs() > threshold).to(w.dtype))
     zeros = sum(int((w == 0).sum()) for w in weights)
-    save_model(model, parent, directory)
-    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
+    save_model(model, parent.bundle, directory)
     return {"sparsity": cfg.sparsity, "linear_weights": int(magnitudes.numel()), "zeroed": zeros,
             "note": "dense runtimes still compute the zeros: smaller gzip size, same latency"}
 
@@ -163,16 +108,16 @@ def magnitude(model: nn.Module, parent: Bundle, data: TaskData, cfg: MagnitudePr
 
 
 @register(VocabPruneConfig)
-def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfig, directory: Path) -> dict[str, Any]:
-    texts = [part for example in data.train.texts for part in example]
+def vocab(model: nn.Module, parent: Parent, cfg: VocabPruneConfig, directory: Path) -> dict[str, Any]:
+    texts = [part for example in parent.data.train.texts for part in example]
     if not texts:
         raise DataError("vocabulary pruning needs training text; the train split is empty")
     tokenizer_dir = directory / parent.manifest.tokenizer.path
     if parent.manifest.tokenizer.type == "word":
-        kept, before = _prune_word_vocab(parent.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
+        kept, before = _prune_word_vocab(parent.bundle.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.embedding
     else:
-        kept, before = _prune_wordpiece(parent.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
+        kept, before = _prune_wordpiece(parent.bundle.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.get_input_embeddings()
     index = torch.as_tensor(kept, dtype=torch.long)
     smaller = nn.Embedding(len(kept), embedding.embedding_dim, padding_idx=0)
@@ -183,7 +128,7 @@ def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfi
     else:
         model.set_input_embeddings(smaller)
         model.config.vocab_size = len(kept)
-    save_model(model, parent, directory)
+    save_model(model, parent.bundle, directory)
     logger.info("vocabulary %d -> %d entries", before, len(kept))
     return {
         "vocab": len(kept), "vocab_before": before, "min_count": cfg.min_count,
@@ -193,10 +138,9 @@ def vocab(model: nn.Module, parent: Bundle, data: TaskData, cfg: VocabPruneConfi
 
 def _prune_wordpiece(source: Path, target: Path, texts: list[str], min_count: int) -> tuple[list[int], int]:
     """Keep the specials and every piece the texts produce at least `min_count` times; rewrite tokenizer.json (and
-    vocab.txt) with the new ids."""
+    vocab.txt) of `target` (a copy of `source`) with the new ids."""
     from tokenizers import Tokenizer
 
-    shutil.copytree(source, target)
     tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.no_truncation()

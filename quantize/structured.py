@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.bundle import Bundle
 from edgekd.config import StructuredPruneConfig
-from edgekd.data import TaskData, length_grouped_batches
+from edgekd.batching import length_grouped_batches
+from edgekd.derive import Parent
 from edgekd.errors import UnsupportedError
-from edgekd.runtime.encoder import collate, load_encoder
+from edgekd.runtime.encoder import collate
 
 from .prune import register
 
@@ -30,15 +30,13 @@ BATCH = 32
 
 
 @register(StructuredPruneConfig)
-def structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: StructuredPruneConfig, directory: Path) -> dict[str, Any]:
-    import shutil
-
-    if parent.manifest.architecture.get("family") == "bilstm" or not hasattr(model, "bert"):
+def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, directory: Path) -> dict[str, Any]:
+    if parent.manifest.architecture.family == "bilstm" or not hasattr(model, "bert"):
         raise UnsupportedError("structured pruning removes attention heads and FFN neurons: it applies to BERT-family models only")
     if parent.manifest.task.problem != "classification":
         raise UnsupportedError("structured pruning ranks units by the classification loss; this task is a regression")
     layers = model.bert.encoder.layer
-    head_scores, neuron_scores = importance(model, parent, data, cfg.samples)
+    head_scores, neuron_scores = importance(model, parent, cfg.samples)
     # Heads: normalise each layer's scores, rank globally, keep at least one head per layer.
     normalised = head_scores / head_scores.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (layers, heads)
     total = normalised.numel()
@@ -62,7 +60,6 @@ def structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: Structured
         _shrink_ffn(layer, keep)
     model.config.intermediate_size = keep_count
     model.save_pretrained(directory, safe_serialization=True)
-    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
     removed = sum(len(v) for v in remove.values())
     logger.info("removed %d of %d heads and %d of %d FFN neurons per layer", removed, total, width - keep_count, width)
     return {
@@ -75,7 +72,7 @@ def structured(model: nn.Module, parent: Bundle, data: TaskData, cfg: Structured
     }
 
 
-def importance(model: nn.Module, parent: Bundle, data: TaskData, samples: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def importance(model: nn.Module, parent: Parent, samples: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """|d loss / d mask| per head (layers, heads) and per FFN neuron (one (intermediate,) tensor per layer)."""
     layers = model.bert.encoder.layer
     config = model.config
@@ -85,9 +82,7 @@ def importance(model: nn.Module, parent: Bundle, data: TaskData, samples: int) -
         layer.intermediate.register_forward_hook(lambda module, args, output, mask=mask: output * mask)
         for layer, mask in zip(layers, neuron_masks)
     ]
-    tokenizer = parent.manifest.tokenizer
-    columns = parent.manifest.task.columns
-    encoder = load_encoder(parent.tokenizer_dir, tokenizer.type, tokenizer.max_length, columns)
+    encoder, data = parent.encoder(), parent.data
     rng = np.random.default_rng(0)
     picks = rng.choice(len(data.train), size=min(samples, len(data.train)), replace=False)
     examples = encoder.encode([data.train.texts[i] for i in picks])

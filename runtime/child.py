@@ -2,7 +2,7 @@
 logits, and write one JSON file. It imports only the runtime (numpy, pydantic, the backend, tokenizers).
 
     python -m edgekd.runtime.child BUNDLE --out result.json [--texts texts.jsonl] [--threads 1]
-    ... --bench [--queries 64] [--seconds 1] [--reference REF_BUNDLE]   # the benchmark protocol (runtime/latency.py)
+    ... --bench [--queries N] [--seconds S] [--reference REF_BUNDLE]    # the benchmark protocol (runtime/latency.py)
     python -m edgekd.runtime.child --baseline --out result.json           # the runtime imported, no model: memory floor
 """
 
@@ -14,9 +14,12 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from edgekd.protocol import MIN_QUERIES, MIN_SECONDS, MIN_WARMUP
 
 
 def machine() -> dict[str, object]:
@@ -47,9 +50,14 @@ def machine() -> dict[str, object]:
     }
 
 
+def texts_file_text(texts: Sequence[tuple[str, ...]]) -> str:
+    """The texts file the host pushes for the child: one JSON list of 1 or 2 strings per line."""
+    return "".join(json.dumps(list(text), ensure_ascii=False) + "\n" for text in texts)
+
+
 def read_texts_file(path: Path) -> list[tuple[str, ...]]:
-    """The texts `run_child` wrote: one JSON list of 1 or 2 strings per line. Lines end at "\n" only: the JSON keeps
-    U+2028 and NEL unescaped, and str.splitlines() would split a text there."""
+    """The texts of `texts_file_text`. Lines end at "\n" only: the JSON keeps U+2028 and NEL unescaped, and
+    str.splitlines() would split a text there."""
     return [tuple(json.loads(line)) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
@@ -91,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=Path, help="JSON lines, each a list of one or two strings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bench", action="store_true", help="measure latency (the texts are the real inputs)")
-    parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=MIN_QUERIES)
+    parser.add_argument("--seconds", type=float, default=MIN_SECONDS)
+    parser.add_argument("--warmup", type=int, default=MIN_WARMUP)
     parser.add_argument("--reference", type=Path, help="with --bench: also measure pairs against this bundle")
     parser.add_argument("--baseline", action="store_true", help="import the runtime, load nothing, report memory")
     args = parser.parse_args(argv)

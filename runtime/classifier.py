@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.bundle import HF_CONFIG, Bundle
 from edgekd.errors import BundleError, UnsupportedError
+from edgekd.records import MODEL_FILES
 
 from .backends import Backend, open_backend, run_batched
 from .encoder import TOKENIZER_FILES, Encoder, Texts, load_encoder, probe_example
@@ -25,7 +26,8 @@ from .golden import GoldenCheck, check_golden
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+# The formats the runtime runs (a torch bundle is exported first).
+RUNTIME_FORMATS = ("onnx", "tflite")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Classifier:
         """
         opened = bundle if isinstance(bundle, Bundle) else Bundle.open(Path(bundle))
         manifest = opened.manifest
-        if manifest.format not in MODEL_FILES:
+        if manifest.format not in RUNTIME_FORMATS:
             raise UnsupportedError(
                 f"{opened.path}: is a {manifest.format} bundle; the runtime runs onnx or tflite bundles "
                 f"(edgekd export {opened.path} --to onnx)"
@@ -129,7 +131,7 @@ def _check_max_length(bundle: Bundle, backend: Backend) -> None:
     limits = {}
     if backend.max_sequence is not None:
         limits["the largest TFLite bucket"] = backend.max_sequence
-    if bundle.manifest.architecture.get("family") == "bert" and HF_CONFIG in bundle.manifest.files:
+    if bundle.manifest.architecture.family == "bert" and HF_CONFIG in bundle.manifest.files:
         path = bundle.file(HF_CONFIG)
         try:
             positions = json.loads(path.read_text(encoding="utf-8")).get("max_position_embeddings")

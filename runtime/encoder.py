@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edgekd.bundle import Bundle
 from edgekd.errors import BundleError, DataError
 from edgekd.truncation import longest_first
 
@@ -135,6 +136,12 @@ def load_encoder(tokenizer_dir: Path, kind: str, max_length: int, columns: int) 
     if kind == "word":
         return WordEncoder(tokenizer_dir, max_length, columns)
     raise BundleError(f"tokenizer type {kind!r} is unknown; valid: wordpiece, word")
+
+
+def bundle_encoder(bundle: Bundle, max_length: int | None = None) -> Encoder:
+    """The encoder of a bundle's tokenizer (at its max length, or a shorter `max_length`: a TFLite bucket)."""
+    tokenizer = bundle.manifest.tokenizer
+    return load_encoder(bundle.tokenizer_dir, tokenizer.type, max_length or tokenizer.max_length, bundle.manifest.task.columns)
 
 
 def probe_example(encoder: Encoder, token_id: int) -> Example:

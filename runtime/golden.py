@@ -44,8 +44,8 @@ QUANTIZED_RELATIVE = 0.05
 
 def golden_tolerance(manifest: Manifest, golden: Mapping[str, np.ndarray]) -> float:
     """The largest |logit - stored| a correct copy of this bundle's model may show on another machine (see above)."""
-    atol = FAMILY_ATOL.get(str(manifest.architecture.get("family")), DEFAULT_ATOL)
-    if "quantize" not in manifest.architecture:
+    atol = FAMILY_ATOL.get(manifest.architecture.family, DEFAULT_ATOL)
+    if manifest.architecture.quantize is None:
         return atol
     stored = np.asarray(golden["logits"], dtype=np.float64)
     bounds = [atol, QUANTIZED_RELATIVE * float(np.abs(stored).max(initial=0.0))]

@@ -73,7 +73,7 @@ def tiny_bundles(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     recipe = validate_recipe(raw)
     bundles = {"teacher": teacher(recipe), **{name: distill(recipe, name) for name in students}}
     for name, bundle in bundles.items():
-        accuracy = bundle.manifest.metrics["dev"]["accuracy"]
+        accuracy = bundle.manifest.metrics.dev["accuracy"]
         assert accuracy >= 0.75, f"the tiny {name} reached only {accuracy:.2f} dev accuracy: the export tests need a trained model"
     return bundles
 

@@ -12,7 +12,8 @@ import torch
 
 from edgekd.bundle import Bundle
 from edgekd.config import TinyBertConfig
-from edgekd.data import Encoded, Split, TaskData, encode, pad_batch
+from edgekd.data import Split, TaskData
+from edgekd.batching import Encoded, encode, pad_batch
 from edgekd.errors import ConfigError
 from edgekd.modeling import check_hf_config
 from edgekd.tasks import hf_label_config

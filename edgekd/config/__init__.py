@@ -7,7 +7,7 @@ recipe); `graph` checks a run's graph, `loading` reads YAML, `extends:` and over
 
 from __future__ import annotations
 
-from .base import NAME, RECIPE_VERSION, SEED_MAX, ConfigT, student_lineage, teacher_lineage, to_dict
+from .base import NAME, RECIPE_VERSION, SEED_MAX, TAG_KEYS, ConfigT, from_dict, student_lineage, teacher_lineage, to_dict
 from .graph import bench_models, bundle_formats, graph_problems
 from .loading import (
     MAX_YAML_BYTES,
@@ -25,6 +25,7 @@ from .loading import (
 )
 from .methods import (
     METHODS,
+    MethodConfig,
     ExportConfig,
     Handlers,
     IncConfig,
@@ -62,12 +63,12 @@ from .training import (
 
 __all__ = [
     "MAX_PROBLEMS", "MAX_YAML_BYTES", "METHODS", "NAME", "OVERRIDE_SYNTAX", "PACKAGED_TEACHERS", "RECIPE_VERSION", "SEED_MAX",
-    "SHOWN_CHARS", "STAGES", "TANG_KEYS", "TINYBERT_KEYS", "ArtifactConfig", "AugmentConfig", "BenchConfig", "BiLSTMConfig",
-    "Budget", "ConfigT", "DataConfig", "ExportConfig", "Handlers", "IncConfig", "MagnitudePruneConfig", "ModelBudget", "OnnxDynamicConfig",
+    "SHOWN_CHARS", "STAGES", "TAG_KEYS", "TANG_KEYS", "TINYBERT_KEYS", "ArtifactConfig", "AugmentConfig", "BenchConfig", "BiLSTMConfig",
+    "Budget", "ConfigT", "DataConfig", "ExportConfig", "Handlers", "IncConfig", "MagnitudePruneConfig", "MethodConfig", "ModelBudget", "OnnxDynamicConfig",
     "OnnxFp16Config", "OnnxInt4Config", "OnnxStaticConfig", "PruneConfig", "QuantizeConfig", "Recipe", "StageConfig",
     "StructuredPruneConfig", "StudentConfig", "TeacherConfig", "TfliteDynamicConfig", "TfliteFp16Config", "TfliteInt8Config",
     "TinyBertConfig", "TrainConfig", "VocabPruneConfig", "apply_overrides", "bench_models", "bundle_formats",
-    "check_teacher_config", "check_teacher_source", "graph_problems", "load_recipe", "method_configs", "method_names", "nearest_key",
+    "check_teacher_config", "check_teacher_source", "from_dict", "graph_problems", "load_recipe", "method_configs", "method_names", "nearest_key",
     "parse_yaml", "read_yaml", "registered_methods", "resolve_recipe_path", "shipped_recipes", "shorten", "student_lineage", "teacher_config_dir",
     "teacher_lineage", "to_dict", "validate_config", "validate_recipe",
 ]

@@ -12,7 +12,7 @@ from .base import _Config
 from .render import _shown
 
 
-class _MethodConfig(_Config):
+class MethodConfig(_Config):
     """A method that derives a bundle from a bundle. The class states what it reads and makes; the recipe's graph,
     default output names and the CLI help read these facts, and defining a concrete class enters it in `METHODS`.
     Its handler is registered beside the handler's code, in its stage's registry (the spine imports no stage)."""
@@ -46,16 +46,16 @@ class _MethodConfig(_Config):
 
 
 # Every method config by stage and name, in definition order (filled as the classes are defined).
-METHODS: dict[str, dict[str, type[_MethodConfig]]] = {}
+METHODS: dict[str, dict[str, type[MethodConfig]]] = {}
 
 
-def _tags(cls: type[_MethodConfig]) -> tuple[str, ...]:
+def _tags(cls: type[MethodConfig]) -> tuple[str, ...]:
     """The names a concrete config class answers to: its `method` literal (export: its `format` literals)."""
     field = cls.model_fields.get("method") or cls.model_fields.get("format")
     return typing.get_args(field.annotation) if field is not None else ()
 
 
-def method_configs(stage: str) -> dict[str, type[_MethodConfig]]:
+def method_configs(stage: str) -> dict[str, type[MethodConfig]]:
     """The config class of every method of a stage (export, quantize, prune), by name."""
     return dict(METHODS.get(stage, {}))
 
@@ -76,9 +76,9 @@ class Handlers(Generic[H]):
     def __init__(self, stage: str, load: Callable[[], object]) -> None:
         self.stage = stage
         self._load = load
-        self._table: dict[str, tuple[type[_MethodConfig], H]] = {}
+        self._table: dict[str, tuple[type[MethodConfig], H]] = {}
 
-    def register(self, config: type[_MethodConfig], name: str | None = None) -> Callable[[H], H]:
+    def register(self, config: type[MethodConfig], name: str | None = None) -> Callable[[H], H]:
         """Enter the decorated function as the handler of `config` (of its method `name` where it has several)."""
         names = _tags(config)
         if config.stage != self.stage or (name or names[0]) not in names or (name is None and len(names) != 1):
@@ -93,18 +93,18 @@ class Handlers(Generic[H]):
     def unregister(self, name: str) -> None:
         self._table.pop(name, None)
 
-    def table(self) -> dict[str, tuple[type[_MethodConfig], H]]:
+    def table(self) -> dict[str, tuple[type[MethodConfig], H]]:
         """Every registered method by name: (its config class, its handler)."""
         self._load()
         return dict(self._table)
 
-    def get(self, cfg: _MethodConfig) -> H | None:
+    def get(self, cfg: MethodConfig) -> H | None:
         """The handler of a config, or None where its method has none."""
         entry = self.table().get(cfg.name)
         return entry[1] if entry is not None and isinstance(cfg, entry[0]) else None
 
 
-class ExportConfig(_MethodConfig):
+class ExportConfig(MethodConfig):
     """One export of a torch bundle to a deployable format, checked against its parent."""
 
     stage: ClassVar[str] = "export"
@@ -144,8 +144,10 @@ class ExportConfig(_MethodConfig):
         return self.format + ("-fused" if self.fuse else "")
 
 
-class _QuantizeBase(_MethodConfig):
+class _QuantizeBase(MethodConfig):
     stage: ClassVar[str] = "quantize"
+    # Whether the method refuses a parent exported with ORT's fusions.
+    needs_unfused: ClassVar[bool] = False
 
     # A floor on top-1 agreement with the parent on the evaluated dev examples: a quantized model below it is broken
     # (a wrong calibration, an unsupported graph) and is not written. Accuracy budgets belong in the gate.
@@ -169,6 +171,8 @@ class OnnxStaticConfig(_QuantizeBase):
     """ONNX Runtime static INT8 in QDQ format, activation ranges calibrated on real training text."""
 
     parent_format: ClassVar[str] = "onnx"
+    # ONNX shape inference cannot type the outputs of ORT's fused operators, so calibration needs the unfused export.
+    needs_unfused: ClassVar[bool] = True
     suffix: ClassVar[str] = "static"
     method: Literal["onnx-static"] = "onnx-static"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
@@ -260,7 +264,7 @@ QuantizeConfig = typing.Annotated[
 ]
 
 
-class _PruneBase(_MethodConfig):
+class _PruneBase(MethodConfig):
     # Torch in, torch out (export and quantize it next).
     stage: ClassVar[str] = "prune"
 

@@ -9,6 +9,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+# The benchmark protocol's minimums, re-exported: they live in the spine's smallest module, which the device-side child
+# reads without importing the configs.
+from edgekd.protocol import MIN_QUERIES, MIN_SECONDS
+
 from .base import NAME, RECIPE_VERSION, SEED_MAX, _Config
 from .graph import graph_problems
 from .methods import ExportConfig, PruneConfig, QuantizeConfig
@@ -75,10 +79,6 @@ class ArtifactConfig(_Config):
         return getattr(self, self.stage)
 
 
-# The benchmark protocol's minimums (DESIGN.md): measured queries per measurement (enough for a p90 early-stopping
-# estimate at 99% confidence, as MLPerf) and measured seconds. The report's validity flags are judged against them too.
-MIN_QUERIES = 64
-MIN_SECONDS = 1.0
 # A week bounds a child's timeout: waits past what the OS clock functions take overflow.
 MAX_TIMEOUT = 7 * 86400
 

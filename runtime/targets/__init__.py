@@ -1,7 +1,8 @@
 """Where a bundle runs: `local`, `ssh://user@host[:port]`, `qemu-aarch64://ROOTFS` (emulated arm64). One interface:
 `push`, `run`, `fetch`, `cleanup` (a target is a context manager: leaving it cleans up, on failure too).
 
-`run_child` pushes a bundle and texts, runs `python -m edgekd.runtime.child` there and fetches its JSON result.
+`ChildSession` is the one protocol over it: push the texts and each bundle once, run `python -m edgekd.runtime.child`
+in a fresh process per call, fetch its JSON result. `run_child` (golden check and logits) and the benchmark use it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import json
 import logging
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from edgekd.errors import ConfigError, EdgekdError
+from edgekd.runtime.child import texts_file_text
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +75,50 @@ def parse_target(url: str) -> Target:
     )
 
 
+class ChildSession:
+    """Children on one target over one set of texts: the texts and each bundle pushed once, a fresh child process per
+    `run`, its JSON result fetched. A context manager: leaving it removes its local scratch (the target's own work
+    directory goes when the target is left)."""
+
+    def __init__(self, target: Target, texts: Sequence[tuple[str, ...]]) -> None:
+        self.target = target
+        self._scratch = tempfile.TemporaryDirectory(prefix="edgekd-child-")
+        self.scratch = Path(self._scratch.name)
+        texts_file = self.scratch / "texts.jsonl"
+        texts_file.write_text(texts_file_text(texts), encoding="utf-8")
+        try:
+            # The texts' path on the target; the children's result files are written beside it.
+            self.texts = target.push(texts_file)
+        except BaseException:
+            self._scratch.cleanup()
+            raise
+        self._pushed: dict[Path, str] = {}
+        self._runs = 0
+
+    def __enter__(self) -> ChildSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._scratch.cleanup()
+
+    def push(self, bundle: Path) -> str:
+        """The bundle's path on the target, pushed the first time it is asked for."""
+        if bundle not in self._pushed:
+            self._pushed[bundle] = self.target.push(bundle)
+        return self._pushed[bundle]
+
+    def run(self, args: list[str], timeout: float) -> dict[str, Any]:
+        """Run a fresh child with `args` (its `--out` added); its JSON result."""
+        self._runs += 1
+        remote_out = f"{self.texts}.{self._runs}.json"
+        self.target.run([*args, "--out", remote_out], timeout)
+        local_out = self.scratch / f"{self._runs}.json"
+        self.target.fetch(remote_out, local_out)
+        return json.loads(local_out.read_text(encoding="utf-8"))
+
+
 def run_child(target: Target, bundle: Path, texts: list[tuple[str, ...]], *, threads: int = 1, timeout: float = 600) -> dict[str, Any]:
-    """Run the bundle on the target over the golden texts and `texts`; the child's JSON result."""
-    with tempfile.TemporaryDirectory() as scratch:
-        texts_file = Path(scratch) / "texts.jsonl"
-        texts_file.write_text("".join(json.dumps(list(t), ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
-        remote_bundle = target.push(bundle)
-        remote_texts = target.push(texts_file)
-        remote_out = f"{remote_texts}.result.json"
-        target.run([remote_bundle, "--out", remote_out, "--texts", remote_texts, "--threads", str(threads)], timeout)
-        local_out = Path(scratch) / "result.json"
-        target.fetch(remote_out, local_out)
-        result = json.loads(local_out.read_text(encoding="utf-8"))
-    result["target"] = target.name
-    result["latency_source"] = target.latency_source
-    return result
+    """Run the bundle on the target over the golden texts and `texts`; the child's JSON result, with where it ran."""
+    with ChildSession(target, texts) as session:
+        result = session.run([session.push(bundle), "--texts", session.texts, "--threads", str(threads)], timeout)
+    return {**result, "target": target.name, "latency_source": target.latency_source}

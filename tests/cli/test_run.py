@@ -91,7 +91,7 @@ def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder:
     changed = capsys.readouterr().out
     assert set(STEPS) - cached(changed) == {"quantize tinybert-int8", "bench", "gate"}, changed
     assert 'quantize.method "onnx-dynamic" -> "onnx-static"' in changed
-    assert Bundle.open(out / "tinybert-int8").manifest.architecture["quantize"]["method"] == "onnx-static"
+    assert Bundle.open(out / "tinybert-int8").manifest.architecture.quantize["method"] == "onnx-static"
 
     # 5. A budget the models miss: only the gate runs; exit code 1, the failing check named.
     assert main(["run", str(recipe), method, "gate.models.tinybert-int8.max_bytes=1000"]) == 1

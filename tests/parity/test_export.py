@@ -27,7 +27,7 @@ def test_onnx_export_matches_its_parent(tiny_bundles: dict[str, Bundle], tmp_pat
     bundle = export(parent.path, ExportConfig(format="onnx", fuse=fuse), tmp_path / "out")
     m = bundle.manifest
     assert (m.format, m.kind, m.parent.sha256) == ("onnx", parent.manifest.kind, parent.sha256)
-    parity = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    parity = {row["name"]: row for row in m.metrics.parity["outputs"]}
     assert set(parity) == {"golden", "edge cases", "dev"}
     assert all(row["max_abs_diff"] <= 1e-4 and row["agreement"] == 1.0 for row in parity.values()), parity
     pair = parent.manifest.task.kind == "pair"
@@ -44,8 +44,8 @@ def test_onnx_export_matches_its_parent(tiny_bundles: dict[str, Bundle], tmp_pat
     if model == "bilstm":
         assert sum(node.op_type == "LSTM" for node in graph.graph.node) == (1 if not pair else 2)
     if fuse:
-        fusions = m.architecture["export"]["fusions"]
-        assert fusions.get("Attention") == parent.manifest.architecture["layers"] and "Attention" in ops
+        fusions = m.architecture.export["fusions"]
+        assert fusions.get("Attention") == parent.manifest.architecture.layers and "Attention" in ops
     # The golden file holds the export's own inputs and outputs: a device checks itself against it.
     golden = np.load(bundle.file("golden.npz"))
     assert golden["logits"].shape == (len(golden["texts"]), len(parent.manifest.task.labels))
@@ -63,10 +63,10 @@ def test_tflite_export_matches_its_parent(tiny_bundles: dict[str, Bundle], tmp_p
     parent = tiny_bundles[model]
     bundle = export(parent.path, ExportConfig(format="tflite", buckets=buckets), tmp_path / "out")
     m = bundle.manifest
-    assert m.format == "tflite" and m.architecture["export"]["buckets"] == buckets
+    assert m.format == "tflite" and m.architecture.export["buckets"] == buckets
     # The tokenizer now truncates to the largest bucket, so the runtime never meets a longer input.
     assert m.tokenizer.max_length == buckets[-1] < parent.manifest.tokenizer.max_length
-    parity = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    parity = {row["name"]: row for row in m.metrics.parity["outputs"]}
     # Every bucket is exercised: the empty text and a single word in the smallest, the over-long text in the largest.
     assert {f"edge cases, bucket {b}" for b in buckets} <= set(parity)
     assert all(row["max_abs_diff"] <= 1e-4 and row["agreement"] == 1.0 for row in parity.values()), parity
@@ -80,7 +80,7 @@ def test_tflite_runtime_picks_the_smallest_bucket(tiny_bundles: dict[str, Bundle
 
     bundle = export(tiny_bundles["tinybert"].path, ExportConfig(format="tflite", buckets=[4, 8, 64]), tmp_path / "out")
     # 64 is past the tokenizer's max length (32): the max length itself becomes the largest bucket.
-    assert bundle.manifest.architecture["export"]["buckets"] == [4, 8, 32]
+    assert bundle.manifest.architecture.export["buckets"] == [4, 8, 32]
     backend = TfliteBackend(bundle.file("model.tflite"), pad_id=0)
     assert [backend.bucket(n) for n in (1, 4, 5, 8, 9, 32)] == [4, 4, 8, 8, 32, 32]
     with pytest.raises(BundleError, match="largest TFLite bucket"):
@@ -101,7 +101,7 @@ def test_dynamic_axes_take_any_batch_and_length(tiny_bundles: dict[str, Bundle],
     for batch, width in [(1, 1), (5, 1), (1, max_length), (5, max_length), (3, 7)]:
         lengths = rng.integers(1, width + 1, size=batch)
         lengths[0] = width
-        ids = rng.integers(3, parent.manifest.architecture["vocab"], size=(batch, width))
+        ids = rng.integers(3, parent.manifest.architecture.vocab, size=(batch, width))
         ids[np.arange(width)[None, :] >= lengths[:, None]] = 0
         feeds = {"input_ids": ids, "lengths": lengths}
         if parent.manifest.task.kind == "pair":
@@ -182,12 +182,12 @@ def test_cli_export_prints_parity(tiny_bundles: dict[str, Bundle], tmp_path: Pat
     out = tmp_path / "cli-onnx"
     assert main(["export", str(tiny_bundles["teacher"].path), "--to", "onnx", "-o", str(out), "--parity-samples", "all"]) == 0
     text = capsys.readouterr().out
-    assert "parity dev" in text and "dev: accuracy" in text
-    assert Bundle.open(out).manifest.metrics["dev"]["examples"] == 40
+    assert "parity dev" in text and "dev (40 examples): accuracy" in text
+    assert Bundle.open(out).manifest.metrics.dev["examples"] == 40
     # An override may come before the bundle: it is not read as the bundle's path.
     out2 = tmp_path / "cli-onnx-20"
     assert main(["export", "data.max_dev_examples=20", str(tiny_bundles["teacher"].path), "--to", "onnx", "-o", str(out2), "--parity-samples", "all"]) == 0
-    assert Bundle.open(out2).manifest.metrics["dev"]["examples"] == 20
+    assert Bundle.open(out2).manifest.metrics.dev["examples"] == 20
 
 
 def test_every_family_has_export_tests() -> None:

@@ -23,13 +23,13 @@ def test_vocab_pruning_keeps_predictions_on_seen_text(tiny_bundles: dict[str, Bu
     parent = tiny_bundles[model]
     bundle = prune(parent.path, VocabPruneConfig(), tmp_path / "vocab")
     m = bundle.manifest
-    details = m.architecture["prune"]
+    details = m.architecture.prune
     # (The tiny BiLSTM's vocabulary is its training text's, so nothing goes; TinyBERT's WordPiece table shrinks.)
     assert details["vocab"] < details["vocab_before"] if model == "tinybert" else details["vocab"] == details["vocab_before"]
     # The fixture's dev text uses only words of its training text: every piece is kept, predictions are identical.
-    rows = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    rows = {row["name"]: row for row in m.metrics.parity["outputs"]}
     assert rows["dev"]["agreement"] == 1.0 and rows["dev"]["max_abs_diff"] < 1e-5, rows
-    assert m.metrics["footprint"]["parameters"] <= m.metrics["parent_footprint"]["parameters"]
+    assert m.metrics.footprint["parameters"] <= m.metrics.parent_footprint["parameters"]
     # Text with pieces the training text never used reads as [UNK] through the runtime's tokenizer.
     columns = 2 if m.task.kind == "pair" else 1
     encoder = load_encoder(bundle.tokenizer_dir, m.tokenizer.type, m.tokenizer.max_length, columns)
@@ -38,21 +38,21 @@ def test_vocab_pruning_keeps_predictions_on_seen_text(tiny_bundles: dict[str, Bu
     assert unk in unseen.tolist() and int(unseen.max()) < details["vocab"]
     # The smaller model exports, and the export matches it (the tokenizer remap travels with the bundle).
     onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "vocab-onnx")
-    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics.parity["outputs"])
 
 
 def test_bilstm_vocab_pruning_drops_words_the_training_text_lacks(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
     parent = tiny_bundles["bilstm"]
     bundle = prune(parent.path, VocabPruneConfig(), tmp_path / "vocab", overrides=["data.max_train_examples=3"])
-    details = bundle.manifest.architecture["prune"]
+    details = bundle.manifest.architecture.prune
     assert details["vocab"] < details["vocab_before"]
-    assert bundle.manifest.metrics["footprint"]["parameters"] < bundle.manifest.metrics["parent_footprint"]["parameters"]
+    assert bundle.manifest.metrics.footprint["parameters"] < bundle.manifest.metrics.parent_footprint["parameters"]
 
 
 def test_min_count_keeps_fewer_pieces(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
     parent = tiny_bundles["tinybert"]
-    everything = prune(parent.path, VocabPruneConfig(), tmp_path / "all").manifest.architecture["prune"]["vocab"]
-    frequent = prune(parent.path, VocabPruneConfig(min_count=60), tmp_path / "frequent").manifest.architecture["prune"]["vocab"]
+    everything = prune(parent.path, VocabPruneConfig(), tmp_path / "all").manifest.architecture.prune["vocab"]
+    frequent = prune(parent.path, VocabPruneConfig(min_count=60), tmp_path / "frequent").manifest.architecture.prune["vocab"]
     assert frequent < everything
 
 
@@ -74,13 +74,13 @@ def test_magnitude_pruning_reaches_its_sparsity(tiny_bundles: dict[str, Bundle],
     parent = tiny_bundles["tinybert"]
     bundle = prune(parent.path, MagnitudePruneConfig(sparsity=0.5), tmp_path / "sparse")
     m = bundle.manifest
-    details = m.architecture["prune"]
+    details = m.architecture.prune
     assert abs(details["zeroed"] / details["linear_weights"] - 0.5) < 0.01
-    size, before = m.metrics["footprint"], m.metrics["parent_footprint"]
+    size, before = m.metrics.footprint, m.metrics.parent_footprint
     assert size["parameters"] == before["parameters"]
     assert before["nonzero_parameters"] - size["nonzero_parameters"] >= 0.49 * details["linear_weights"]
     assert size["gzip_bytes"] < before["gzip_bytes"]
-    assert "dev" in m.metrics and m.metrics["parity"]["outputs"][0]["examples"] == 8
+    assert m.metrics.dev is not None and m.metrics.parity["outputs"][0]["examples"] == 8
 
 
 def test_structured_pruning_shrinks_the_exported_matrices(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
@@ -89,15 +89,15 @@ def test_structured_pruning_shrinks_the_exported_matrices(tiny_bundles: dict[str
 
     parent = tiny_bundles["teacher"]  # 2 layers of 2 heads, hidden 32, FFN 64
     bundle = prune(parent.path, StructuredPruneConfig(heads=0.5, ffn=0.5, samples=32), tmp_path / "structured")
-    details = bundle.manifest.architecture["prune"]
+    details = bundle.manifest.architecture.prune
     assert details["heads_kept"] == 2 and details["ffn_kept"] == 32
     assert all(len(heads) == 1 for heads in details["heads_removed"].values())  # one head left in every layer
-    assert bundle.manifest.metrics["footprint"]["parameters"] < bundle.manifest.metrics["parent_footprint"]["parameters"]
+    assert bundle.manifest.metrics.footprint["parameters"] < bundle.manifest.metrics.parent_footprint["parameters"]
     onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "structured-onnx")
     shapes = sorted(numpy_helper.to_array(t).shape for t in onnx.load(str(onnx_bundle.file("model.onnx"))).graph.initializer)
     assert (32, 32) in shapes and (32, 16) in shapes  # FFN up-projection (hidden, 32 kept); one 16-wide head's Q/K/V
     assert (32, 64) not in shapes and (64, 32) not in shapes
-    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics.parity["outputs"])
 
 
 def test_prune_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,15 +58,15 @@ def test_quantized_model_stays_close_to_its_parent(exported: dict[str, Bundle], 
     bundle = quantize(parent.path, cfg, tmp_path / "q")  # type: ignore[arg-type]
     m = bundle.manifest
     assert m.format == parent.manifest.format and m.parent.sha256 == parent.sha256
-    assert m.architecture["quantize"]["method"] == cfg.method  # type: ignore[attr-defined]
-    rows = {row["name"]: row for row in m.metrics["parity"]["outputs"]}
+    assert m.architecture.quantize["method"] == cfg.method  # type: ignore[attr-defined]
+    rows = {row["name"]: row for row in m.metrics.parity["outputs"]}
     if host_saturation(cfg):
         # This CPU has no VNNI: full 8-bit weights overflow ONNX Runtime's 16-bit sums here (presets.host_saturation),
         # which the bundle records; the reduce-range cases keep the strict floors on every CPU.
-        assert m.architecture["quantize"]["evaluated_on"]["host"] == "avx2"
+        assert m.architecture.quantize["evaluated_on"]["host"] == "avx2"
         min_sqnr = SATURATED_SQNR
     assert rows["dev"]["agreement"] >= 0.95 and rows["dev"]["sqnr_db"] >= min_sqnr, rows
-    size, parent_size = m.metrics["footprint"], m.metrics["parent_footprint"]
+    size, parent_size = m.metrics.footprint, m.metrics.parent_footprint
     assert size["parameters"] > 0 and size["gzip_bytes"] < size["bytes"]
     # Quantization stores the same weights in fewer bits: the count stays (TFLite keeps large constants at offsets
     # past the flatbuffer, which the count must follow).
@@ -85,7 +85,7 @@ def test_quantized_model_stays_close_to_its_parent(exported: dict[str, Bundle], 
         # (ONNX Runtime has no integer Gemm and static mode leaves the LSTM float: in the tiny BiLSTM, whose dense
         # layers outweigh its embedding table, that is most of the parameters.)
         assert _share_of_parameters(bundle.file("model.onnx"), stored) > (0.1 if "bilstm" in source else 0.5)
-    assert m.metrics["dev"]["examples"] == 40
+    assert m.metrics.dev["examples"] == 40
     assert Bundle.open(bundle.path).sha256 == bundle.sha256
 
 
@@ -149,13 +149,13 @@ def test_neural_compressor_tunes_a_torch_student_that_then_exports(tiny_bundles:
     # Two configurations, the aggressive one first: every trial is recorded with its accuracy.
     bundle = quantize(parent.path, IncConfig(bits=[2, 8], group_size=16, tolerable_loss=0.05), tmp_path / "inc")
     m = bundle.manifest
-    details = m.architecture["inc"]
+    details = m.architecture.inc
     assert m.format == "torch" and details["trials"][0]["bits"] == 2
     assert details["chosen"]["accuracy"] >= details["baseline"] * 0.95
     assert details["chosen"] == next(t for t in details["trials"] if t["accuracy"] >= details["baseline"] * 0.95)
-    assert m.metrics["dev"]["accuracy"] == pytest.approx(details["chosen"]["accuracy"], abs=1e-6)
+    assert m.metrics.dev["accuracy"] == pytest.approx(details["chosen"]["accuracy"], abs=1e-6)
     onnx_bundle = export(bundle.path, ExportConfig(format="onnx"), tmp_path / "inc-onnx")
-    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics["parity"]["outputs"])
+    assert all(r["max_abs_diff"] < 1e-4 for r in onnx_bundle.manifest.metrics.parity["outputs"])
 
 
 
@@ -171,7 +171,7 @@ def test_neural_compressor_stops_at_the_first_passing_config_or_fails(
 
     parent = tiny_bundles["teacher"].path
     scripted([0.9, 0.5, 0.895, 0.895])  # baseline, 2-bit, 4-bit, then the float copy's check
-    details = quantize(parent, IncConfig(bits=[2, 4, 8], tolerable_loss=0.01), tmp_path / "ok").manifest.architecture["inc"]
+    details = quantize(parent, IncConfig(bits=[2, 4, 8], tolerable_loss=0.01), tmp_path / "ok").manifest.architecture.inc
     assert [t["bits"] for t in details["trials"]] == [2, 4] and details["chosen"]["bits"] == 4  # 8-bit never tried
     scripted([0.9, 0.5, 0.6, 0.6])
     with pytest.raises(ParityError, match="no configuration within 1.0%") as caught:
@@ -202,7 +202,7 @@ def test_cli_quantize_with_a_preset(exported: dict[str, Bundle], tmp_path: Path,
     assert main(["quantize", str(exported["tinybert-onnx"].path), "--preset", "x86-vnni", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "vs parent dev" in text and "gzip" in text
-    assert Bundle.open(out).manifest.architecture["quantize"]["method"] == "onnx-dynamic"
+    assert Bundle.open(out).manifest.architecture.quantize["method"] == "onnx-dynamic"
 
 
 def test_every_method_is_tested() -> None:

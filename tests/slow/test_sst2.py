@@ -30,7 +30,7 @@ def sst2_teacher(sst2_recipe: Recipe) -> Bundle:
 
 
 def test_minilm_on_an_sst2_subset_is_well_above_chance(sst2_teacher: Bundle) -> None:
-    dev = sst2_teacher.manifest.metrics["dev"]
+    dev = sst2_teacher.manifest.metrics.dev
     assert dev["examples"] == 872
     assert dev["accuracy"] > 0.78, dev
 
@@ -38,6 +38,6 @@ def test_minilm_on_an_sst2_subset_is_well_above_chance(sst2_teacher: Bundle) -> 
 def test_bilstm_distilled_from_the_real_teacher(sst2_recipe: Recipe, sst2_teacher: Bundle) -> None:
     bundle = distill(sst2_recipe, "bilstm")
     metrics = bundle.manifest.metrics
-    assert metrics["dev"]["accuracy"] > 0.65, metrics["dev"]
-    assert metrics["agreement_with_teacher"] > 0.65
-    assert bundle.manifest.architecture["glove_coverage"] > 0.9  # SST-2's words are almost all in GloVe 6B
+    assert metrics.dev["accuracy"] > 0.65, metrics.dev
+    assert metrics.agreement_with_teacher > 0.65
+    assert bundle.manifest.architecture.glove_coverage > 0.9  # SST-2's words are almost all in GloVe 6B

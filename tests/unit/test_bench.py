@@ -11,6 +11,7 @@ import pytest
 
 from edgekd.benchmarks import report as report_module
 from edgekd.benchmarks.bench import bench
+from edgekd.benchmarks.report_model import Target
 from edgekd.bundle import Bundle
 from edgekd.cli import main
 from edgekd.config import BenchConfig, ExportConfig
@@ -24,37 +25,40 @@ def measured(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.mktemp("bench")
     bundles = {name: export(tiny_bundles[name].path, ExportConfig(format="onnx"), root / f"{name}-onnx") for name in ("tinybert", "teacher")}
     cfg = BenchConfig(reference=str(bundles["teacher"].path), teacher=str(tiny_bundles["teacher"].path), texts=20)
-    return {"report": bench([bundles["tinybert"].path], cfg), "bundles": bundles, "root": root}
+    return {"report": bench([bundles["tinybert"].path], cfg), "bundles": bundles, "root": root, "teacher": tiny_bundles["teacher"].path}
 
 
 def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
     report = measured["report"]
-    report_module.validate(report)
+    assert report_module.validate(report.dump()) == report
     # The schema's floors are the protocol's minimums of the benchmark config (one number each).
-    floors = report_module.schema()["properties"]["settings"]["properties"]
+    floors = report_module.schema()["$defs"]["Settings"]["properties"]
     assert (floors["queries"]["minimum"], floors["seconds"]["minimum"]) == (MIN_QUERIES, MIN_SECONDS)
-    assert report["target"] == {"name": "local", "latency_source": "measured_host"} and report["machine"]["cores"] >= 1
-    candidate, reference = report["models"]
-    assert (candidate["role"], reference["role"]) == ("candidate", "reference")
-    run = candidate["runs"][0]
-    for kind in ("real", "padded"):
-        summary = run[kind]
-        assert summary["queries"] >= MIN_QUERIES and summary["seconds"] >= MIN_SECONDS and summary["valid_min_queries"] and summary["valid_min_duration"]
-        assert summary["min"] <= summary["p50"] <= summary["p90"] <= summary["p99"] <= summary["max"]
-        assert len(run["latencies_ms"][kind]) == summary["queries"]
-    assert run["padded_tokens"] == 32 and run["startup_ms"] > 0 and run["first_inference_ms"] > 0
-    assert run["memory_kb"] is not None and run["memory_kb"] > 0
-    ratio = run["vs_reference"]
-    assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["pairs"] >= MIN_QUERIES
-    assert reference["runs"][0]["vs_reference"] is None
+    assert report.target == Target(name="local", latency_source="measured_host") and report.machine.cores >= 1
+    candidate, reference = report.models
+    assert (candidate.role, reference.role) == ("candidate", "reference")
+    run = candidate.runs[0]
+    for summary, latencies in ((run.real, run.latencies_ms.real), (run.padded, run.latencies_ms.padded)):
+        assert summary.queries >= MIN_QUERIES and summary.seconds >= MIN_SECONDS and summary.valid_min_queries and summary.valid_min_duration
+        assert summary.min <= summary.p50 <= summary.p90 <= summary.p99 <= summary.max
+        assert len(latencies) == summary.queries
+    assert run.padded_tokens == 32 and run.startup_ms > 0 and run.first_inference_ms > 0
+    assert run.memory_kb is not None and run.memory_kb > 0
+    ratio = run.vs_reference
+    assert ratio is not None and ratio.low <= ratio.median <= ratio.high and ratio.pairs >= MIN_QUERIES
+    assert reference.runs[0].vs_reference is None
     # The tiny student is smaller than the tiny teacher: fewer MACs, and its accuracy drop is against the teacher.
-    assert candidate["macs"]["at_max_length"] < reference["macs"]["at_max_length"]
-    assert candidate["accuracy"]["examples"] == 40 and candidate["accuracy"]["drop"] is not None
+    assert candidate.macs.at_max_length < reference.macs.at_max_length
+    assert candidate.accuracy is not None and candidate.accuracy.examples == 40 and candidate.accuracy.drop is not None
+    # The teacher's dev metric comes from its manifest, as the manifest's typed metrics give it.
+    teacher = report.settings.teacher
+    assert teacher is not None and teacher.path == str(measured["teacher"]) and teacher.examples == 40
 
 
 def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> None:
     paths = report_module.write(measured["report"], tmp_path / "out")
-    assert report_module.load(paths["json"]) == json.loads(json.dumps(measured["report"]))
+    assert report_module.load(paths["json"]) == measured["report"]
+    assert json.loads(paths["json"].read_text()) == measured["report"].dump()
     text = paths["md"].read_text()
     assert "measured_host" in text and "latency vs reference" in text and "tinybert-onnx" in text
     assert not list((tmp_path / "out").glob("*.partial*"))
@@ -83,7 +87,7 @@ def test_a_report_rewrite_killed_halfway_leaves_no_report_json(measured: dict[st
     with pytest.raises(BundleError, match="no such report"):
         report_module.load(out / "report.json")
     monkeypatch.undo()
-    assert report_module.load(report_module.write(measured["report"], out)["json"]) == json.loads(json.dumps(measured["report"]))
+    assert report_module.load(report_module.write(measured["report"], out)["json"]) == measured["report"]
 
 
 def test_pareto_front() -> None:
@@ -94,7 +98,7 @@ def test_pareto_front() -> None:
 
 
 def test_a_report_breaking_the_schema_is_refused(measured: dict[str, Any], tmp_path: Path) -> None:
-    broken = copy.deepcopy(measured["report"])
+    broken = copy.deepcopy(measured["report"].dump())
     broken["models"][0]["runs"][0]["real"]["p50"] = "fast"
     del broken["machine"]
     with pytest.raises(BundleError) as caught:
@@ -143,3 +147,19 @@ def test_the_reference_passes_its_own_golden_self_check(untrained_onnx: dict[str
     built = reference.bert_base_shape(untrained_onnx["tinybert-single"])
     check = Classifier.load(built).check_golden()
     assert check.passed and check.max_abs_diff <= 1e-5, check
+
+
+def test_tables_and_macs_read_the_typed_manifest_records(measured: dict[str, Any], tiny_bundles: dict[str, Bundle]) -> None:
+    from edgekd.benchmarks import artifact_table, training_table
+    from edgekd.benchmarks.macs import macs
+
+    trained = training_table.table([tiny_bundles["teacher"], tiny_bundles["bilstm"]])
+    bilstm = tiny_bundles["bilstm"].manifest
+    assert f"bilstm {bilstm.architecture.shape('hidden')}x2" in trained and "dev accuracy" in trained
+    assert f"{100 * bilstm.metrics.scores().values['accuracy']:.2f}" in trained
+    export = measured["bundles"]["tinybert"].manifest
+    derived = artifact_table.table([measured["bundles"]["tinybert"]]).splitlines()[-1]
+    assert derived.startswith("| tinybert-onnx | onnx") and f"({export.metrics.scores().examples})" in derived
+    # The BiLSTM's count comes from its shape facts: a fixed head plus a recurrent cost linear in the length.
+    counts = [macs(tiny_bundles["bilstm"], length) for length in (10, 20, 30)]
+    assert counts[0] is not None and 0 < counts[1] - counts[0] == counts[2] - counts[1] < counts[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgekd.config import Recipe, apply_overrides, load_recipe, nearest_key, shipped_recipes, to_dict, validate_recipe
+from edgekd.config import ExportConfig, Recipe, apply_overrides, load_recipe, nearest_key, shipped_recipes, to_dict, validate_recipe
 from edgekd.errors import ConfigError
 
 BASE = {"name": "r", "data": {"task": "sst2", "path": "data/sst2"}}
@@ -445,3 +445,24 @@ def test_a_teacher_config_of_impossible_sizes_is_refused_at_validate(tmp_path: P
     source = _teacher_dir(tmp_path, **change)
     with pytest.raises(ConfigError, match=message):
         load_recipe(write(tmp_path, yaml.safe_dump({**BASE, "teacher": {"model": str(source)}})))
+
+
+def test_every_config_round_trips_through_its_type_tag() -> None:
+    from edgekd.config import METHODS, MethodConfig, from_dict
+
+    recipe = validate_recipe({"name": "r", "output_dir": "out", "data": {"task": "sst2", "path": "d"},
+                              "students": {"s": {"student": {"type": "bilstm"}, "stages": [{"kind": "prediction"}]}}})
+    assert from_dict(to_dict(recipe), Recipe) == recipe
+    for stage in ("export", "quantize", "prune"):
+        for name, cls in METHODS[stage].items():
+            required = {"export": {"format": name}, "magnitude": {"sparsity": 0.5}, "structured": {"heads": 0.25}}
+            cfg = cls(**required.get(stage, required.get(name, {})))
+            back = from_dict(to_dict(cfg), MethodConfig)
+            assert type(back) is cls and back == cfg, name
+    # A tag of another kind, an unknown tag, a newer version: refused, not read as something else.
+    with pytest.raises(ValueError, match="is not a Recipe"):
+        from_dict(to_dict(ExportConfig(format="onnx")), Recipe)
+    with pytest.raises(ValueError, match="is not a MethodConfig"):
+        from_dict({"type": "Nope"}, MethodConfig)
+    with pytest.raises(ValueError, match="newer"):
+        from_dict({**to_dict(ExportConfig(format="onnx")), "version": 99}, MethodConfig)

@@ -10,7 +10,8 @@ import pytest
 
 from edgekd import testing
 from edgekd.config import DataConfig
-from edgekd.data import encode, length_grouped_batches, load_task_data, pad_batch, read_table, resolve_task
+from edgekd.data import load_task_data, read_table, resolve_task
+from edgekd.batching import encode, length_grouped_batches, pad_batch
 from edgekd.errors import DataError
 
 SINGLE = dict(task="custom", kind="single", text_columns=["sentence"], label_column="label", labels=["negative", "positive"])

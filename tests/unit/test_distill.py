@@ -56,10 +56,10 @@ def test_tinybert_two_stage(taught: dict[str, Any], tmp_path: Path) -> None:
     step1, step2 = losses(bundle, 1), losses(bundle, 2)
     assert np.mean(step1[-3:]) < 0.5 * np.mean(step1[:3]), "intermediate-layer loss falls"
     assert np.mean(step2[-3:]) < np.mean(step2[:3]), "prediction-layer loss falls"
-    assert [s["kind"] for s in m.metrics["stages"]] == ["intermediate", "prediction"]
-    assert m.architecture["layers"] == 1 and m.architecture["layer_map"] == [2]
-    assert 0 < m.metrics["parameters"] < m.metrics["teacher_parameters"]
-    assert 0 <= m.metrics["agreement_with_teacher"] <= 1 and "accuracy_retained" in m.metrics
+    assert [s["kind"] for s in m.metrics.stages] == ["intermediate", "prediction"]
+    assert m.architecture.layers == 1 and m.architecture.layer_map == [2]
+    assert 0 < m.metrics.parameters < m.metrics.teacher_parameters
+    assert 0 <= m.metrics.agreement_with_teacher <= 1 and m.metrics.extra("accuracy_retained") is not None
     assert (bundle.path / "training_curves-stage2.png").stat().st_size > 1000
 
     model = AutoModelForSequenceClassification.from_pretrained(bundle.path).eval()
@@ -78,8 +78,8 @@ def test_bilstm_learns_from_cached_logits(taught: dict[str, Any], tmp_path: Path
     m = bundle.manifest
     history = losses(bundle, 1)
     assert np.mean(history[-3:]) < 0.5 * np.mean(history[:3])
-    assert m.metrics["agreement_with_teacher"] >= 0.8, m.metrics
-    assert m.tokenizer.type == "word" and m.architecture["pair"] == (recipe.data.kind == "pair")
+    assert m.metrics.agreement_with_teacher >= 0.8, m.metrics
+    assert m.tokenizer.type == "word" and m.architecture.pair == (recipe.data.kind == "pair")
 
     model = load_bilstm(bundle.path)
     tokenizer = WordTokenizer.load(bundle.tokenizer_dir)
@@ -162,7 +162,7 @@ def test_init_from_a_checkpoint_directory(taught: dict[str, Any], tmp_path: Path
     steps = {"max_steps": 2}
     recipe = make_recipe(taught, ckpt={"student": student, "stages": [{"kind": "prediction", "train": steps}]})
     bundle = distill(recipe, "ckpt", tmp_path / "ckpt")
-    assert bundle.manifest.architecture["layers"] == 2 and bundle.manifest.architecture["hidden"] == 32
+    assert bundle.manifest.architecture.layers == 2 and bundle.manifest.architecture.hidden == 32
 
 
 def test_general_distillation_on_a_text_file(taught: dict[str, Any], tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_general_distillation_on_a_text_file(taught: dict[str, Any], tmp_path: P
     student = testing.tiny_students()["tinybert"]["student"]
     stages = [{"kind": "general", "corpus": str(corpus), "train": {"epochs": 1, "batch_size": 16}}, {"kind": "prediction", "train": {"max_steps": 2}}]
     bundle = distill(make_recipe(taught, general={"student": student, "stages": stages}), "general", tmp_path / "g")
-    assert bundle.manifest.metrics["stages"][0]["examples"] == 64
+    assert bundle.manifest.metrics.stages[0]["examples"] == 64
 
 
 def test_errors(taught: dict[str, Any], tmp_path: Path) -> None:
@@ -224,7 +224,7 @@ def test_changing_a_later_stage_keeps_the_finished_earlier_one(
     with caplog.at_level(logging.INFO, logger="edgekd.distill.distill"):
         bundle = distill(validate_recipe(changed), "tinybert", tmp_path / "s", resume=True)
     assert "stage 0 (intermediate) finished before; its weights are loaded" in caplog.text
-    assert bundle.manifest.metrics["stages"][0] == {k: v for k, v in first.items() if k != "history"}
+    assert bundle.manifest.metrics.stages[0] == {k: v for k, v in first.items() if k != "history"}
     assert bundle.manifest.produced_by.config["students"]["tinybert"]["stages"][1]["train"]["learning_rate"] == 1e-3
 
 
@@ -261,7 +261,7 @@ def test_students_train_on_augmented_text_labeled_by_the_teacher(taught: dict[st
     for name, method in (("bilstm", "tang"), ("tinybert", "tinybert")):
         bundle = distill(recipe, name, tmp_path / name)
         m = bundle.manifest.metrics
-        facts = m["augmentation"]
+        facts = m.augmentation
         assert facts["method"] == method and facts["source_examples"] == 256 and 256 < facts["augmented_examples"] <= 512
         labeling = facts["teacher_labeling"]
         assert labeling["examples"] == 256 + facts["augmented_examples"] and labeling["cached"] is False
@@ -271,7 +271,7 @@ def test_students_train_on_augmented_text_labeled_by_the_teacher(taught: dict[st
         assert m["dev"]["accuracy"] >= min(0.75, m["teacher_dev"]["accuracy"] - 0.1), m["dev"]
     # the augmented text and its teacher logits are cached: a second student with the same augmentation reuses both
     again = distill(recipe, "bilstm", tmp_path / "bilstm-again")
-    reused = again.manifest.metrics["augmentation"]
+    reused = again.manifest.metrics.augmentation
     assert reused["cached"] is True and reused["teacher_labeling"]["cached"] is True
     assert reused["teacher_labeling"]["examples_per_second"] is None  # reading a cache is no labeling rate
 

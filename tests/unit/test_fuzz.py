@@ -32,7 +32,8 @@ from edgekd import config, testing
 from edgekd.benchmarks.gate import load_budget
 from edgekd.bundle import MANIFEST, Bundle, Manifest, parse_manifest
 from edgekd.config import Recipe, load_recipe, shipped_recipes
-from edgekd.data import Split, encode
+from edgekd.data import Split
+from edgekd.batching import encode
 from edgekd.errors import BundleError, ConfigError
 from edgekd.runtime.classifier import Classifier
 from edgekd.runtime.encoder import WordPieceEncoder, collate, load_encoder
@@ -226,7 +227,7 @@ def test_wordpiece_matches_transformers_on_pairs(
 def test_training_encode_of_pairs_matches_transformers(
     wordpiece_dir: Path, reference_tokenizer: Any, pairs: list[tuple[str, str]], max_length: int
 ) -> None:
-    """The host side (`edgekd.data.encode`, what the teacher and students train on) cuts pairs as the runtime does."""
+    """The host side (`edgekd.batching.encode`, what the teacher and students train on) cuts pairs as the runtime does."""
     encoded = encode(reference_tokenizer, Split("train", pairs, np.zeros(len(pairs), dtype=np.int64)), max_length)
     cut = [_reference_pair(reference_tokenizer, a, b, max_length) for a, b in pairs]
     expected = reference_tokenizer([a for a, _ in cut], [b for _, b in cut], truncation=True, max_length=max_length,
@@ -239,13 +240,13 @@ def test_two_long_texts_encode_in_linear_memory(tiny_encoder: Path) -> None:
     """The `tokenizers` library's own pair truncation joins every overflowing window of one text with every window of
     the other: two 10,000-character texts at max_length 5 need millions of encodings (gigabytes). The runtime truncates
     pairs itself; run in a child capped at 2 GiB of address space, so that a regression fails instead of exhausting
-    the machine. The training side (`edgekd.data.encode`) likewise."""
+    the machine. The training side (`edgekd.batching.encode`) likewise."""
     script = (
         "import resource, sys\n"
         "from pathlib import Path\n"
         "import numpy as np\n"
         "from transformers import AutoTokenizer\n"
-        "from edgekd.data import Split, encode\n"
+        "from edgekd.data import Split\nfrom edgekd.batching import encode\n"
         "from edgekd.runtime.encoder import WordPieceEncoder\n"
         "def status(key):\n"
         "    with open('/proc/self/status') as handle:\n"

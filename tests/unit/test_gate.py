@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from edgekd.benchmarks import gate, report as report_module
+from edgekd.benchmarks.report_model import ModelResult, Ratio, Report
 from edgekd.cli import main
 from edgekd.config import Budget, ModelBudget
 from edgekd.errors import BundleError, ConfigError
@@ -32,7 +33,8 @@ def _model(name: str, ratio: tuple[float, float, float] | None, *, drop: float =
     }
 
 
-def _report(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> dict[str, Any]:
+def _data(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> dict[str, Any]:
+    """A report's JSON form."""
     return {
         "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-22T00:00:00+00:00",
         "target": {"name": target, "latency_source": source},
@@ -41,6 +43,10 @@ def _report(*models: dict[str, Any], source: str = "measured_host", target: str 
                      "teacher": None, "data_overrides": []},
         "baseline_vm_hwm_kb": 50_000, "models": list(models),
     }
+
+
+def _report(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> Report:
+    return report_module.validate(_data(*models, source=source, target=target))
 
 
 def test_every_verdict() -> None:
@@ -69,9 +75,9 @@ def test_an_inconclusive_ratio_is_measured_again() -> None:
     budget = Budget(default=ModelBudget(max_latency_ratio=0.5))
     asked: list[str] = []
 
-    def tighter(model: dict[str, Any]) -> dict[str, Any]:
-        asked.append(model["name"])
-        return {"vs_reference": {"median": 0.47, "low": 0.46, "high": 0.48, "pairs": 800, "confidence": 0.95}}
+    def tighter(model: ModelResult) -> Ratio:
+        asked.append(model.name)
+        return Ratio(median=0.47, low=0.46, high=0.48, pairs=800, confidence=0.95)
 
     (check,) = gate.judge(report, budget, tighter)
     assert asked == ["close"] and check.verdict == "PASS" and "800 pairs" in check.note
@@ -110,7 +116,7 @@ def test_budget_errors(tmp_path: Path) -> None:
 
 
 def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = _report(_model("fast", (0.40, 0.38, 0.42)), _model("slow", (0.80, 0.75, 0.85)))
+    report = _data(_model("fast", (0.40, 0.38, 0.42)), _model("slow", (0.80, 0.75, 0.85)))
     report_module.validate(report)
     (tmp_path / "report.json").write_text(json.dumps(report))
     (tmp_path / "budget.yaml").write_text("models:\n  fast:\n    max_latency_ratio: 0.5\n")
@@ -171,7 +177,7 @@ def test_unknown_budget_models_are_named_shortly() -> None:
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_a_report_holding_nan_is_refused_by_load_and_the_gate(tmp_path: Path, constant: str, capsys: pytest.CaptureFixture[str]) -> None:
-    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    report = _data(_model("fast", (0.40, 0.38, 0.42)))
     (tmp_path / "report.json").write_text(json.dumps(report).replace('"seconds": 1.0', f'"seconds": {constant}'))
     with pytest.raises(BundleError, match=f"not a JSON report \\({constant} is not a JSON number"):
         report_module.load(tmp_path / "report.json")
@@ -181,14 +187,14 @@ def test_a_report_holding_nan_is_refused_by_load_and_the_gate(tmp_path: Path, co
 
 
 def test_a_report_with_an_overflowing_number_is_refused(tmp_path: Path) -> None:
-    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    report = _data(_model("fast", (0.40, 0.38, 0.42)))
     (tmp_path / "report.json").write_text(json.dumps(report).replace('"p50": 2.0', '"p50": 1e400'))
     with pytest.raises(BundleError, match=r"holds 1 number\(s\) that are not finite \(models/0/runs/0/real/p50 = inf\)"):
         report_module.load(tmp_path / "report.json")
 
 
 def test_the_report_writer_never_writes_nan(tmp_path: Path) -> None:
-    report = _report(_model("fast", (0.40, 0.38, 0.42)))
+    report = _data(_model("fast", (0.40, 0.38, 0.42)))
     report["settings"]["seconds"] = float("nan")
     with pytest.raises(BundleError, match=r"not finite \(settings/seconds = nan\)"):
         report_module.write(report, tmp_path / "out")

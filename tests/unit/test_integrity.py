@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgekd.bundle import MANIFEST, Bundle, Manifest, parse_manifest
+from edgekd.records import Architecture
 from edgekd.cli import main
 from edgekd.errors import BundleError, EdgekdError, ParityError
 from edgekd.testing import fake_manifest_fields
@@ -222,7 +223,7 @@ def test_golden_tolerance_of_float_and_quantized_bundles() -> None:
     float_bundle = Manifest.model_validate({"schema_version": 1, "edgekd_version": "0", "files": {},
                                             **fake_manifest_fields(architecture={"family": "bilstm"})})
     assert golden_tolerance(float_bundle, {"logits": stored}) == FAMILY_ATOL["bilstm"]
-    quantized = float_bundle.model_copy(update={"architecture": {"family": "bert", "quantize": {"method": "onnx-dynamic"}}})
+    quantized = float_bundle.model_copy(update={"architecture": Architecture(family="bert", quantize={"method": "onnx-dynamic"})})
     # 5% of the largest stored logit ...
     assert golden_tolerance(quantized, {"logits": stored}) == pytest.approx(0.2)
     # ... or twice the file's own quantization error on the golden texts, whichever is larger.

@@ -27,11 +27,11 @@ from edgekd.config import (
 )
 from edgekd.config.methods import _QuantizeBase
 from edgekd.config.run import ArtifactConfig
+from edgekd.derive import default_output
 from edgekd.export.stage import EXPORTERS
-from edgekd.export.stage import default_output as export_output
 from edgekd.pipeline import Step, _make
 from edgekd.quantize.prune import PRUNERS
-from edgekd.quantize.stage import HANDLERS, default_output, register
+from edgekd.quantize.stage import HANDLERS, register
 from edgekd.runtime.encoder import Example
 
 FORMATS = {"torch", "onnx", "tflite"}
@@ -59,8 +59,8 @@ def test_default_outputs_keep_their_names() -> None:
     from edgekd.config import IncConfig, MagnitudePruneConfig, OnnxDynamicConfig, StructuredPruneConfig, TfliteInt8Config, VocabPruneConfig
 
     source = Path("runs/demo/tinybert")
-    assert export_output(source, ExportConfig(format="onnx", fuse=True)).name == "tinybert-onnx-fused"
-    assert export_output(source, ExportConfig(format="tflite")).name == "tinybert-tflite"
+    assert default_output(source, ExportConfig(format="onnx", fuse=True)).name == "tinybert-onnx-fused"
+    assert default_output(source, ExportConfig(format="tflite")).name == "tinybert-tflite"
     assert default_output(source, OnnxDynamicConfig()).name == "tinybert-dynamic"
     assert default_output(source, TfliteInt8Config()).name == "tinybert-int8"
     assert default_output(source, IncConfig()).name == "tinybert-inc"
@@ -124,8 +124,8 @@ def test_a_toy_method_is_picked_up_by_validation_the_pipeline_and_the_cli(
     # The pipeline's dispatch reaches its handler through the quantize stage's registry, and the stage runs it.
     parent = untrained_onnx["bilstm-single"]
     bundle = _make(good, Step("s-copy", "quantize", tmp_path / "s-copy"), parent)
-    assert bundle.manifest.architecture["quantize"] == {"method": "onnx-copy", "copied": "model.onnx"}
-    assert bundle.manifest.metrics["parity"]["outputs"][-1]["agreement"] == 1.0
+    assert bundle.manifest.architecture.quantize == {"method": "onnx-copy", "copied": "model.onnx"}
+    assert bundle.manifest.metrics.parity["outputs"][-1]["agreement"] == 1.0
     assert default_output(parent.path, cfg).name == f"{parent.path.name}-copy"
 
 

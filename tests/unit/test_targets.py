@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ from edgekd.cli import main
 from edgekd.config import ExportConfig
 from edgekd.errors import ConfigError
 from edgekd.export.stage import export
-from edgekd.runtime.targets import TargetError, parse_target, run_child
+from edgekd.runtime.child import read_texts_file
+from edgekd.runtime.targets import ChildSession, Target, TargetError, parse_target, run_child
 from edgekd.runtime.targets.ssh import SshTarget
 
 VENV_PYTHON = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python")
@@ -44,6 +47,47 @@ def test_local_target_runs_the_child(onnx_bundle: Bundle) -> None:
     assert result["golden_max_abs_diff"] < 1e-5 and len(result["logits"]) == 2
     assert result["latency_source"] == "measured_host" and result["machine"]["cores"] >= 1
     assert not Path(workdir).exists()
+
+
+class _Recording(Target):
+    """A target in a local folder whose child echoes its arguments: what the session asks of a target, in order."""
+
+    name = "recording"
+    latency_source = "measured_host"
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.calls = root, []
+
+    def push(self, local: Path) -> str:
+        self.calls.append(("push", local.name))
+        (shutil.copytree if local.is_dir() else shutil.copy2)(local, self.root / local.name)
+        return str(self.root / local.name)
+
+    def run(self, args: list[str], timeout: float) -> str:
+        self.calls.append(("run", args[0]))
+        Path(args[args.index("--out") + 1]).write_text(json.dumps({"args": args}), encoding="utf-8")
+        return ""
+
+    def fetch(self, remote: str, local: Path) -> None:
+        shutil.copy2(remote, local)
+
+    def cleanup(self) -> None:
+        pass
+
+
+def test_a_child_session_pushes_each_bundle_once_and_runs_fresh_children(tmp_path: Path) -> None:
+    (tmp_path / "device").mkdir()
+    (tmp_path / "bundle").mkdir()
+    target = _Recording(tmp_path / "device")
+    texts = [("a good\u2028film",), ("sad",)]
+    with ChildSession(target, texts) as session:
+        first = session.run([session.push(tmp_path / "bundle"), "--texts", session.texts], timeout=5)
+        second = session.run([session.push(tmp_path / "bundle"), "--bench"], timeout=5)
+        scratch = session.scratch
+    assert target.calls == [("push", "texts.jsonl"), ("push", "bundle"), ("run", first["args"][0]), ("run", second["args"][0])]
+    # Every child writes its own result file beside the texts; the texts arrive whole.
+    assert first["args"][-1] != second["args"][-1] and read_texts_file(Path(session.texts)) == texts
+    assert not scratch.exists()
 
 
 def test_texts_holding_line_separators_reach_the_child_whole(onnx_bundle: Bundle) -> None:
@@ -132,3 +176,11 @@ def test_cli_target_check(onnx_bundle: Bundle, capsys: pytest.CaptureFixture[str
     assert "agreement with this machine 1.0000" in out and "measured_host" in out
     assert main(["target", "check", str(onnx_bundle.path), "--target", "telnet://x"]) == 2
     assert "valid: local, ssh://" in capsys.readouterr().err
+
+
+def test_the_child_reads_the_protocol_without_the_configs() -> None:
+    """A device may lack PyYAML: the child takes the protocol's minimums from `edgekd.protocol`, not the configs."""
+    probe = ("import sys, edgekd.runtime.child, edgekd.runtime.targets; "
+             "print(sorted(m for m in ('yaml', 'edgekd.config') if m in sys.modules))")
+    done = subprocess.run([_python(), "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

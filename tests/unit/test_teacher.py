@@ -35,9 +35,9 @@ def test_finetune_learns_and_writes_a_bundle_transformers_loads(tiny_encoder: Pa
     r = recipe(single_task, tiny_encoder, tmp_path / "run")
     bundle = teacher(r)
     metrics = bundle.manifest.metrics
-    assert np.mean(metrics["last_losses"]) < 0.5 * np.mean(metrics["first_losses"]), metrics
-    assert metrics["dev"]["accuracy"] >= 0.9 and metrics["dev"]["examples"] == 48
-    assert metrics["steps"] == 48  # 256 examples / 16 per batch * 3 epochs
+    assert np.mean(metrics.last_losses) < 0.5 * np.mean(metrics.first_losses), metrics
+    assert metrics.dev["accuracy"] >= 0.9 and metrics.dev["examples"] == 48
+    assert metrics.steps == 48  # 256 examples / 16 per batch * 3 epochs
 
     reopened = Bundle.open(bundle.path)
     assert reopened.manifest.kind == "teacher" and reopened.manifest.format == "torch"
@@ -60,7 +60,9 @@ def test_finetune_learns_and_writes_a_bundle_transformers_loads(tiny_encoder: Pa
 def test_logits_cache_holds_the_teachers_train_outputs(tiny_encoder: Path, single_task: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgekd.data import encode, load_task_data
+    from edgekd.data import load_task_data
+
+    from edgekd.batching import encode
     from edgekd.distill.loop import predict_logits
 
     r = recipe(single_task, tiny_encoder, tmp_path / "run", epochs=1)
@@ -83,7 +85,7 @@ def test_pair_task(tiny_encoder: Path, pair_task: Path, tmp_path: Path) -> None:
 
 def test_import_only_evaluates(tiny_classifier: Path, single_task: Path, tmp_path: Path) -> None:
     bundle = teacher(recipe(single_task, tiny_classifier, tmp_path / "run", mode="import", cache_logits=False))
-    assert bundle.manifest.metrics["mode"] == "import" and "steps" not in bundle.manifest.metrics
+    assert bundle.manifest.metrics.mode == "import" and bundle.manifest.metrics.extra("steps") is None
     source, written = load_file(tiny_classifier / "model.safetensors"), load_file(bundle.file("model.safetensors"))
     for name, tensor in source.items():
         torch.testing.assert_close(written[name], tensor)
@@ -185,8 +187,8 @@ def test_resume_after_a_crash_gives_the_same_model(
     assert not (tmp_path / "b" / "teacher").exists(), "no bundle where a finished one is expected"
     assert (tmp_path / "b" / ".teacher.checkpoint" / "state.json").is_file()
     resumed = teacher(r, resume=True)
-    assert resumed.manifest.metrics["first_losses"] == straight.manifest.metrics["first_losses"]
-    assert resumed.manifest.metrics["last_losses"] == pytest.approx(straight.manifest.metrics["last_losses"], abs=1e-4)
+    assert resumed.manifest.metrics.first_losses == straight.manifest.metrics.first_losses
+    assert resumed.manifest.metrics.last_losses == pytest.approx(straight.manifest.metrics.last_losses, abs=1e-4)
     a, b = load_file(straight.file("model.safetensors")), load_file(resumed.file("model.safetensors"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
@@ -206,7 +208,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(
     other = recipe(single_task, tiny_encoder, tmp_path / "run", learning_rate=1e-3, cache_logits=False)
     fresh = teacher(other, resume="auto")
     straight = teacher(recipe(single_task, tiny_encoder, tmp_path / "straight", learning_rate=1e-3, cache_logits=False))
-    assert fresh.manifest.metrics["first_losses"] == straight.manifest.metrics["first_losses"]
+    assert fresh.manifest.metrics.first_losses == straight.manifest.metrics.first_losses
 
 
 def test_logits_cache_fill_resumes(tmp_path: Path) -> None:
