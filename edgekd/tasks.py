@@ -83,9 +83,40 @@ PRESETS: dict[str, Preset] = {
         dataset_config=None,
         dev_split="dev",
     ),
+    # The same corpus with its neutral tweets: an offline three-class task (macro-F1 weighs each class alike).
+    "tweets3": Preset(
+        task=Task(
+            name="tweets3",
+            kind="single",
+            problem="classification",
+            text_columns=("text",),
+            label_column="label",
+            labels=("negative", "neutral", "positive"),
+            metrics=("accuracy", "macro_f1"),
+        ),
+        dataset=None,
+        dataset_config=None,
+        dev_split="dev",
+    ),
+    # GLUE STS-B: similarity of a sentence pair as a score in [0, 5] (regression, distilled with MSE).
+    "stsb": Preset(
+        task=Task(
+            name="stsb",
+            kind="pair",
+            problem="regression",
+            text_columns=("sentence1", "sentence2"),
+            label_column="label",
+            labels=(),
+            metrics=("pearson", "spearman"),
+            column_aliases={"label": ("score",)},
+        ),
+        dataset="nyu-mll/glue",
+        dataset_config="stsb",
+        dev_split="validation",
+    ),
 }
 
-METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
+METRICS = ("accuracy", "f1", "macro_f1", "matthews", "pearson", "spearman")
 
 
 def hf_label_config(labels: list[str] | tuple[str, ...], problem: str) -> dict[str, object]:

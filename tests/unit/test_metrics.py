@@ -27,6 +27,7 @@ def test_against_references(seed: int) -> None:
     labels, predictions = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
     assert metrics.accuracy(predictions, labels) == pytest.approx(sk.accuracy_score(labels, predictions))
     assert metrics.matthews(predictions, labels) == pytest.approx(sk.matthews_corrcoef(labels, predictions))
+    assert metrics.macro_f1(predictions, labels) == pytest.approx(sk.f1_score(labels, predictions, average="macro"))
     binary_l, binary_p = labels % 2, predictions % 2
     assert metrics.f1(binary_p, binary_l) == pytest.approx(sk.f1_score(binary_l, binary_p))
     x, y = rng.normal(size=100), rng.normal(size=100).round(1)  # ties in y
