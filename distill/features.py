@@ -1,4 +1,8 @@
-"""What a teacher or student emits, as one typed record, so any two architectures meet in the same loss code."""
+"""What a teacher or student emits, as one typed record, so any two architectures meet in the same loss code.
+
+Hugging Face classifiers of every family in `edgekd.hf_families` are read through their family's entry (the inputs it
+takes, where its layers and its query and key projections are): nothing here branches on a model type.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from edgekd.hf_families import family_of, model_inputs
+
 
 @dataclass
 class Features:
@@ -14,7 +20,8 @@ class Features:
 
     logits:        (batch, labels)
     hidden_states: layer 0 (the embedding output) then each transformer layer, each (batch, seq, hidden)
-    attentions:    each layer's unnormalised attention scores, masked key positions zeroed, (batch, heads, seq, seq)
+    attentions:    each layer's unnormalised attention scores, masked key positions zeroed, (batch, heads, seq, seq);
+                   None for a family whose scores are not QK^T of two projections (DeBERTa-v2, ModernBERT)
     """
 
     logits: torch.Tensor
@@ -26,46 +33,54 @@ class Features:
         return self.hidden_states[0] if self.hidden_states else None
 
 
-def bert_features(model: torch.nn.Module, batch: dict[str, torch.Tensor], intermediate: bool) -> Features:
-    """Run a Hugging Face BERT-family sequence classifier; with `intermediate`, also hidden states and raw scores.
+def hf_features(model: torch.nn.Module, batch: dict[str, torch.Tensor], intermediate: bool) -> Features:
+    """Run a Hugging Face sequence classifier of a supported family on the inputs it takes (a batch may hold segment
+    ids another model needs); with `intermediate`, also hidden states and, where the family allows, raw scores.
 
     Hugging Face returns attention *probabilities*; TinyBERT distils the scores before the softmax. They are
-    recomputed from the query and key projections, captured by forward hooks: QK^T / sqrt(head_dim).
+    recomputed from the query and key projections the family's entry names, captured by forward hooks:
+    QK^T / sqrt(head_dim).
     """
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    inputs = {k: batch[k] for k in model_inputs(model.config) if k in batch}
     if not intermediate:
         return Features(logits=model(**inputs).logits)
-    encoder = getattr(model, model.base_model_prefix)
+    family = family_of(model.config)
     captured: list[dict[str, torch.Tensor]] = []
     handles = []
-    for layer in encoder.encoder.layer:
-        store: dict[str, torch.Tensor] = {}
-        captured.append(store)
-        attention = layer.attention.self
-        for name in ("query", "key"):
-            handles.append(getattr(attention, name).register_forward_hook(_keep(store, name)))
+    if family.query is not None and family.key is not None:
+        encoder = getattr(model, model.base_model_prefix)
+        for layer in encoder.get_submodule(family.layers):
+            store: dict[str, torch.Tensor] = {}
+            captured.append(store)
+            for name, path in (("query", family.query), ("key", family.key)):
+                handles.append(layer.get_submodule(path).register_forward_hook(_keep(store, name)))
     try:
         out = model(**inputs, output_hidden_states=True)
     finally:
         for handle in handles:
             handle.remove()
-    heads = model.config.num_attention_heads
-    key_mask = inputs["attention_mask"][:, None, None, :].to(out.logits.dtype)  # (batch, 1, 1, seq)
-    scores = tuple(_scores(store["query"], store["key"], heads) * key_mask for store in captured)
+    scores = None
+    if captured:
+        heads = model.config.num_attention_heads
+        key_mask = inputs["attention_mask"][:, None, None, :].to(out.logits.dtype)  # (batch, 1, 1, seq)
+        scores = tuple(_scores(store["query"], store["key"], heads) * key_mask for store in captured)
     return Features(logits=out.logits, hidden_states=tuple(out.hidden_states), attentions=scores)
 
 
-def bert_architecture(model: torch.nn.Module) -> dict[str, object]:
-    """The manifest's architecture summary of a Hugging Face BERT-family classifier."""
+def hf_architecture(model: torch.nn.Module) -> dict[str, object]:
+    """The manifest's architecture summary of a Hugging Face classifier: its family (the config's model_type), shape
+    (through the family's attribute names) and whether it takes segment ids."""
     config = model.config
+    family = family_of(config)
     return {
-        "family": "bert",
+        "family": config.model_type,
         "class": type(model).__name__,
         "layers": config.num_hidden_layers,
         "hidden": config.hidden_size,
         "heads": config.num_attention_heads,
-        "intermediate": getattr(config, "intermediate_size", None),
+        "intermediate": getattr(config, family.intermediate_attr, None),
         "vocab": config.vocab_size,
+        "token_type_ids": "token_type_ids" in model_inputs(config),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 

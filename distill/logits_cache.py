@@ -22,6 +22,7 @@ from edgekd.bundle import Bundle
 from edgekd.data import Split
 from edgekd.batching import Encoded, encode, eval_batches, pad_batch
 from edgekd.hashing import sha256_json
+from edgekd.hf_families import model_inputs
 from edgekd.writer import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -119,14 +120,15 @@ def teacher_logits(
     key = _teacher_key(bundle, split)
     if (cached := cache.get(key)) is not None:
         return cached
-    if encoded is None:
-        from transformers import AutoTokenizer
-
-        encoded = encode(AutoTokenizer.from_pretrained(bundle.tokenizer_dir), split, max_length)
     if model is None:
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(bundle.path, use_safetensors=True)
+    if encoded is None:
+        from transformers import AutoTokenizer
+
+        segments = "token_type_ids" in model_inputs(model.config)
+        encoded = encode(AutoTokenizer.from_pretrained(bundle.tokenizer_dir), split, max_length, token_type_ids=segments)
     model.to(device).eval()
     bar = tqdm(total=len(split), desc="teacher logits", unit="ex", disable=None)
 

@@ -126,11 +126,10 @@ def cpu_logits(module: torch.nn.Module, forward: Callable[[Batch], torch.Tensor]
 
 
 def predict_logits(model: torch.nn.Module, encoded: Encoded, batch_size: int, device: torch.device) -> np.ndarray:
-    """Logits of a Hugging Face sequence classifier for every example of an encoded split."""
+    """Logits of a Hugging Face sequence classifier for every example of a split encoded for it (its inputs only)."""
     model.eval()
-    inputs = ("input_ids", "attention_mask", "token_type_ids")
     return batched_logits(
-        lambda batch: model(**{k: batch[k] for k in inputs}).logits,
+        lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"}).logits,
         lambda indices: pad_batch(encoded, indices), encoded.lengths, batch_size, device,
     )
 

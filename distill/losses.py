@@ -61,24 +61,32 @@ class IntermediateLoss(nn.Module):
 
     L = MSE(E_S W_e, E_T) + sum_m [ MSE(A_S^m, A_T^g(m)) + MSE(H_S^m W_h, H_T^g(m)) ]
     W_e and W_h are learned projections from the student's width to the teacher's; they are trained with the student
-    and dropped afterwards.
+    and dropped afterwards. `losses` keeps some of the three terms (a DeBERTa teacher has no attention scores to match).
     """
 
-    def __init__(self, student_hidden: int, teacher_hidden: int, layer_map: list[int]) -> None:
+    def __init__(self, student_hidden: int, teacher_hidden: int, layer_map: list[int],
+                 losses: tuple[str, ...] = ("embedding", "attention", "hidden")) -> None:
         super().__init__()
-        self.layer_map = layer_map
-        self.embedding_projection = nn.Linear(student_hidden, teacher_hidden)  # W_e
-        self.hidden_projection = nn.Linear(student_hidden, teacher_hidden)  # W_h
+        self.layer_map, self.losses = layer_map, losses
+        # Only the projections a kept term uses: an unused parameter would stop data-parallel training.
+        self.embedding_projection = nn.Linear(student_hidden, teacher_hidden) if "embedding" in losses else None  # W_e
+        self.hidden_projection = nn.Linear(student_hidden, teacher_hidden) if "hidden" in losses else None  # W_h
 
     def forward(self, student: Features, teacher: Features) -> dict[str, torch.Tensor]:
-        assert student.hidden_states and teacher.hidden_states and student.attentions and teacher.attentions
-        embedding = F.mse_loss(self.embedding_projection(student.hidden_states[0]), teacher.hidden_states[0])
-        attention = sum(
-            attention_mse(student.attentions[m], teacher.attentions[t - 1]) for m, t in enumerate(self.layer_map)
-        )
-        hidden = sum(
-            F.mse_loss(self.hidden_projection(student.hidden_states[m + 1]), teacher.hidden_states[t])
-            for m, t in enumerate(self.layer_map)
-        )
-        assert isinstance(attention, torch.Tensor) and isinstance(hidden, torch.Tensor)
-        return {"embedding": embedding, "attention": attention, "hidden": hidden, "loss": embedding + attention + hidden}
+        assert student.hidden_states and teacher.hidden_states
+        parts: dict[str, torch.Tensor] = {}
+        if self.embedding_projection is not None:
+            parts["embedding"] = F.mse_loss(self.embedding_projection(student.hidden_states[0]), teacher.hidden_states[0])
+        if "attention" in self.losses:
+            assert student.attentions and teacher.attentions, "refused at validate for a family without attention scores"
+            parts["attention"] = sum(  # type: ignore[assignment]
+                attention_mse(student.attentions[m], teacher.attentions[t - 1]) for m, t in enumerate(self.layer_map)
+            )
+        if self.hidden_projection is not None:
+            parts["hidden"] = sum(  # type: ignore[assignment]
+                F.mse_loss(self.hidden_projection(student.hidden_states[m + 1]), teacher.hidden_states[t])
+                for m, t in enumerate(self.layer_map)
+            )
+        total = sum(parts.values())
+        assert isinstance(total, torch.Tensor)
+        return {**parts, "loss": total}

@@ -14,17 +14,18 @@ from typing import Any
 import torch
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, produced_by, write_golden
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, TokenizerInfo, produced_by, write_golden
 from edgekd.config import PACKAGED_TEACHERS, Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
 from edgekd.data import TaskData, load_task_data
 from edgekd.batching import Encoded, encode, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
+from edgekd.hf_families import model_inputs
 from edgekd.tasks import Task, hf_label_config
 from edgekd.writer import BundleWriter, check_output
 
 from .curves import write_curves
-from .features import bert_architecture
+from .features import hf_architecture
 from .logits_cache import teacher_logits
 from .loop import Checkpoint, Resume, TaskLoss, Trainer, cpu_logits, pick_device, predict_logits, seed_everything
 
@@ -57,11 +58,12 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
     seed_everything(recipe.seed)
     data = load_task_data(recipe.data)
     source = resolve_model_source(cfg.model)
-    _check_config(source, cfg)
+    # The family's inputs: segment ids only for a model that takes them (DistilBERT's forward has no such argument).
+    segments = "token_type_ids" in model_inputs(_check_config(source, cfg))
     tokenizer = _load_tokenizer(source, cfg)
     device = pick_device(cfg.train.device)
-    train = encode(tokenizer, data.train, cfg.max_length)
-    dev = encode(tokenizer, data.dev, cfg.max_length)
+    train = encode(tokenizer, data.train, cfg.max_length, token_type_ids=segments)
+    dev = encode(tokenizer, data.dev, cfg.max_length, token_type_ids=segments)
     if cfg.mode == "import":
         model = _load_finetuned(source, cfg, data.task)
         training: dict[str, Any] = {}
@@ -101,9 +103,9 @@ def _refused(cfg: TeacherConfig, what: str, exc: BaseException) -> ConfigError:
     return ConfigError(f"teacher.model {cfg.model!r}: could not load {what} ({reason})")
 
 
-def _check_config(source: str, cfg: TeacherConfig) -> None:
-    """Read the teacher's config (local or fetched from the hub) and refuse impossible sizes and a teacher.max_length
-    past its position embeddings, before a tensor is allocated."""
+def _check_config(source: str, cfg: TeacherConfig) -> dict[str, Any]:
+    """Read the teacher's config (local or fetched from the hub) and refuse a family edgekd does not take, impossible
+    sizes and a teacher.max_length past its position embeddings, before a tensor is allocated; return the config."""
     from transformers import AutoConfig
 
     try:
@@ -111,6 +113,7 @@ def _check_config(source: str, cfg: TeacherConfig) -> None:
     except (OSError, ValueError) as exc:
         raise _refused(cfg, "its config", exc) from None
     check_teacher_config(cfg, config.to_dict())
+    return config.to_dict()
 
 
 def _load_tokenizer(source: str, cfg: TeacherConfig) -> Any:
@@ -207,11 +210,12 @@ def _write_bundle(
         tokenizer.save_pretrained(writer.path / "tokenizer")
         picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
         batch = pad_batch(dev, picks)
-        inputs = ("input_ids", "attention_mask", "token_type_ids")
+        inputs = model_inputs(model.config)
         logits = cpu_logits(model, lambda b: model(**{k: b[k] for k in inputs}).logits, batch)
         golden = write_golden(writer.path, batch, logits, [data.dev.texts[i] for i in picks])
         write_curves(training.get("history", []), writer.path, f"teacher fine-tune on {task.name}")
         lowercase = bool(getattr(tokenizer, "do_lower_case", False) or tokenizer.init_kwargs.get("do_lower_case"))
+        pad_id = tokenizer.pad_token_id
         return writer.commit(
             kind="teacher",
             format="torch",
@@ -222,10 +226,12 @@ def _write_bundle(
                 "labels": list(task.labels),
                 "text_columns": list(task.text_columns),
             },
-            architecture={**bert_architecture(model), "family": model.config.model_type},
-            inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask", "token_type_ids")],
+            architecture=hf_architecture(model),
+            inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in inputs],
             outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", task.num_labels]}],
-            tokenizer={"type": "wordpiece", "max_length": cfg.max_length, "lowercase": lowercase},
+            # The file's own kind (WordPiece, byte-level BPE, Unigram) and pad id: the runtime encodes and pads by them.
+            tokenizer={"type": TokenizerInfo.kind_of(writer.path / "tokenizer"), "max_length": cfg.max_length,
+                       "lowercase": lowercase, "pad_id": None if pad_id is None else int(pad_id)},
             parent=None,
             produced_by=produced_by("teacher", to_dict(recipe), recipe.seed),
             metrics={

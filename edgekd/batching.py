@@ -17,8 +17,11 @@ class Encoded:
     """Token ids of every example of a split, unpadded; `pad_batch` pads a batch to its own longest member."""
 
     input_ids: list[np.ndarray]
-    token_type_ids: list[np.ndarray]
+    # None for a model that takes no segment ids (RoBERTa, DistilBERT, MPNet, ModernBERT): its batches hold none.
+    token_type_ids: list[np.ndarray] | None
     labels: np.ndarray
+    # What input_ids are padded with: the tokenizer's pad id (RoBERTa's and MPNet's is 1, BERT's 0).
+    pad_id: int = 0
 
     @property
     def lengths(self) -> np.ndarray:
@@ -28,10 +31,11 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(tokenizer: Any, split: Split, max_length: int, batch: int = 2048) -> Encoded:
-    """Tokenize a split with a Hugging Face tokenizer, truncating to `max_length`, without padding."""
+def encode(tokenizer: Any, split: Split, max_length: int, *, token_type_ids: bool = True, batch: int = 2048) -> Encoded:
+    """Tokenize a split with a Hugging Face tokenizer, truncating to `max_length`, without padding; `token_type_ids`:
+    whether the model the ids are for takes segment ids (`edgekd.hf_families.model_inputs`)."""
     input_ids: list[np.ndarray] = []
-    token_type_ids: list[np.ndarray] = []
+    segment_ids: list[np.ndarray] = []
     # Pairs through a fast tokenizer are encoded whole and cut by `longest_first` (the same positions as
     # `truncation=True`), since the library's own pair truncation needs memory quadratic in the texts' lengths.
     pairs = bool(split.texts) and len(split.texts[0]) == 2 and getattr(tokenizer, "is_fast", False)
@@ -42,33 +46,33 @@ def encode(tokenizer: Any, split: Split, max_length: int, batch: int = 2048) -> 
         if not pairs:
             out = tokenizer(*columns, truncation=True, max_length=max_length, return_token_type_ids=True)
             input_ids += [np.asarray(ids, dtype=np.int64) for ids in out["input_ids"]]
-            token_type_ids += [np.asarray(ids, dtype=np.int64) for ids in out["token_type_ids"]]
+            segment_ids += [np.asarray(ids, dtype=np.int64) for ids in out["token_type_ids"]]
             continue
         out = tokenizer(*columns, truncation=False, return_token_type_ids=True, verbose=False)
         for row, (ids, types) in enumerate(zip(out["input_ids"], out["token_type_ids"])):
             keep = longest_first(out.sequence_ids(row), room) if len(ids) > max_length else range(len(ids))
             input_ids.append(np.asarray([ids[k] for k in keep], dtype=np.int64))
-            token_type_ids.append(np.asarray([types[k] for k in keep], dtype=np.int64))
-    return Encoded(input_ids=input_ids, token_type_ids=token_type_ids, labels=split.labels)
+            segment_ids.append(np.asarray([types[k] for k in keep], dtype=np.int64))
+    pad_id = tokenizer.pad_token_id
+    return Encoded(input_ids=input_ids, token_type_ids=segment_ids if token_type_ids else None, labels=split.labels,
+                   pad_id=0 if pad_id is None else int(pad_id))
 
 
-def pad_batch(encoded: Encoded, indices: list[int] | np.ndarray, pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Pad the examples at `indices` to the batch's longest: input_ids, attention_mask, token_type_ids, labels."""
+def pad_batch(encoded: Encoded, indices: list[int] | np.ndarray) -> dict[str, np.ndarray]:
+    """Pad the examples at `indices` to the batch's longest: input_ids (with the tokenizer's pad id), attention_mask,
+    token_type_ids where the model takes them, labels."""
     width = max(len(encoded.input_ids[i]) for i in indices)
-    input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)  # (batch, seq)
+    input_ids = np.full((len(indices), width), encoded.pad_id, dtype=np.int64)  # (batch, seq)
     attention_mask = np.zeros((len(indices), width), dtype=np.int64)
     token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
     for row, i in enumerate(indices):
         n = len(encoded.input_ids[i])
         input_ids[row, :n] = encoded.input_ids[i]
         attention_mask[row, :n] = 1
-        token_type_ids[row, :n] = encoded.token_type_ids[i]
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": token_type_ids,
-        "labels": encoded.labels[np.asarray(indices)],
-    }
+        if encoded.token_type_ids is not None:
+            token_type_ids[row, :n] = encoded.token_type_ids[i]
+    segments = {"token_type_ids": token_type_ids} if encoded.token_type_ids is not None else {}
+    return {"input_ids": input_ids, "attention_mask": attention_mask, **segments, "labels": encoded.labels[np.asarray(indices)]}
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, group: bool = True) -> list[np.ndarray]:

@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edgekd import __version__
-from edgekd.errors import BundleError
+from edgekd.errors import BundleError, UnsupportedError
+from edgekd.files import read_at_most
 from edgekd.hashing import sha256_file
 from edgekd.records import Architecture, Metrics
 
@@ -82,10 +83,22 @@ class TaskInfo(_Frozen):
         return 2 if self.kind == "pair" else 1
 
 
+# The `model.type` of a `tokenizer.json` (the `tokenizers` library's model class) -> the manifest's tokenizer type.
+SUBWORD_KINDS = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}
+# A transformers tokenizer's file that the runtime reads, and the most it reads of it (XLM-R's is 17 MB).
+TOKENIZER_JSON = "tokenizer.json"
+MAX_TOKENIZER_JSON_BYTES = 256 << 20
+
+
 class TokenizerInfo(_Frozen):
-    type: Literal["wordpiece", "word"]
+    # wordpiece (BERT, DistilBERT, ELECTRA, MPNet), bpe (byte-level: RoBERTa, ModernBERT), unigram (SentencePiece:
+    # XLM-R, DeBERTa-v3): a transformers `tokenizer.json`; word: the BiLSTM's word vocabulary.
+    type: Literal["wordpiece", "bpe", "unigram", "word"]
     max_length: int = Field(gt=0, le=MAX_SEQUENCE_LENGTH)
     lowercase: bool
+    # The id inputs are padded with (transformers' `tokenizer.pad_token_id`: RoBERTa's is 1). None in manifests
+    # written before it was recorded: the runtime then reads the pad token from the tokenizer folder.
+    pad_id: int | None = Field(default=None, ge=0)
     # The folder inside the bundle that holds the tokenizer's files; `parse_manifest` checks that the manifest lists
     # files under it, and `Bundle.open` that nothing unlisted lies in it (tokenizer loaders read the whole folder).
     path: str = "tokenizer"
@@ -98,6 +111,25 @@ class TokenizerInfo(_Frozen):
             raise ValueError(f"{path[:200]!r} is not a plain relative path inside the bundle ({problem}); the tokenizer "
                              "folder is a folder of the bundle, e.g. \"tokenizer\"")
         return path
+
+    @staticmethod
+    def kind_of(tokenizer_dir: Path) -> str:
+        """The manifest's tokenizer type of a transformers tokenizer folder, from its tokenizer.json's `model.type`:
+        "wordpiece", "bpe" or "unigram" (what the stage that writes a manifest records)."""
+        path = Path(tokenizer_dir) / TOKENIZER_JSON
+        if not path.is_file():
+            raise BundleError(f"{tokenizer_dir}: no {TOKENIZER_JSON}; edgekd runs a model's tokenizer through its fast "
+                              "(Rust) tokenizer file, which transformers' save_pretrained writes for fast tokenizers")
+        try:
+            model = json.loads(read_at_most(path, MAX_TOKENIZER_JSON_BYTES, BundleError, "tokenizer file")).get("model")
+        except (ValueError, AttributeError, RecursionError) as exc:
+            raise BundleError(f"{path}: not a tokenizer file (a JSON object) ({str(exc)[:200]})") from None
+        kind = SUBWORD_KINDS.get(model.get("type")) if isinstance(model, dict) else None
+        if kind is None:
+            found = model.get("type") if isinstance(model, dict) else model
+            raise UnsupportedError(f"{path}: a tokenizer of model type {str(found)[:80]!r}; edgekd runs "
+                                   f"{', '.join(SUBWORD_KINDS)} tokenizers (BERT-, RoBERTa- and SentencePiece-style)")
+        return kind
 
 
 class Parent(_Frozen):

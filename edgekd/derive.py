@@ -144,8 +144,10 @@ def derive(
         made = transform(parent, writer.path)
         fmt = made.format or manifest.format
         tokenizer = {**manifest.tokenizer.model_dump(), "max_length": made.max_length or manifest.tokenizer.max_length}
+        inputs = made.inputs if made.inputs is not None else [i.model_dump() for i in manifest.inputs]
         theirs = parent.encoder(tokenizer["max_length"])
-        ours = load_encoder(writer.path / manifest.tokenizer.path, manifest.tokenizer.type, tokenizer["max_length"], manifest.task.columns)
+        ours = load_encoder(writer.path / manifest.tokenizer.path, manifest.tokenizer.type, tokenizer["max_length"], manifest.task.columns,
+                            inputs=[i["name"] for i in inputs], pad_id=manifest.tokenizer.pad_id)
         dev = parent.data.dev
         lengths = np.asarray([sequence_length(e) for e in ours.encode(dev.texts)])
         picks = np.arange(len(dev)) if samples == "all" else spread_by_length(lengths, int(samples))
@@ -164,7 +166,7 @@ def derive(
             format=fmt,
             task=manifest.task.model_dump(),
             architecture=manifest.architecture.derived(**{key or stage: made.details}, **made.architecture),
-            inputs=made.inputs if made.inputs is not None else [i.model_dump() for i in manifest.inputs],
+            inputs=inputs,
             outputs=[o.model_dump() for o in manifest.outputs],
             tokenizer=tokenizer,
             parent={"path": str(bundle.path), "sha256": bundle.sha256},

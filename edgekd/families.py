@@ -1,8 +1,9 @@
 """Per-family export facts in one place: input names, dynamic axes, the module to trace, parity tolerances.
 
-A new family is one small `FamilySpec` entry in `FAMILIES`, like optimum's per-architecture OnnxConfig. It lives in
-the spine, not in `export`, because quantize, prune and the benchmarks' reference need the same facts (the
-import-linter contracts in pyproject.toml keep stages from importing each other).
+A new family is one small `FamilySpec` entry in `FAMILIES`, like optimum's per-architecture OnnxConfig: one for each
+Hugging Face family of `edgekd.hf_families` (its inputs from that entry) and one for the BiLSTM. It lives in the spine,
+not in `export`, because quantize, prune and the benchmarks' reference need the same facts (the import-linter
+contracts in pyproject.toml keep stages from importing each other).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import torch
 from torch import nn
 
 from edgekd.errors import UnsupportedError
+from edgekd.hf_families import HF_FAMILIES, SEGMENT_INPUT, TEXT_INPUTS, HfFamily, model_inputs
 from edgekd.records import Architecture
 from edgekd.runtime.encoder import Example, collate
-from edgekd.runtime.golden import FAMILY_ATOL
+from edgekd.runtime.golden import DEFAULT_ATOL, FAMILY_ATOL
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,22 @@ class Tolerance:
     min_agreement: float
 
 
-class _BertLogits(nn.Module):
-    """A BERT-family classifier taking positional tensors and returning only the logits."""
+class _HfLogits(nn.Module):
+    """A Hugging Face classifier taking positional tensors and returning only the logits; segment ids are passed only
+    when given (a family without them, RoBERTa or DistilBERT, is traced with two inputs)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **segments).logits
 
 
-def _bert_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**{k: feeds[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+def _hf_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
+    # Only the inputs the model takes (the feeds of a single-sentence export hold no segment ids).
+    return model(**{k: feeds[k] for k in model_inputs(model.config) if k in feeds}).logits
 
 
 def _bilstm_reference(model: nn.Module, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -105,18 +110,29 @@ class FamilySpec:
 # Tolerances on logits. FP32 exports differ from PyTorch only by operator order (fused attention, other GEMM
 # kernels): 1e-6..1e-5 on tiny models, a few 1e-5 on 6-layer ones. Agreement below 1 allows for near-ties. The atol
 # numbers live in runtime/golden.py, which also bounds a device's golden self-check by them (the runtime cannot
-# import this torch-side module).
+# import this torch-side module); a family without its own number takes the loosest float bound there.
+def _tolerance(name: str) -> dict[str, Tolerance]:
+    atol = FAMILY_ATOL.get(name, DEFAULT_ATOL)
+    return {fmt: Tolerance(atol=atol, min_agreement=0.995) for fmt in ("onnx", "tflite")}
+
+
+def _hf_spec(family: HfFamily, segments: bool) -> FamilySpec:
+    """A Hugging Face family's spec: a single-sentence model takes ids and mask (segment ids of one text are all 0, so
+    the export leaves them out); a pair adds segment ids where the model takes them."""
+    return FamilySpec(
+        name=family.model_type,
+        single_inputs=TEXT_INPUTS,
+        pair_inputs=(SEGMENT_INPUT,) if segments else (),
+        sequence_inputs=(*TEXT_INPUTS, SEGMENT_INPUT),
+        onnx_module=_HfLogits,
+        tflite_module=_HfLogits,
+        reference=_hf_reference,
+        tolerance=_tolerance(family.model_type),
+    )
+
+
 FAMILIES: dict[str, FamilySpec] = {
-    "bert": FamilySpec(
-        name="bert",
-        single_inputs=("input_ids", "attention_mask"),
-        pair_inputs=("token_type_ids",),
-        sequence_inputs=("input_ids", "attention_mask", "token_type_ids"),
-        onnx_module=_BertLogits,
-        tflite_module=_BertLogits,
-        reference=_bert_reference,
-        tolerance={"onnx": Tolerance(atol=FAMILY_ATOL["bert"], min_agreement=0.995), "tflite": Tolerance(atol=FAMILY_ATOL["bert"], min_agreement=0.995)},
-    ),
+    **{name: _hf_spec(family, family.token_type_ids) for name, family in HF_FAMILIES.items()},
     "bilstm": FamilySpec(
         name="bilstm",
         single_inputs=("input_ids", "lengths"),
@@ -125,23 +141,24 @@ FAMILIES: dict[str, FamilySpec] = {
         onnx_module=_onnx_bilstm,
         tflite_module=_tflite_bilstm,
         reference=_bilstm_reference,
-        tolerance={"onnx": Tolerance(atol=FAMILY_ATOL["bilstm"], min_agreement=0.995), "tflite": Tolerance(atol=FAMILY_ATOL["bilstm"], min_agreement=0.995)},
+        tolerance=_tolerance("bilstm"),
     ),
 }
-# transformers model types that export through the BERT entry (same inputs and outputs); others are untested.
-BERT_LIKE = {"bert"}
 
 
 def family_spec(architecture: Architecture) -> FamilySpec:
+    """The spec of a bundle's model. A family that takes segment ids, in a model without a table for them
+    (DeBERTa-v3: the manifest's `token_type_ids` is false), exports without them."""
     family = architecture.family
-    if family in BERT_LIKE:
-        return FAMILIES["bert"]
-    if family in FAMILIES:
-        return FAMILIES[family]
-    raise UnsupportedError(
-        f"architecture family {family!r} has no export spec; supported: {', '.join(sorted(set(FAMILIES) | BERT_LIKE))}. "
-        "Add a FamilySpec entry in edgekd/families.py"
-    )
+    if family not in FAMILIES:
+        raise UnsupportedError(
+            f"architecture family {family!r} has no export spec; supported: {', '.join(FAMILIES)}. "
+            "Add its entry in edgekd/hf_families.py (a Hugging Face family) or a FamilySpec in edgekd/families.py"
+        )
+    spec = FAMILIES[family]
+    if family in HF_FAMILIES and architecture.shape("token_type_ids") is False and spec.pair_inputs:
+        return _hf_spec(HF_FAMILIES[family], segments=False)
+    return spec
 
 
 def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

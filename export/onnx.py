@@ -60,7 +60,10 @@ def export_onnx(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportC
 def _fuse(path: Path, spec: FamilySpec, architecture: Architecture) -> dict[str, int]:
     """ONNX Runtime's transformer optimizer, in place; returns the count of each fused operator."""
     if spec.name != "bert":
-        raise UnsupportedError(f"--fuse applies to transformer graphs (family bert); this model is {spec.name}. Export it without --fuse")
+        # The optimizer's "bert" patterns are tested here on BERT graphs only; another family's graph (RoBERTa's position
+        # ids, DistilBERT's attention, a BiLSTM) may fuse partly or wrongly, so it is refused by name.
+        raise UnsupportedError(f"--fuse applies ONNX Runtime's transformer fusion to BERT graphs only; this model is a "
+                               f"{spec.name}. Export it without --fuse")
     from onnxruntime.transformers.optimizer import optimize_model
 
     # The optimizer's modules log every step at INFO under their own top-level names (fusion_*, onnx_model*).

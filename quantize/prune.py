@@ -5,7 +5,9 @@
 - structured: whole attention heads and FFN neurons, ranked by gradient importance, removed (`structured.py`).
 - vocab: the word pieces (or words) the training text uses, plus the special tokens, keep their embedding rows; the
   rest go. The tokenizer is remapped so that the runtime produces the new ids: a WordPiece tokenizer keeps its full
-  vocabulary for segmentation (so text splits exactly as before) and maps every dropped piece to [UNK]'s id.
+  vocabulary for segmentation (so text splits exactly as before) and maps every dropped piece to [UNK]'s id. Byte-level
+  BPE (RoBERTa, ModernBERT) and Unigram (XLM-R, DeBERTa-v3) tokenizers are refused by name: their pieces are built
+  by merges or scored against each other, so a dropped piece has no single stand-in and text would split differently.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE
 logger = logging.getLogger(__name__)
 
 # pruner(model to change, parent, config, new bundle directory) -> details; saves the model (and a new tokenizer) there.
+# Tokenizer types whose vocabulary `vocab` prunes (the manifest's tokenizer.type).
+VOCAB_PRUNABLE = ("wordpiece", "word")
 Pruner = Callable[[nn.Module, Parent, Any, Path], dict[str, Any]]
 
 
@@ -113,14 +117,25 @@ def vocab(model: nn.Module, parent: Parent, cfg: VocabPruneConfig, directory: Pa
     if not texts:
         raise DataError("vocabulary pruning needs training text; the train split is empty")
     tokenizer_dir = directory / parent.manifest.tokenizer.path
-    if parent.manifest.tokenizer.type == "word":
+    kind = parent.manifest.tokenizer.type
+    if kind not in VOCAB_PRUNABLE:
+        raise UnsupportedError(f"vocabulary pruning remaps WordPiece and word vocabularies; this model's tokenizer is {kind} "
+                               f"({parent.manifest.architecture.family}), whose pieces are merged or scored together, so "
+                               "dropping one changes how text splits. Prune it with method structured or magnitude instead")
+    if kind == "word":
         kept, before = _prune_word_vocab(parent.bundle.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.embedding
     else:
         kept, before = _prune_wordpiece(parent.bundle.tokenizer_dir, tokenizer_dir, texts, cfg.min_count)
         embedding = model.get_input_embeddings()
     index = torch.as_tensor(kept, dtype=torch.long)
-    smaller = nn.Embedding(len(kept), embedding.embedding_dim, padding_idx=0)
+    # The pad row keeps its id: every special token is kept and they open the vocabulary (ids 0..), so the kept ids
+    # below the pad id are all of the old ones (the pad id stays what the manifest and the model's config record).
+    pad_id = 0 if kind == "word" else getattr(model.config, "pad_token_id", None) or 0
+    if pad_id >= len(kept) or kept[pad_id] != pad_id:
+        raise UnsupportedError(f"vocabulary pruning keeps the pad id {pad_id} in place; this tokenizer's specials do not "
+                               "open its vocabulary, so pruning would move it. Skip vocabulary pruning for this model")
+    smaller = nn.Embedding(len(kept), embedding.embedding_dim, padding_idx=pad_id)
     with torch.no_grad():
         smaller.weight.copy_(embedding.weight[index])
     if parent.manifest.tokenizer.type == "word":

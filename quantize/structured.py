@@ -1,4 +1,8 @@
-"""Structured pruning of a BERT-family classifier: whole attention heads and FFN neurons, physically removed.
+"""Structured pruning of a transformer classifier: whole attention heads and FFN neurons, physically removed.
+
+It applies to the families whose `edgekd.hf_families` entry allows it (BERT, ELECTRA, RoBERTa, XLM-R, DistilBERT:
+transformers' `prune_heads` and a head mask in the forward); the layers and FFN projections are found through the
+entry. Others are refused by name.
 
 Importance (Michel et al. 2019, "Are Sixteen Heads Really Better than One?"): a mask of ones multiplies each head's
 output and each FFN neuron's activation; the importance of a unit is the absolute gradient of the task loss with
@@ -21,6 +25,7 @@ from edgekd.config import StructuredPruneConfig
 from edgekd.batching import length_grouped_batches
 from edgekd.derive import Parent
 from edgekd.errors import UnsupportedError
+from edgekd.hf_families import HF_FAMILIES, HfFamily, hf_family
 from edgekd.runtime.encoder import collate
 
 from .prune import register
@@ -31,12 +36,16 @@ BATCH = 32
 
 @register(StructuredPruneConfig)
 def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, directory: Path) -> dict[str, Any]:
-    if parent.manifest.architecture.family == "bilstm" or not hasattr(model, "bert"):
-        raise UnsupportedError("structured pruning removes attention heads and FFN neurons: it applies to BERT-family models only")
+    name = parent.manifest.architecture.family
+    family = hf_family(name)
+    if family is None or not family.structured_pruning:
+        able = ", ".join(n for n, f in HF_FAMILIES.items() if f.structured_pruning)
+        raise UnsupportedError(f"structured pruning removes attention heads and FFN neurons of {able} models; this model is "
+                               f"a {name}. Use prune method magnitude, or quantize it instead")
     if parent.manifest.task.problem != "classification":
         raise UnsupportedError("structured pruning ranks units by the classification loss; this task is a regression")
-    layers = model.bert.encoder.layer
-    head_scores, neuron_scores = importance(model, parent, cfg.samples)
+    layers = _layers(model, family)
+    head_scores, neuron_scores = importance(model, family, parent, cfg.samples)
     # Heads: normalise each layer's scores, rank globally, keep at least one head per layer.
     normalised = head_scores / head_scores.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (layers, heads)
     total = normalised.numel()
@@ -52,13 +61,13 @@ def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, dir
             remove.setdefault(layer, []).append(head)
             budget -= 1
     model.prune_heads(remove)
-    # FFN neurons: the same number removed from every layer (config.intermediate_size stays one number).
-    width = layers[0].intermediate.dense.out_features
+    # FFN neurons: the same number removed from every layer (the config's FFN width stays one number).
+    width = layers[0].get_submodule(family.ffn_up).out_features
     keep_count = width - int(round(cfg.ffn * width))
     for layer, scores in zip(layers, neuron_scores):
         keep = scores.argsort(descending=True)[:keep_count].sort().values
-        _shrink_ffn(layer, keep)
-    model.config.intermediate_size = keep_count
+        _shrink_ffn(layer, family, keep)
+    setattr(model.config, family.intermediate_attr, keep_count)
     model.save_pretrained(directory, safe_serialization=True)
     removed = sum(len(v) for v in remove.values())
     logger.info("removed %d of %d heads and %d of %d FFN neurons per layer", removed, total, width - keep_count, width)
@@ -72,14 +81,15 @@ def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, dir
     }
 
 
-def importance(model: nn.Module, parent: Parent, samples: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def importance(model: nn.Module, family: HfFamily, parent: Parent, samples: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """|d loss / d mask| per head (layers, heads) and per FFN neuron (one (intermediate,) tensor per layer)."""
-    layers = model.bert.encoder.layer
+    layers = _layers(model, family)
     config = model.config
     head_mask = torch.ones(config.num_hidden_layers, config.num_attention_heads, requires_grad=True)
-    neuron_masks = [torch.ones(layer.intermediate.dense.out_features, requires_grad=True) for layer in layers]
+    neuron_masks = [torch.ones(layer.get_submodule(family.ffn_up).out_features, requires_grad=True) for layer in layers]
+    # The mask multiplies the down-projection's input: the FFN's activations, one per neuron.
     hooks = [
-        layer.intermediate.register_forward_hook(lambda module, args, output, mask=mask: output * mask)
+        layer.get_submodule(family.ffn_down).register_forward_pre_hook(lambda module, args, mask=mask: (args[0] * mask,))
         for layer, mask in zip(layers, neuron_masks)
     ]
     encoder, data = parent.encoder(), parent.data
@@ -106,9 +116,14 @@ def importance(model: nn.Module, parent: Parent, samples: int) -> tuple[torch.Te
     return head_scores.detach(), [s.detach() for s in neuron_scores]
 
 
-def _shrink_ffn(layer: nn.Module, keep: torch.Tensor) -> None:
+def _layers(model: nn.Module, family: HfFamily) -> nn.ModuleList:
+    """The model's transformer layers, through its family's path."""
+    return getattr(model, model.base_model_prefix).get_submodule(family.layers)
+
+
+def _shrink_ffn(layer: nn.Module, family: HfFamily, keep: torch.Tensor) -> None:
     """Keep FFN neurons `keep`: rows of the up-projection, columns of the down-projection."""
-    up, down = layer.intermediate.dense, layer.output.dense
+    up, down = layer.get_submodule(family.ffn_up), layer.get_submodule(family.ffn_down)
     new_up = nn.Linear(up.in_features, len(keep))
     new_down = nn.Linear(len(keep), down.out_features)
     with torch.no_grad():
@@ -116,4 +131,5 @@ def _shrink_ffn(layer: nn.Module, keep: torch.Tensor) -> None:
         new_up.bias.copy_(up.bias[keep])
         new_down.weight.copy_(down.weight[:, keep])  # (hidden, kept)
         new_down.bias.copy_(down.bias)
-    layer.intermediate.dense, layer.output.dense = new_up, new_down
+    layer.set_submodule(family.ffn_up, new_up)
+    layer.set_submodule(family.ffn_down, new_down)

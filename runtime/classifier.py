@@ -7,7 +7,6 @@ concurrently, and the TFLite backend serialises calls to its interpreter.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -18,6 +17,7 @@ import numpy as np
 
 from edgekd.bundle import HF_CONFIG, Bundle
 from edgekd.errors import BundleError, UnsupportedError
+from edgekd.hf_config import position_limit, read_model_config
 from edgekd.records import MODEL_FILES
 
 from .backends import Backend, open_backend, run_batched
@@ -70,9 +70,11 @@ class Classifier:
                 f"(edgekd export {opened.path} --to onnx)"
             )
         tokenizer = manifest.tokenizer
-        # Only through a name the manifest lists (so hashes): never a file that merely lies in the folder.
+        # Only through a name the manifest lists (so hashes): never a file that merely lies in the folder (the folder's
+        # tokenizer_config.json, read for a pad token, is hashed too: Bundle.open refuses unlisted files there).
         tokenizer_file = opened.tokenizer_file(TOKENIZER_FILES[tokenizer.type])
-        encoder = load_encoder(tokenizer_file.parent, tokenizer.type, tokenizer.max_length, manifest.task.columns)
+        encoder = load_encoder(tokenizer_file.parent, tokenizer.type, tokenizer.max_length, manifest.task.columns,
+                               inputs=[spec.name for spec in manifest.inputs], pad_id=tokenizer.pad_id)
         backend = open_backend(opened.file(MODEL_FILES[manifest.format]), encoder.pad_id, threads)
         _check_max_length(opened, backend)
         classifier = cls(opened, encoder, backend, batch_size)
@@ -126,19 +128,15 @@ class Classifier:
 
 def _check_max_length(bundle: Bundle, backend: Backend) -> None:
     """The manifest's tokenizer.max_length against the longest input the model takes, where that is known cheaply:
-    a TFLite file's largest bucket, a BERT's position embeddings (its config.json)."""
+    a TFLite file's largest bucket, the position embeddings its config.json gives (RoBERTa's 514 take 512 tokens)."""
     max_length = bundle.manifest.tokenizer.max_length
     limits = {}
     if backend.max_sequence is not None:
         limits["the largest TFLite bucket"] = backend.max_sequence
-    if bundle.manifest.architecture.family == "bert" and HF_CONFIG in bundle.manifest.files:
-        path = bundle.file(HF_CONFIG)
-        try:
-            positions = json.loads(path.read_text(encoding="utf-8")).get("max_position_embeddings")
-        except (OSError, ValueError, RecursionError, AttributeError) as exc:
-            raise BundleError(f"{path}: not a model config (JSON object) ({str(exc)[:200]}); re-create the bundle with its stage") from None
-        if isinstance(positions, int) and not isinstance(positions, bool):
-            limits[f"the model's position embeddings ({HF_CONFIG} max_position_embeddings)"] = positions
+    if HF_CONFIG in bundle.manifest.files:
+        limit = position_limit(read_model_config(bundle.file(HF_CONFIG), BundleError))
+        if limit is not None:
+            limits[f"the model's position embeddings ({HF_CONFIG} {limit[1]})"] = limit[0]
     for what, limit in limits.items():
         if max_length > limit:
             raise BundleError(f"{bundle.path}: manifest tokenizer.max_length {max_length} exceeds {what}, {limit}; the model "

@@ -1,29 +1,46 @@
-"""Text to model inputs without torch or transformers: WordPiece through the `tokenizers` library, or the BiLSTM's
-word tokenizer. The ids are exactly those training used (tests compare them with transformers' tokenizer).
+"""Text to model inputs without torch or transformers: any transformers `tokenizer.json` (WordPiece, byte-level BPE,
+SentencePiece Unigram) through the `tokenizers` library, or the BiLSTM's word tokenizer. The ids are exactly those
+training used (tests compare them with transformers' tokenizer for every family of `edgekd.hf_families`).
 
 An encoder turns texts (one or two strings each) into unpadded examples; `collate` pads a batch of them, to the
 batch's longest member (ONNX, dynamic axes) or to a fixed width (TFLite sequence buckets).
+
+What differs between families is in the tokenizer file or the manifest, never in a branch here: the special tokens and
+the pair template (`[CLS] A [SEP] B [SEP]`, RoBERTa's `<s> A </s></s> B </s>`) are the file's post-processor; the pad
+id is the manifest's `tokenizer.pad_id`; and whether `token_type_ids` is produced follows the model's input names (the
+manifest's `inputs`: RoBERTa, DistilBERT, MPNet and ModernBERT take none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edgekd.bundle import Bundle
+from edgekd.bundle import SUBWORD_KINDS, TOKENIZER_JSON, Bundle
 from edgekd.errors import BundleError, DataError
+from edgekd.files import read_at_most
 from edgekd.truncation import longest_first
 
 from .word_tokenizer import PAD_ID, VOCAB_FILE, WordTokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # One example: sequence inputs as 1-D int64 arrays, per-example scalars (BiLSTM lengths) as ints.
 Example = dict[str, "np.ndarray | int"]
 Texts = Sequence[str | Sequence[str]]
 # The one file of its tokenizer folder that each encoder reads (a bundle's runtime reads it only when listed).
-TOKENIZER_FILES = {"wordpiece": "tokenizer.json", "word": VOCAB_FILE}
+TOKENIZER_FILES = {**{kind: TOKENIZER_JSON for kind in SUBWORD_KINDS.values()}, "word": VOCAB_FILE}
+# transformers' record of the tokenizer's special tokens, written beside tokenizer.json by save_pretrained: where the
+# pad token is named when a manifest has no pad id (tokenizer.json itself does not say which token pads).
+TOKENIZER_CONFIG = "tokenizer_config.json"
+MAX_TOKENIZER_CONFIG_BYTES = 16 << 20
+# The inputs a subword encoder can give, in the order of its examples' keys.
+SUBWORD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class Encoder(Protocol):
@@ -48,15 +65,22 @@ def as_examples(texts: Texts, columns: int) -> list[tuple[str, ...]]:
     return examples
 
 
-class WordPieceEncoder:
-    """BERT inputs (input_ids, attention_mask, token_type_ids) from a saved `tokenizer.json`."""
+class SubwordEncoder:
+    """Transformer inputs (input_ids, attention_mask and, when the model takes them, token_type_ids) from a saved
+    `tokenizer.json` of any kind in `SUBWORD_KINDS`.
 
-    names = ("input_ids", "attention_mask", "token_type_ids")
+    `kind`: the manifest's tokenizer type, checked against the file (None: not checked). `inputs`: the model's input
+    names; token_type_ids is given only when they hold it (None: given, as a BERT takes them). `pad_id`: the
+    manifest's pad id (None: the pad token named in the folder's tokenizer_config.json, else [PAD], else 0).
+    """
 
-    def __init__(self, tokenizer_dir: Path, max_length: int, columns: int) -> None:
+    def __init__(
+        self, tokenizer_dir: Path, max_length: int, columns: int, *, kind: str | None = None,
+        inputs: Collection[str] | None = None, pad_id: int | None = None,
+    ) -> None:
         from tokenizers import Tokenizer
 
-        path = tokenizer_dir / TOKENIZER_FILES["wordpiece"]
+        path = tokenizer_dir / TOKENIZER_JSON
         if not path.is_file():
             raise BundleError(f"{tokenizer_dir}: no tokenizer.json; the runtime needs a fast (Rust) tokenizer file there")
         try:
@@ -66,6 +90,11 @@ class WordPieceEncoder:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             raise BundleError(f"{path}: not a tokenizer file the `tokenizers` library reads ({reason}); re-create the bundle "
                               "with the stage that wrote it (it saves the tokenizer with transformers' save_pretrained)") from None
+        self.kind = SUBWORD_KINDS.get(type(self.tokenizer.model).__name__)
+        if kind is not None and kind != self.kind:
+            found = self.kind or type(self.tokenizer.model).__name__
+            raise BundleError(f"{path}: the manifest's tokenizer type is {kind!r}, but the file holds a {found!r} tokenizer; "
+                              "re-create the bundle with the stage that wrote it (it records the file's type)")
         if max_length < specials:
             # `tokenizers` (and transformers through it) does not truncate at all below this: texts of any length.
             shape = "a sentence pair" if columns == 2 else "a text"
@@ -73,7 +102,7 @@ class WordPieceEncoder:
                               f"re-create the bundle with max_length of at least {specials}")
         self.tokenizer.no_padding()
         if columns == 1:
-            # transformers' `truncation=True`: keep [CLS], [SEP] and the first max_length - 2 pieces.
+            # transformers' `truncation=True`: keep the special tokens and the first max_length - specials pieces.
             self.tokenizer.enable_truncation(max_length, strategy="longest_first")
         else:
             # Pairs are truncated by `longest_first`: the library's own pair truncation joins every overflowing
@@ -81,9 +110,9 @@ class WordPieceEncoder:
             # 10,000-character texts at max_length 32: 25k encodings, 0.7 GB for one pair).
             self.tokenizer.no_truncation()
         self.max_length, self.columns = max_length, columns
-        self.room = max_length - specials  # pieces of text a pair keeps
-        pad = self.tokenizer.token_to_id("[PAD]")
-        self.pad_id = 0 if pad is None else pad
+        self.room = max_length - specials  # pieces of text a pair keeps (RoBERTa's template takes 4 specials, BERT's 3)
+        self.names = tuple(n for n in SUBWORD_INPUTS if n != "token_type_ids" or inputs is None or n in inputs)
+        self.pad_id = pad_id if pad_id is not None else _folder_pad_id(self.tokenizer, tokenizer_dir)
 
     def largest_id(self) -> int:
         """The largest token id the tokenizer can emit (vocabulary and added tokens; ids need not be contiguous)."""
@@ -94,12 +123,37 @@ class WordPieceEncoder:
         batch = self.tokenizer.encode_batch([e[0] if self.columns == 1 else e for e in examples])
         rows = []
         for out in batch:
-            inputs = (out.ids, out.attention_mask, out.type_ids)
+            inputs = {"input_ids": out.ids, "attention_mask": out.attention_mask, "token_type_ids": out.type_ids}
             if len(out.ids) > self.max_length:  # a pair longer than max_length (a single text is already truncated)
                 keep = longest_first(out.sequence_ids, self.room)
-                inputs = tuple([values[i] for i in keep] for values in inputs)
-            rows.append({name: np.asarray(values, dtype=np.int64) for name, values in zip(self.names, inputs)})
+                inputs = {name: [values[i] for i in keep] for name, values in inputs.items()}
+            rows.append({name: np.asarray(inputs[name], dtype=np.int64) for name in self.names})
         return rows
+
+
+# The name existing callers and tests use; the encoder reads BPE and Unigram files as well.
+WordPieceEncoder = SubwordEncoder
+
+
+def _folder_pad_id(tokenizer: Tokenizer, tokenizer_dir: Path) -> int:
+    """The pad id of a tokenizer folder whose manifest records none: the pad token transformers named in
+    tokenizer_config.json (MPNet's vocabulary holds both `<pad>`, its pad, and BERT's `[PAD]`), else `[PAD]`, else 0
+    (what the runtime padded with before pad ids were recorded: every such bundle is a BERT)."""
+    path = tokenizer_dir / TOKENIZER_CONFIG
+    named = None
+    if path.is_file():
+        try:
+            named = json.loads(read_at_most(path, MAX_TOKENIZER_CONFIG_BYTES, BundleError, "tokenizer config")).get("pad_token")
+        except (ValueError, AttributeError, RecursionError) as exc:
+            raise BundleError(f"{path}: not a tokenizer config (a JSON object) ({str(exc)[:200]}); re-create the bundle "
+                              "with the stage that wrote it") from None
+    if isinstance(named, dict):  # older transformers wrote an AddedToken's fields
+        named = named.get("content")
+    for token in (named, "[PAD]"):
+        found = tokenizer.token_to_id(token) if isinstance(token, str) else None
+        if found is not None:
+            return int(found)
+    return 0
 
 
 class WordEncoder:
@@ -129,19 +183,26 @@ class WordEncoder:
         return out
 
 
-def load_encoder(tokenizer_dir: Path, kind: str, max_length: int, columns: int) -> Encoder:
-    """The encoder for a bundle's tokenizer facts (`manifest.tokenizer`)."""
-    if kind == "wordpiece":
-        return WordPieceEncoder(tokenizer_dir, max_length, columns)
+def load_encoder(
+    tokenizer_dir: Path, kind: str, max_length: int, columns: int, *, inputs: Collection[str] | None = None,
+    pad_id: int | None = None,
+) -> Encoder:
+    """The encoder for a bundle's tokenizer facts (`manifest.tokenizer`); `inputs` and `pad_id` as `SubwordEncoder`
+    takes them (the word encoder's inputs follow from `columns`)."""
+    if kind in SUBWORD_KINDS.values():
+        return SubwordEncoder(tokenizer_dir, max_length, columns, kind=kind, inputs=inputs, pad_id=pad_id)
     if kind == "word":
         return WordEncoder(tokenizer_dir, max_length, columns)
-    raise BundleError(f"tokenizer type {kind!r} is unknown; valid: wordpiece, word")
+    raise BundleError(f"tokenizer type {kind!r} is unknown; valid: {', '.join(TOKENIZER_FILES)}")
 
 
 def bundle_encoder(bundle: Bundle, max_length: int | None = None) -> Encoder:
-    """The encoder of a bundle's tokenizer (at its max length, or a shorter `max_length`: a TFLite bucket)."""
-    tokenizer = bundle.manifest.tokenizer
-    return load_encoder(bundle.tokenizer_dir, tokenizer.type, max_length or tokenizer.max_length, bundle.manifest.task.columns)
+    """The encoder of a bundle's tokenizer (at its max length, or a shorter `max_length`: a TFLite bucket), giving the
+    inputs its model takes (the manifest's `inputs`) and padding with its pad id."""
+    manifest = bundle.manifest
+    tokenizer = manifest.tokenizer
+    return load_encoder(bundle.tokenizer_dir, tokenizer.type, max_length or tokenizer.max_length, manifest.task.columns,
+                        inputs=[spec.name for spec in manifest.inputs], pad_id=tokenizer.pad_id)
 
 
 def probe_example(encoder: Encoder, token_id: int) -> Example:

@@ -19,7 +19,7 @@ from edgekd.files import read_at_most
 
 from .render import _clip, _shown, validate_config
 from .run import Recipe
-from .training import PACKAGED_TEACHERS, TeacherConfig
+from .training import PACKAGED_TEACHERS, StudentConfig, TeacherConfig
 
 # A recipe or a budget is a page of YAML: anything larger is a mistake (or an attack on the parser).
 MAX_YAML_BYTES = 1 << 20
@@ -57,7 +57,7 @@ def load_recipe(recipe: str | os.PathLike[str], overrides: list[str] | tuple[str
         raw = _extend(raw, path, seen=(path.resolve(),))
     recipe = validate_recipe(apply_overrides(raw, overrides), source=str(path))
     try:
-        check_teacher_source(recipe.teacher)
+        check_teacher_source(recipe.teacher, recipe)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return recipe
@@ -77,22 +77,97 @@ def teacher_config_dir(model: str) -> Path | None:
 
 
 def check_teacher_config(cfg: TeacherConfig, model_config: dict[str, Any]) -> None:
-    """Refuse a teacher whose config.json describes an impossible model, or whose position embeddings are shorter than
-    teacher.max_length (the fine-tune would fail at its first batch with a tensor-size mismatch)."""
+    """Refuse a teacher of a family edgekd does not take, whose config.json describes an impossible model, or whose
+    position embeddings are shorter than teacher.max_length (the fine-tune would fail at its first batch with a
+    tensor-size mismatch)."""
     from edgekd.hf_config import check_max_length, check_sizes
+    from edgekd.hf_families import hf_family, unsupported_family
 
+    model_type = model_config.get("model_type")
+    if not isinstance(model_type, str) or hf_family(model_type) is None:
+        raise ConfigError(unsupported_family(model_type, f"teacher.model {_shown(cfg.model)}"))
     check_sizes(model_config, f"teacher.model {_shown(cfg.model)}: its config.json", ConfigError)
     check_max_length(cfg.max_length, model_config, "teacher.max_length", "the teacher's", ConfigError)
 
 
-def check_teacher_source(cfg: TeacherConfig) -> None:
+def check_teacher_source(cfg: TeacherConfig, recipe: Recipe | None = None) -> None:
     """`check_teacher_config` on a local teacher source (the packaged model or a folder), read with json alone: no
-    torch, no download; a hub id is checked by the teacher stage once its config is fetched."""
+    torch, no download; a hub id is checked by the teacher stage once its config is fetched. With the `recipe`, also
+    what its students and artifacts ask of the teacher's family (`check_family_stages`)."""
     from edgekd.hf_config import read_model_config
 
     directory = teacher_config_dir(cfg.model)
     if directory is not None:
-        check_teacher_config(cfg, read_model_config(directory / "config.json", ConfigError))
+        model_config = read_model_config(directory / "config.json", ConfigError)
+        check_teacher_config(cfg, model_config)
+        if recipe is not None:
+            check_family_stages(recipe, model_config)
+
+
+def check_family_stages(recipe: Recipe, teacher_config: dict[str, Any]) -> None:
+    """Refuse, all at once, what the recipe asks of a family that cannot do it: the attention loss from DeBERTa-v2 or
+    ModernBERT, `init: teacher` into a student of another family, a student checkpoint of another family or
+    vocabulary, structured pruning where heads cannot be removed, ONNX Runtime's fusion (`fuse`) of a graph that is
+    not BERT's. `teacher_config`: the recipe's teacher's config.json."""
+    from edgekd.hf_families import hf_family
+
+    problems: list[str] = []
+    families: dict[str, str] = {"teacher": str(teacher_config.get("model_type"))}
+    for name, spec in recipe.students.items():
+        # A student distilled from another teacher bundle is checked against that bundle's config, when it is there.
+        theirs = _model_config(spec.teacher) if spec.teacher else teacher_config
+        families[name], found = _student_problems(f"students.{_clip(name, 80)}", spec, theirs)
+        problems += found
+    for name, artifact in recipe.artifacts.items():
+        family = families[name] = families.get(artifact.parent, "")
+        entry = hf_family(family)
+        where = f"artifacts.{_clip(name, 80)}"
+        if getattr(artifact.config, "method", None) == "structured" and entry is not None and not entry.structured_pruning:
+            problems.append(f"{where}: structured pruning of a {family} model is not supported (its attention heads "
+                            "cannot be removed one layer at a time); use prune method magnitude, or quantize instead")
+        if getattr(artifact.config, "fuse", False) and entry is not None and family != "bert":
+            problems.append(f"{where}.export.fuse: ONNX Runtime's transformer fusion is applied to BERT graphs only; this "
+                            f"model is a {family}: export it with fuse: false")
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the teacher's family ({families['teacher']}):\n"
+                          + "\n".join(f"  - {line}" for line in problems))
+
+
+def _student_problems(where: str, spec: StudentConfig, teacher_config: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """The family of a student ("" where its teacher is not known yet, "bilstm") and what it asks that cannot be."""
+    from edgekd.hf_families import attention_loss_problem
+
+    student = spec.student
+    if student.type == "bilstm" or teacher_config is None:
+        return ("bilstm" if student.type == "bilstm" else ""), []
+    teacher = str(teacher_config.get("model_type"))
+    family = teacher if student.family == "teacher" else "bert"
+    problems = []
+    if student.init == "teacher" and family != teacher:
+        problems.append(f"{where}.student.init: 'teacher' copies the teacher's layers, but the student is a {family} and "
+                        f"the teacher a {teacher}; set student.family: teacher, or init: random")
+    checkpoint = _model_config(student.init) if student.init not in ("random", "teacher") else None
+    if checkpoint is not None and checkpoint.get("model_type") != family:
+        problems.append(f"{where}.student.init: {_shown(student.init)} is a {_shown(checkpoint.get('model_type'))} "
+                        f"checkpoint, but the student is a {family} (student.family: {student.family}, teacher {teacher}); "
+                        "give a checkpoint of the student's family, or init: random")
+    elif checkpoint is not None and checkpoint.get("vocab_size") != teacher_config.get("vocab_size"):
+        problems.append(f"{where}.student.init: {_shown(student.init)} has a vocabulary of {checkpoint.get('vocab_size')} "
+                        f"but the teacher's tokenizer has {teacher_config.get('vocab_size')}; TinyBERT shares the "
+                        "teacher's tokenizer, so they must match")
+    for number, stage in enumerate(spec.stages):
+        if stage.kind != "prediction":
+            problem = attention_loss_problem([teacher, family], stage.layer_losses(), f"{where}.stages[{number}]")
+            problems += [problem] if problem else []
+    return family, problems
+
+
+def _model_config(path: str) -> dict[str, Any] | None:
+    """The config.json of a model folder (a teacher bundle, a student checkpoint), when the folder is there to read."""
+    from edgekd.hf_config import read_model_config
+
+    config = Path(path).expanduser() / "config.json"
+    return read_model_config(config, ConfigError) if _is_file(config) else None
 
 
 def _extend(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

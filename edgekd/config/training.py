@@ -113,15 +113,19 @@ class TeacherConfig(_Config):
 
 
 class TinyBertConfig(_Config):
-    """A BERT student (TinyBERT). Defaults are TinyBERT-4: 4 layers, hidden 312, 12 heads, FFN 1200."""
+    """A transformer student (TinyBERT). Defaults are TinyBERT-4: 4 layers, hidden 312, 12 heads, FFN 1200."""
 
     type: Literal["tinybert"] = "tinybert"
+    # `teacher`: the teacher's own family at the sizes below (a 4-layer RoBERTa for a RoBERTa teacher); `bert`: a BERT.
+    # Either way the student reads the teacher's tokenizer, so its layers align with the teacher's token by token.
+    family: Literal["teacher", "bert"] = "teacher"
     layers: int = Field(default=4, gt=0)
     hidden: int = Field(default=312, gt=0)
     heads: int = Field(default=12, gt=0)
     intermediate: int = Field(default=1200, gt=0)
-    # random; `teacher` (copy the teacher's embeddings and the layers the layer map picks; widths must match);
-    # or a checkpoint directory (e.g. a general-distilled TinyBERT from the hub).
+    # random; `teacher` (copy the teacher's embeddings and the layers the layer map picks; widths must match, and
+    # family: teacher); or a checkpoint directory of the student's family and the teacher's vocabulary (e.g. a
+    # general-distilled TinyBERT for a BERT teacher).
     init: str = "random"
     # Which teacher layer each student layer learns from: uniform (g(m) = m*N/M), top, bottom, or a list.
     layer_map: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
@@ -165,6 +169,10 @@ class BiLSTMConfig(_Config):
         return self
 
 
+# TinyBERT's transformer-layer losses, in the order the loss adds them.
+LAYER_LOSSES = ("embedding", "attention", "hidden")
+
+
 class StageConfig(_Config):
     """One distillation stage.
 
@@ -181,14 +189,26 @@ class StageConfig(_Config):
     alpha: float = Field(default=0.0, ge=0, le=1)
     # general: a text file (one text per line), `train` (the task's train texts), or `tweets` (the demo corpus).
     corpus: str | None = None
+    # general and intermediate: which of TinyBERT's layer losses to take; null: all three. A teacher whose attention
+    # scores cannot be taken (DeBERTa-v2, ModernBERT) is distilled with [embedding, hidden].
+    losses: list[Literal["embedding", "attention", "hidden"]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _corpus_only_for_general(self) -> StageConfig:
+    def _settings_of_the_kind(self) -> StageConfig:
         if self.kind == "general" and not self.corpus:
             raise ValueError("a general stage needs corpus: a text file, `train`, or `tweets`")
         if self.kind != "general" and self.corpus:
             raise ValueError(f"corpus is only for general stages, not {self.kind}")
+        if self.kind == "prediction" and self.losses is not None:
+            raise ValueError("losses names layer losses (embedding, attention, hidden): it is for general and intermediate "
+                             "stages; a prediction stage takes loss, alpha and temperature")
+        if self.losses is not None and len(set(self.losses)) != len(self.losses):
+            raise ValueError(f"losses {_shown(self.losses)} names a loss twice")
         return self
+
+    def layer_losses(self) -> tuple[str, ...]:
+        """The layer losses of a general or intermediate stage (all three unless `losses` names some)."""
+        return tuple(self.losses) if self.losses is not None else LAYER_LOSSES
 
 
 TANG_KEYS = ("p_mask", "p_pos", "p_ng", "n_iter")

@@ -48,7 +48,7 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
         "nmae: unknown key; did you mean 'name'?",
         "name: required key is missing",
         "seed: Input should be a valid integer",
-        "data.task 'sst3' is not a preset; valid: sst2, mrpc, tweets, custom",
+        "data.task 'sst3' is not a preset; valid: sst2, mrpc, tweets, tweets3, stsb, custom",
         "data.colums: unknown key; did you mean 'text_columns'?",
         "teacher.train.batch_size: Input should be greater than 0",
         "teacher.mode: Input should be 'finetune' or 'import'",

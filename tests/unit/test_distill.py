@@ -266,9 +266,9 @@ def test_students_train_on_augmented_text_labeled_by_the_teacher(taught: dict[st
         labeling = facts["teacher_labeling"]
         assert labeling["examples"] == 256 + facts["augmented_examples"] and labeling["cached"] is False
         assert labeling["examples_per_second"] > 0
-        assert m["stages"][-1]["examples"] == 256 + facts["augmented_examples"]
+        assert m.stages[-1]["examples"] == 256 + facts["augmented_examples"]
         # (the tiny pair teacher of this fixture stays near chance: the student is held to what the teacher knows)
-        assert m["dev"]["accuracy"] >= min(0.75, m["teacher_dev"]["accuracy"] - 0.1), m["dev"]
+        assert m.dev["accuracy"] >= min(0.75, m.teacher_dev["accuracy"] - 0.1), m.dev
     # the augmented text and its teacher logits are cached: a second student with the same augmentation reuses both
     again = distill(recipe, "bilstm", tmp_path / "bilstm-again")
     reused = again.manifest.metrics.augmentation

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.errors import BundleError, DataError
+from edgekd.bundle import TokenizerInfo
+from edgekd.errors import BundleError, DataError, UnsupportedError
 from edgekd.runtime.encoder import WordEncoder, WordPieceEncoder, collate, load_encoder
 from edgekd.runtime.word_tokenizer import WordTokenizer
 
@@ -81,8 +82,8 @@ def test_encoder_errors(tmp_path: Path, tiny_encoder: Path) -> None:
         WordPieceEncoder(tmp_path, 16, 1)
     with pytest.raises(BundleError, match="word_vocab.json"):
         WordEncoder(tmp_path, 16, 1)
-    with pytest.raises(BundleError, match="valid: wordpiece, word"):
-        load_encoder(tmp_path, "bpe", 16, 1)
+    with pytest.raises(BundleError, match="valid: wordpiece, bpe, unigram, word"):
+        load_encoder(tmp_path, "sentencepiece", 16, 1)
     encoder = WordPieceEncoder(tiny_encoder, 16, 2)
     with pytest.raises(DataError, match="sentence pair"):
         encoder.encode(["only one"])
@@ -94,3 +95,38 @@ def test_collate_pads_with_the_pad_id() -> None:
     examples = [{"input_ids": np.array([5, 6, 7]), "attention_mask": np.array([1, 1, 1])}, {"input_ids": np.array([5]), "attention_mask": np.array([1])}]
     batch = collate(examples, pad_id=9)
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 9, 9]] and batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_the_tokenizer_kind_of_a_folder(tmp_path: Path, tiny_encoder: Path) -> None:
+    from tokenizers import Tokenizer, models
+
+    assert TokenizerInfo.kind_of(tiny_encoder) == "wordpiece"
+    with pytest.raises(BundleError, match="no tokenizer.json"):
+        TokenizerInfo.kind_of(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match="not a tokenizer file"):
+        TokenizerInfo.kind_of(tmp_path)
+    Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(UnsupportedError, match="model type 'WordLevel'; edgekd runs WordPiece, BPE, Unigram"):
+        TokenizerInfo.kind_of(tmp_path)
+
+
+def test_the_pad_id_is_the_manifests_else_the_folders(tmp_path: Path, tiny_encoder: Path) -> None:
+    """A manifest's pad id wins; without one, the pad token transformers named (tokenizer_config.json), then [PAD],
+    then 0; a WordPiece bundle of before pad ids were recorded pads with [PAD] -> 0 as it always did."""
+    assert WordPieceEncoder(tiny_encoder, 16, 1).pad_id == 0
+    assert WordPieceEncoder(tiny_encoder, 16, 1, pad_id=3).pad_id == 3
+    (tmp_path / "tokenizer.json").write_bytes((tiny_encoder / "tokenizer.json").read_bytes())
+    assert WordPieceEncoder(tmp_path, 16, 1).pad_id == 0  # no config: [PAD]
+    (tmp_path / "tokenizer_config.json").write_text('{"pad_token": {"content": "[SEP]"}}')
+    assert WordPieceEncoder(tmp_path, 16, 1).pad_id == 3
+    (tmp_path / "tokenizer_config.json").write_text("not json")
+    with pytest.raises(BundleError, match="not a tokenizer config"):
+        WordPieceEncoder(tmp_path, 16, 1)
+
+
+def test_token_type_ids_only_when_the_model_takes_them(tiny_encoder: Path) -> None:
+    assert WordPieceEncoder(tiny_encoder, 16, 2).names == ("input_ids", "attention_mask", "token_type_ids")
+    encoder = load_encoder(tiny_encoder, "wordpiece", 16, 2, inputs=["input_ids", "attention_mask"])
+    assert encoder.names == ("input_ids", "attention_mask")
+    assert set(encoder.encode([("good", "bad")])[0]) == {"input_ids", "attention_mask"}

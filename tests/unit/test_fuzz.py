@@ -137,13 +137,18 @@ def classifiers(untrained_onnx: dict[str, Bundle]) -> dict[str, Classifier]:
 
 def _cut(reference: Any, text: str, keep: int) -> tuple[str, int]:
     """`text` cut before the first word that starts at or after its `keep`-th piece (by transformers' own word ids
-    and offsets), and the number of pieces left; `text` itself when it has no more than `keep` pieces."""
+    and offsets) and whose cut keeps the text's first `keep` pieces, and the number of pieces the cut text has; `text`
+    itself when it has no more than `keep` pieces. The count is the cut text's own: where offsets are trimmed (RoBERTa's
+    byte-level BPE), the cut keeps the space before the next word, one piece more than the words before it."""
     encoding = reference(text, add_special_tokens=False, return_offsets_mapping=True)
-    words, offsets = encoding.word_ids(), encoding["offset_mapping"]
+    ids, words, offsets = encoding["input_ids"], encoding.word_ids(), encoding["offset_mapping"]
     for position in range(max(keep, 1), len(words)):
         if words[position] != words[position - 1]:
-            return text[: offsets[position][0]], position
-    return text, len(words)
+            cut = text[: offsets[position][0]]
+            pieces = reference(cut, add_special_tokens=False)["input_ids"]
+            if len(pieces) >= keep and pieces[:keep] == ids[:keep]:
+                return cut, len(pieces)
+    return text, len(ids)
 
 
 def _reference_pair(reference: Any, first: str, second: str, max_length: int) -> tuple[str, str]:

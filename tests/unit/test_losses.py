@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd.distill.features import Features, bert_features
+from edgekd.distill.features import Features, hf_features
 from edgekd.distill.layer_map import layer_map
 from edgekd.distill.losses import IntermediateLoss, PredictionLoss, attention_mse, hard_targets, soft_cross_entropy
 from edgekd.errors import ConfigError
@@ -118,7 +118,7 @@ def test_raw_attention_scores_match_the_models_probabilities_and_mask_padding() 
         "attention_mask": torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]),
         "token_type_ids": torch.zeros(2, 5, dtype=torch.long),
     }
-    features = bert_features(model, batch, intermediate=True)
+    features = hf_features(model, batch, intermediate=True)
     assert len(features.attentions) == 2 and features.attentions[0].shape == (2, 2, 5, 5)
     assert len(features.hidden_states) == 3
     reference = model(**batch, output_attentions=True).attentions
@@ -129,5 +129,5 @@ def test_raw_attention_scores_match_the_models_probabilities_and_mask_padding() 
         for row, length in enumerate((4, 3)):
             recomputed = torch.softmax(scores[row, :, :, :length], dim=-1)
             torch.testing.assert_close(recomputed, probabilities[row, :, :, :length], atol=1e-5, rtol=1e-4)
-    plain = bert_features(model, batch, intermediate=False)
+    plain = hf_features(model, batch, intermediate=False)
     assert plain.attentions is None and torch.allclose(plain.logits, features.logits)
