@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from edgekd.bundle import Bundle
+from edgekd.hf_families import hf_family
 from edgekd.records import Architecture
 
 
@@ -16,14 +17,22 @@ def macs(bundle: Bundle, length: int) -> int | None:
         return _bilstm(arch, length)
     if "config.json" in bundle.manifest.files:
         config = json.loads(bundle.file("config.json").read_text())
-        if config.get("model_type") == "bert":
-            return _bert(config, length)
+        if hf_family(str(config.get("model_type"))) is not None:
+            return _encoder(config, length)
     return None
 
 
-def _bert(config: dict[str, Any], length: int) -> int:
-    hidden, ffn, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    heads, head_dim = config["num_attention_heads"], config["hidden_size"] // config["num_attention_heads"]
+# transformers' config.json names of the shape, and DistilBERT's own names for them.
+_SHAPE = {"hidden": ("hidden_size", "dim"), "ffn": ("intermediate_size", "hidden_dim"), "layers": ("num_hidden_layers", "n_layers"),
+          "heads": ("num_attention_heads", "n_heads")}
+
+
+def _encoder(config: dict[str, Any], length: int) -> int:
+    """A BERT-shaped encoder layer's MACs, for every supported family: the families differ in what costs little
+    (ELECTRA's embedding projection, MPNet's position bias, DistilBERT's missing pooler) except ModernBERT, whose
+    gated FFN and local-attention layers make this an estimate for it."""
+    hidden, ffn, layers, heads = (next(config[k] for k in names if k in config) for names in _SHAPE.values())
+    head_dim = hidden // heads
     pruned = {int(k): len(v) for k, v in (config.get("pruned_heads") or {}).items()}
     total = 0
     for layer in range(layers):

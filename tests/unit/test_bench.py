@@ -163,3 +163,24 @@ def test_tables_and_macs_read_the_typed_manifest_records(measured: dict[str, Any
     # The BiLSTM's count comes from its shape facts: a fixed head plus a recurrent cost linear in the length.
     counts = [macs(tiny_bundles["bilstm"], length) for length in (10, 20, 30)]
     assert counts[0] is not None and 0 < counts[1] - counts[0] == counts[2] - counts[1] < counts[0]
+
+
+def test_macs_count_every_supported_family_from_its_config(tmp_path: Path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from edgekd.benchmarks.macs import macs
+    from edgekd.hf_families import HF_FAMILIES
+
+    def bundle_of(config: dict[str, Any]) -> Any:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        manifest = SimpleNamespace(architecture=SimpleNamespace(family=config["model_type"]), files={"config.json": None})
+        return SimpleNamespace(manifest=manifest, file=lambda name: tmp_path / name)
+
+    bert = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_labels": 2}
+    expected = macs(bundle_of({**bert, "model_type": "bert"}), 16)
+    # DistilBERT spells the same shape its own way; every other family uses transformers' names.
+    distil = {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2, "num_labels": 2, "model_type": "distilbert"}
+    assert macs(bundle_of(distil), 16) == expected
+    assert all(macs(bundle_of({**bert, "model_type": family}), 16) == expected for family in HF_FAMILIES if family != "distilbert")
+    assert macs(bundle_of({**bert, "model_type": "albert"}), 16) is None and macs(bundle_of({**bert, "model_type": "bert"}), 32) > expected
