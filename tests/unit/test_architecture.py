@@ -1,10 +1,11 @@
 """The dependency rules of DESIGN.md hold: import-linter's contracts (pyproject.toml `[tool.importlinter]`) pass over
 the installed `edgekd` package, and each contract breaks when a forbidden import is added to a copy of the tree.
 
-The stage folders install as subpackages of `edgekd` (setuptools `package-dir`); an editable install maps them with an
-import hook, which import-linter's file scanner does not see. So the package is laid out as `pip install` lays it out
-(a copy in a temporary folder) and `lint-imports` runs over that copy. `python tests/unit/test_architecture.py` prints
-the report.
+The stage folders sit at the top of the repository and install as subpackages of `edgekd` (setuptools `package-dir`).
+The checkout lays them out the installed way too, with links `edgekd/<stage> -> ../<stage>`, so `lint-imports` run
+from the repository root scans what an install holds (an editable install maps the stages with an import hook, which
+import-linter's file scanner does not see). The forbidden-import checks edit a copy laid out as `pip install` lays it
+out. `python tests/unit/test_architecture.py` prints the report.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def _pyproject() -> dict[str, Any]:
 
 
 def _not_python(folder: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or (not n.endswith(".py") and not Path(folder, n).is_dir())}
+    # The checkout's links to the stage folders are skipped: each stage is copied from its own folder (package-dir).
+    return {n for n in names if n == "__pycache__" or Path(folder, n).is_symlink() or (not n.endswith(".py") and not Path(folder, n).is_dir())}
 
 
 def installed_layout(target: Path) -> Path:
@@ -60,6 +62,21 @@ def contract_ids() -> set[str]:
 
 def test_contracts_pass(tmp_path: Path) -> None:
     result = lint_imports(installed_layout(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(contract_ids())} kept, 0 broken." in result.stdout, result.stdout
+
+
+def test_the_checkout_links_every_stage_folder_where_it_installs() -> None:
+    # What makes a bare `lint-imports` in the repository root see the installed package.
+    package_dir: dict[str, str] = _pyproject()["tool"]["setuptools"]["package-dir"]
+    for package, source in package_dir.items():
+        if package != "edgekd":
+            link = ROOT.joinpath(*package.split("."))
+            assert link.is_symlink() and link.resolve() == (ROOT / source).resolve(), f"{link} should link to ../{source}"
+
+
+def test_contracts_pass_in_the_checkout_as_a_user_runs_them() -> None:
+    result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Contracts: {len(contract_ids())} kept, 0 broken." in result.stdout, result.stdout
 
