@@ -149,8 +149,10 @@ def derive(
         ours = load_encoder(writer.path / manifest.tokenizer.path, manifest.tokenizer.type, tokenizer["max_length"], manifest.task.columns,
                             inputs=[i["name"] for i in inputs], pad_id=manifest.tokenizer.pad_id)
         dev = parent.data.dev
-        lengths = np.asarray([sequence_length(e) for e in ours.encode(dev.texts)])
-        picks = np.arange(len(dev)) if samples == "all" else spread_by_length(lengths, int(samples))
+        if samples == "all":
+            picks = np.arange(len(dev))
+        else:  # the sample spreads over the lengths the new model sees
+            picks = spread_by_length(np.asarray([sequence_length(e) for e in ours.encode(dev.texts)]), int(samples))
         golden, golden_texts = parent.golden
         texts = {"golden": golden_texts, **made.extra_sets, "dev": [dev.texts[i] for i in picks]}
         results, outputs = compare_sets(
