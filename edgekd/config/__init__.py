@@ -48,7 +48,6 @@ from .methods import (
 from .render import MAX_PROBLEMS, SHOWN_CHARS, nearest_key, shorten, validate_config
 from .run import STAGES, ArtifactConfig, BenchConfig, Budget, ModelBudget, Recipe
 from .training import (
-    PACKAGED_TEACHERS,
     TANG_KEYS,
     TINYBERT_KEYS,
     AugmentConfig,
@@ -62,7 +61,7 @@ from .training import (
 )
 
 __all__ = [
-    "MAX_PROBLEMS", "MAX_YAML_BYTES", "METHODS", "NAME", "OVERRIDE_SYNTAX", "PACKAGED_TEACHERS", "RECIPE_VERSION", "SEED_MAX",
+    "MAX_PROBLEMS", "MAX_YAML_BYTES", "METHODS", "NAME", "OVERRIDE_SYNTAX", "RECIPE_VERSION", "SEED_MAX",
     "SHOWN_CHARS", "STAGES", "TAG_KEYS", "TANG_KEYS", "TINYBERT_KEYS", "ArtifactConfig", "AugmentConfig", "BenchConfig", "BiLSTMConfig",
     "Budget", "ConfigT", "DataConfig", "ExportConfig", "Handlers", "IncConfig", "MagnitudePruneConfig", "MethodConfig", "ModelBudget", "OnnxDynamicConfig",
     "OnnxFp16Config", "OnnxInt4Config", "OnnxStaticConfig", "PruneConfig", "QuantizeConfig", "Recipe", "StageConfig",

