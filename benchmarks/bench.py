@@ -22,6 +22,7 @@ from edgekd.config import BenchConfig
 from edgekd.data import lineage_data, load_task_data
 from edgekd.errors import UnsupportedError
 from edgekd.footprint import footprint
+from edgekd.progress import bar
 from edgekd.records import MODEL_FILES
 from edgekd.runtime.targets import ChildSession, parse_target
 
@@ -57,16 +58,21 @@ def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) ->
     picks = rng.choice(len(dev), size=min(cfg.texts, len(dev)), replace=False)
     texts = [dev.texts[i] for i in picks]
     measured = [*bundles, *([reference] if reference is not None else [])]
-    with parse_target(cfg.target) as target, ChildSession(target, texts) as session:
+    # Per model: one measurement per thread count, then its accuracy on the dev set.
+    with parse_target(cfg.target) as target, ChildSession(target, texts) as session, \
+            bar(len(measured) * (len(cfg.threads) + 1), "bench", unit="step") as shown:
         baseline = session.run(["--baseline"], cfg.timeout)
         models = []
         for bundle in measured:
             against = reference if reference is not None and bundle is not reference else None
             runs = []
+            shown.set_postfix(model=bundle.path.name)
             for threads in cfg.threads:
                 logger.info("measuring %s at %d thread(s) on %s", bundle.path.name, threads, target.name)
                 runs.append(_run(_measure(session, bundle, threads, against, cfg), threads, baseline["vm_hwm_kb"]))
+                shown.update(1)
             models.append(_model_result(bundle, runs, dev if cfg.accuracy else None, texts, reference))
+            shown.update(1)
     teacher = _teacher_score(cfg.teacher) if cfg.teacher else None
     # Without a teacher bundle, drops are against the reference measured in this run (when it has an accuracy).
     against_score = teacher or next((m.accuracy for m in models if m.role == "reference" and m.accuracy), None)
@@ -160,7 +166,7 @@ def _model_result(bundle: Bundle, runs: list[Run], dev: Any, texts: list[tuple[s
         accuracy = Accuracy(metric=task_metric, value=round(float(value), 6), examples=len(dev))
     lengths = [max(len(v) for v in e.values() if hasattr(v, "__len__")) for e in classifier.encoder.encode(texts)]
     mean_length = float(np.mean(lengths))
-    return ModelResult(
+    result = ModelResult(
         name=bundle.path.name,
         path=str(bundle.path),
         sha256=bundle.sha256,
@@ -174,3 +180,5 @@ def _model_result(bundle: Bundle, runs: list[Run], dev: Any, texts: list[tuple[s
         accuracy=accuracy,
         runs=runs,
     )
+    # The parent's folder name, set only when there is one (a key never set stays out of report.json).
+    return result if m.parent is None else result.model_copy(update={"parent": Path(m.parent.path).name})

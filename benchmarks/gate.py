@@ -3,7 +3,8 @@ measured value and the budget beside it; JUnit XML and a markdown summary for a 
 
 A latency ratio is judged on its bootstrap interval: PASS when the whole interval is within the budget, FAIL when it
 is wholly outside, INCONCLUSIVE otherwise; an inconclusive model is measured again once with four times the pairs
-(`remeasure`). Exit 0 when nothing failed or stayed inconclusive, 1 otherwise, 2 on bad input.
+(`remeasure`). Exit 0 when nothing failed or stayed inconclusive, 1 otherwise, 2 on bad input. `publish` rewrites
+report.html beside the report with the verdict at its top.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from edgekd.config import BenchConfig, Budget, ModelBudget, read_yaml, shorten, 
 from edgekd.errors import ConfigError
 
 from .report_model import ModelResult, Ratio, Report, Run
+from .report_view import reference_label, shown_path, source_words
 
 logger = logging.getLogger(__name__)
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "SKIP"]
@@ -130,7 +132,7 @@ def _ratio_check(model: ModelResult, run: Run, budget: float, report: Report, re
         ratio = remeasure(model)
         verdict = _interval_verdict(ratio, budget)
         note = f"measured again with {ratio.pairs} pairs"
-    shown = f"{ratio.median:.3f} (95% CI {ratio.low:.3f}-{ratio.high:.3f}) of {report.settings.reference}"
+    shown = f"{ratio.median:.3f} (95% CI {ratio.low:.3f}-{ratio.high:.3f}) of {reference_label(report)}"
     return Check(model.name, "latency ratio", verdict, shown, f"<= {budget:.3f}", note)
 
 
@@ -152,13 +154,37 @@ def markdown(checks: list[Check], report: Report) -> str:
     lines = [
         f"## edgekd gate: {'FAIL' if failed else 'PASS'} ({len(checks) - failed}/{len(checks)} checks pass or skip)",
         "",
-        f"Measured on `{report.target.name}` ({report.target.latency_source}), {report.machine.cpu}.",
+        f"Latencies {source_words(report.target.latency_source)} (target `{report.target.name}`), {report.machine.cpu}.",
         "",
         "| model | check | measured | budget | verdict |",
         "|---|---|---|---|---|",
     ]
     lines += [f"| {c.model} | {c.name} | {c.measured} | {c.budget} | {icon[c.verdict]}{' (' + c.note + ')' if c.note else ''} |" for c in checks]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The gate's decision as report.html shows it at its top: the checks, the thread count judged, the budget's
+    source as the reader sees it (markdown inline)."""
+
+    checks: list[Check]
+    threads: int
+    budget: str
+
+    @property
+    def verdict(self) -> Literal["PASS", "FAIL"]:
+        return "FAIL" if exit_code(self.checks) else "PASS"
+
+
+def publish(report_path: Path, report: Report, checks: list[Check], budget: Budget, budget_path: Path | None = None) -> Path:
+    """Rewrite the page beside the report (report.json -> report.html) with the verdict at its top; `budget_path` is
+    the budget file, None for a recipe's `gate:` section."""
+    from .report import write_page
+
+    page = report_path.with_suffix(".html")
+    source = f"`{shown_path(str(budget_path.absolute()), page.parent)}`" if budget_path else "the recipe's `gate:` budget"
+    return write_page(report, page, Outcome(checks, budget.threads, source))
 
 
 def junit(checks: list[Check]) -> str:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bundle import GOLDEN, Bundle, produced_by, write_golden
+from edgekd.bundle import (
+    GOLDEN,
+    Bundle,
+    is_tokenizer_file_name,
+    produced_by,
+    set_tokenizer_max_length,
+    write_golden,
+)
 from edgekd.hashing import sha256_file
 from edgekd.writer import BundleWriter
 
@@ -71,7 +78,11 @@ def bert_base_shape(like: Bundle) -> Bundle:
         examples = encoder.encode(texts)
         logits = run_batched(examples, open_backend(writer.path / "model.onnx", encoder.pad_id).run)
         config.save_pretrained(writer.path)  # config.json: what MAC counts and optimum read
-        shutil.copytree(tokenizer_dir, writer.path / "tokenizer", ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "1_Pooling"))
+        # The tokenizer's files only (the MiniLM folder also holds its weights and sentence-transformers settings).
+        for path in sorted(tokenizer_dir.iterdir()):
+            if path.is_file() and is_tokenizer_file_name(path.name):
+                shutil.copy2(path, writer.path / path.name)
+        set_tokenizer_max_length(writer.path, max_length)
         write_golden(writer.path, feeds, logits.astype(np.float32), texts)
         return writer.commit(
             kind="teacher",

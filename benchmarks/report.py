@@ -1,25 +1,37 @@
 """Writing a benchmark report: report.json (validated through the typed records of `report_model`, whose JSON schema is
-shipped beside this module as report.schema.json) and report.md.
+shipped beside this module as report.schema.json), report.md and report.html.
 
-The markdown says where every latency was measured (`latency_source`) and labels architecture-only references.
+Both pages show what `report_view` makes of the report: where every latency was measured, in words; the results with
+the reference's own row at 1.000; a legend of every column; short names with the full identifiers in a list; paths
+relative to the report folder; a flag on an artifact slower than its parent. report.html starts with the gate's verdict
+once a budget has judged the report (`edgekd gate` and `edgekd run` rewrite it), or says that none has.
 """
 
 from __future__ import annotations
 
+import html
+import importlib.util
 import json
+import logging
 import math
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from edgekd.errors import BundleError
 from edgekd.writer import write_text_atomic
 
+from . import report_view as view
 from .report_model import Report
 
+if TYPE_CHECKING:
+    from .gate import Outcome
+
+logger = logging.getLogger(__name__)
 SCHEMA = "report.schema.json"
 
 
@@ -96,96 +108,127 @@ def write(report: Report | Mapping[str, Any], out: Path) -> dict[str, Path]:
     # no report.json beside a mix of old and new pages (each file is also written atomically).
     (out / "report.json").unlink(missing_ok=True)
     plots = draw(report, out)
-    texts = {"md": markdown(report), "html": page(report, plots), "json": json.dumps(report.dump(), indent=1, allow_nan=False) + "\n"}
+    texts = {"md": markdown(report, out), "html": page(report, plots, base=out),
+             "json": json.dumps(report.dump(), indent=1, allow_nan=False) + "\n"}
     paths = {kind: out / f"report.{kind}" for kind in texts}
     for kind, path in paths.items():
         write_text_atomic(path, texts[kind])
     return {**paths, **{f"plot_{k}": v for k, v in plots.items()}}
 
 
-def page(report: Report, plots: dict[str, Path]) -> str:
-    """report.html: the markdown's facts as HTML tables and the plots embedded (it opens offline, alone)."""
+def write_page(report: Report | Mapping[str, Any], path: Path, gate: Outcome | None = None) -> Path:
+    """Write report.html alone at `path` (the gate puts its verdict at the top); the plots are drawn again from the
+    report into a scratch folder and embedded, so no other file beside it changes."""
+    import tempfile
+
+    from .plots import draw
+
+    report = validate(report)
+    if importlib.util.find_spec("matplotlib") is None:
+        # The gate installs without the benchmark stage's plotting library: the page says what is missing.
+        logger.warning("%s: written without plots (matplotlib is not installed)", path)
+        text = page(report, {}, gate, base=path.parent, no_plots="matplotlib is not installed here (pip install matplotlib)")
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgekd-plots-") as scratch:
+            text = page(report, draw(report, Path(scratch)), gate, base=path.parent)
+    write_text_atomic(path, text)
+    return path
+
+
+def markdown(report: Report, base: Path | None = None) -> str:
+    """report.md: the facts, a results table per thread count with its flags, the legend and the model list. Paths are
+    shown relative to `base` (the report folder) or to the current directory."""
+    lines = ["# edgekd benchmark report", "", *(f"- {fact}" for fact in view.facts(report, base)), ""]
+    flags = view.slower_than_parent(report)
+    for threads in report.settings.threads:
+        lines += [f"## {threads} thread(s)", "", *_md_table(view.results_table(report, threads, base)), ""]
+        lines += [f"- ⚠ **{flag.headline}.** {flag.detail}" for flag in flags if flag.threads == threads]
+        lines += [""] if any(flag.threads == threads for flag in flags) else []
+    lines += ["## How to read the table", "", *(f"- **{term}**: {words}" for term, words in view.legend(report)), ""]
+    lines += ["## Models", "", *_md_table(view.models_table(report, base)), ""]
+    return "\n".join(lines)
+
+
+def _md_table(table: view.Table) -> list[str]:
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return [row(table.head), "|" + "---|" * len(table.head), *(row([c.text for c in cells]) for cells in table.rows)]
+
+
+def _inline(text: str) -> str:
+    """Markdown inline code and strong as tags; no backtick or `**` is left in the page."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return escaped.replace("`", "").replace("**", "")
+
+
+def _html_table(table: view.Table, css: str) -> str:
+    def cell(c: view.Cell) -> str:
+        title = f' title="{html.escape(c.title)}"' if c.title else ""
+        kind = f' class="{c.css}"' if c.css else ""
+        return f"<td{title}{kind}>{_inline(c.text)}</td>"
+
+    head = "".join(f"<th>{_inline(h)}</th>" for h in table.head)
+    rows = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in table.rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _gate_html(report: Report, gate: Outcome | None) -> str:
+    """The verdict and its table, failures first; or one line saying that no budget has judged the report."""
+    if gate is None:
+        return ('<p id="gate" class="ungated">Not gated: no budget has judged this report '
+                f"({_inline('`edgekd gate report.json --budget BUDGET.yaml`')} puts its verdict here).</p>")
+    names = dict(zip((m.name for m in report.models), view.display_names(report)))
+    severity = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2, "SKIP": 3}
+    counts = ", ".join(f"{n} {v}" for v in severity if (n := sum(c.verdict == v for c in gate.checks)))
+    rows = [[view.Cell(names.get(c.model, c.model), c.model if names.get(c.model, c.model) != c.model else None), view.Cell(c.name), view.Cell(c.measured), view.Cell(c.budget),
+             view.Cell(f"**{c.verdict}**" + (f" ({c.note})" if c.note else ""), css=f"v-{c.verdict.lower()}")]
+            for c in sorted(gate.checks, key=lambda c: severity[c.verdict])]
+    table = _html_table(view.Table(["model", "check", "measured", "budget", "verdict"], rows), "verdicts")
+    return (f'<section id="gate" class="gate-{gate.verdict.lower()}"><h2>Gate: {gate.verdict}</h2>'
+            f"<p>{len(gate.checks)} checks: {counts}. Judged at {gate.threads} thread(s) against {_inline(gate.budget)}; "
+            f"latencies {html.escape(view.source_words(report.target.latency_source))}. A latency ratio passes when its "
+            "whole 95% interval is within the budget, fails when the whole interval is outside it, and is inconclusive "
+            "otherwise (then measured once more with 4x the pairs, unless the gate was told not to).</p>"
+            f"{table}</section>")
+
+
+def page(report: Report, plots: dict[str, Path], gate: Outcome | None = None, base: Path | None = None,
+         no_plots: str | None = None) -> str:
+    """report.html: the gate's verdict first (or a line saying it was never gated), the facts, the results with their
+    flags, the legend, the model list, and the plots embedded (it opens offline, alone); `no_plots` says why there
+    are none."""
     import base64
-    import html
 
     from .plots import PLOTS
 
-    md = markdown(report).splitlines()
-    body: list[str] = []
-    table: list[list[str]] = []
-    for line in [*md, ""]:
-        if line.startswith("|"):
-            if not set(line) <= set("|-"):
-                table.append([html.escape(cell.strip()) for cell in line.strip("|").split("|")])
-            continue
-        if table:
-            head, *rows = table
-            body.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr></thead><tbody>"
-                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows) + "</tbody></table>")
-            table = []
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("- "):
-            body.append(f"<p>{html.escape(line[2:]).replace('**', '')}</p>")
+    body = ["<h1>edgekd benchmark report</h1>", _gate_html(report, gate)]
+    body.append("<ul class='facts'>" + "".join(f"<li>{_inline(fact)}</li>" for fact in view.facts(report, base)) + "</ul>")
+    flags = view.slower_than_parent(report)
+    for threads in report.settings.threads:
+        body.append(f"<h2>{threads} thread(s)</h2>" + _html_table(view.results_table(report, threads, base), "results"))
+        body += [f'<p class="flag">⚠ <strong>{html.escape(flag.headline)}.</strong> {html.escape(flag.detail)}</p>'
+                 for flag in flags if flag.threads == threads]
+    body.append("<h2>How to read the table</h2><dl class='legend'>"
+                + "".join(f"<dt>{_inline(term)}</dt><dd>{_inline(words)}</dd>" for term, words in view.legend(report)) + "</dl>")
+    body.append("<h2>Models</h2>" + _html_table(view.models_table(report, base), "models"))
+    if no_plots:
+        body.append(f'<p class="ungated">No plots: {html.escape(no_plots)}.</p>')
     for key, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode()
         body.append(f'<figure id="plot-{key}"><img alt="{html.escape(PLOTS[key])}" src="data:image/png;base64,{data}">'
                     f"<figcaption>{html.escape(PLOTS[key])}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px}figure{margin:1.5em 0}img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>edgekd benchmark report</title><style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n"
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def markdown(report: Report) -> str:
-    machine, target, settings = report.machine, report.target, report.settings
-    flags = ", ".join(machine.flags) or "none of note"
-    versions = ", ".join(f"{k} {v}" for k, v in machine.versions.items())
-    lines = [
-        "# edgekd benchmark report",
-        "",
-        f"- target: `{target.name}`; latencies are **{target.latency_source}**"
-        + (" (functional emulation: not device latency)" if target.latency_source == "emulated" else ""),
-        f"- machine: {machine.arch}, {machine.cpu}, {machine.cores} cores (flags: {flags}); Python {machine.python}; {versions}",
-        f"- protocol: batch 1, {settings.queries}+ queries and {settings.seconds:g}+ s per measurement after warm-up, "
-        f"{settings.texts} real dev sentences and a padded worst case; threads {settings.threads}; a fresh process per "
-        "artifact; ratios are medians of interleaved pairs against the reference with a bootstrap 95% interval.",
-        f"- teacher (accuracy drops): {settings.teacher.path if settings.teacher else 'none'}; latency reference: "
-        f"{settings.reference or 'none'}; created {report.created} by edgekd {report.edgekd_version}",
-        "",
-    ]
-    for threads in settings.threads:
-        lines += [
-            f"## {threads} thread(s)",
-            "",
-            "| model | format | accuracy | drop vs teacher | size MB (gzip) | parameters | p50 / p90 ms (real) | p90 early-stop ms | "
-            "p50 ms (padded) | start-up ms | memory MB | latency vs reference (95% CI) | speed-up |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for model in report.models:
-            run = model.run_at(threads)
-            accuracy, ratio, size, real = model.accuracy, run.vs_reference, model.size, run.real
-            name = model.name + (" (architecture only, random weights)" if model.architecture_only else "")
-            flags_ok = real.valid_min_queries and real.valid_min_duration
-            lines.append("| " + " | ".join([
-                name,
-                model.format,
-                f"{100 * accuracy.value:.2f}%" if accuracy else "n/a",
-                f"{100 * accuracy.drop:.2f} pts" if accuracy and accuracy.drop is not None else "",
-                f"{size.bytes / 1e6:.2f} ({size.gzip_bytes / 1e6:.2f})",
-                f"{size.parameters:,}",
-                f"{_ms(real.p50)} / {_ms(real.p90)}" + ("" if flags_ok else " (invalid: too few queries or too short)"),
-                _ms(real.p90_early_stopping),
-                _ms(run.padded.p50),
-                _ms(run.startup_ms),
-                f"{run.memory_kb / 1024:.1f}" if run.memory_kb is not None else "",
-                f"{ratio.median:.3f} ({ratio.low:.3f}-{ratio.high:.3f})" if ratio else "",
-                f"{1 / ratio.median:.1f}x" if ratio else "",
-            ]) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}td.flagged{background:#fff3cd}"
+             "table.results td{text-align:right;white-space:nowrap}table.results td:nth-child(-n+2){text-align:left;white-space:normal}"
+             "code{background:#f3f3f3;padding:0 2px}figure{margin:1.5em 0}img{max-width:100%}"
+             "#gate{border:2px solid #999;padding:0.5em 1em;margin:1em 0}#gate.gate-pass{border-color:#2e7d32}"
+             "#gate.gate-fail{border-color:#c62828}.gate-pass h2{color:#2e7d32}.gate-fail h2{color:#c62828}"
+             "p.ungated{color:#555;font-style:italic}td.v-pass{color:#2e7d32}td.v-fail{color:#c62828;background:#fdecea}"
+             "td.v-inconclusive{color:#8a6d00;background:#fff8e1}td.v-skip{color:#666}"
+             "p.flag{background:#fff3cd;border-left:4px solid #e0a800;padding:0.4em 0.8em}"
+             "dl.legend dt{font-weight:bold;margin-top:0.4em}dl.legend dd{margin-left:1.5em}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>edgekd benchmark report</title>"
+            f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n")

@@ -166,6 +166,9 @@ class ModelResult(_Record):
     # A reference with random weights (bert-base-shape): measured for comparison, never judged, no accuracy.
     architecture_only: bool
     family: str | None = None
+    # The folder name of the bundle this one was made from (its manifest's parent), so that a quantized file can be
+    # compared with its float parent when both were measured; absent in reports written before it was recorded.
+    parent: str | None = None
     size: Size
     macs: Macs
     accuracy: Accuracy | None

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from edgekd import progress
 from edgekd.bundle import Bundle
 from edgekd.data import Split
 from edgekd.batching import Encoded, encode, eval_batches, pad_batch
@@ -130,7 +130,7 @@ def teacher_logits(
         segments = "token_type_ids" in model_inputs(model.config)
         encoded = encode(AutoTokenizer.from_pretrained(bundle.tokenizer_dir), split, max_length, token_type_ids=segments)
     model.to(device).eval()
-    bar = tqdm(total=len(split), desc="teacher logits", unit="ex", disable=None)
+    bar = progress.bar(len(split), "teacher logits", unit="ex")
 
     @torch.no_grad()
     def compute(indices: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
+from edgekd import progress
 from edgekd.config import TrainConfig
 from edgekd.batching import Encoded, eval_batches, length_grouped_batches, pad_batch
 from edgekd.errors import ConfigError, UnsupportedError
@@ -272,7 +272,7 @@ class Trainer:
         main = self.accelerator.is_main_process
         eval_every = cfg.eval_every or per_epoch
         started, stopped_early = time.perf_counter(), False
-        bar = tqdm(total=total, initial=step, desc=self.desc, unit="step", disable=None if main else True)
+        bar = progress.bar(total, self.desc, unit="step", initial=step, disable=not main)
         while step < total and not stopped_early:
             epoch, offset = divmod(step, per_epoch)
             # Seeded by epoch: a resumed run replays the same batch order and skips what was done.
@@ -309,10 +309,6 @@ class Trainer:
                         stopped_early = cfg.early_stopping_patience is not None and bad_evals >= cfg.early_stopping_patience
                 bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-50:]]):.4f}",
                                 **({self.metric: f"{best[self.metric]:.4f}"} if best else {}))
-                if step % 100 == 0:
-                    # Progress bars are off when stderr is not a terminal (CI, background jobs): log instead.
-                    logger.info("%s step %d/%d, loss %.4f, %.0f s", self.desc, step, total,
-                                np.mean([h["loss"] for h in history[-100:]]), time.perf_counter() - started)
                 if stopped_early:
                     logger.info("early stop at step %d: no dev improvement in %d evaluations", step, bad_evals)
                     break

@@ -1,7 +1,7 @@
 """Teacher stage: fine-tune an encoder on the task (or import a fine-tuned classifier), evaluate it, write a bundle.
 
-The bundle loads with `transformers.AutoModelForSequenceClassification.from_pretrained(bundle_dir)`; its tokenizer
-sits in `tokenizer/`. After writing, the teacher's logits on the train split go into the logits cache for distillation.
+The bundle loads with `transformers.AutoModelForSequenceClassification.from_pretrained(bundle_dir)`, its tokenizer
+with `AutoTokenizer.from_pretrained(bundle_dir)` (the Hugging Face layout: both at the root). After writing, the teacher's logits on the train split go into the logits cache for distillation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, TokenizerInfo, produced_by, write_golden
+from edgekd.bundle import GOLDEN_EXAMPLES, Bundle, TokenizerInfo, produced_by, set_tokenizer_max_length, write_golden
 from edgekd.config import Recipe, TeacherConfig, check_teacher_config, teacher_lineage, to_dict
 from edgekd.data import TaskData, load_task_data
 from edgekd.batching import Encoded, encode, pad_batch, spread_by_length
@@ -199,7 +199,10 @@ def _write_bundle(
     task, cfg = data.task, recipe.teacher
     with BundleWriter(out, overwrite=force) as writer:
         model.to("cpu").save_pretrained(writer.path, safe_serialization=True)
-        tokenizer.save_pretrained(writer.path / "tokenizer")
+        # The tokenizer beside the model (the Hugging Face layout: `pipeline(model=bundle)` loads both), saying the
+        # trained max length (transformers' `truncation=True` cuts there, not at the checkpoint's 512).
+        tokenizer.save_pretrained(writer.path)
+        set_tokenizer_max_length(writer.path, cfg.max_length)
         picks = spread_by_length(dev.lengths, GOLDEN_EXAMPLES)
         batch = pad_batch(dev, picks)
         inputs = model_inputs(model.config)
@@ -222,7 +225,7 @@ def _write_bundle(
             inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in inputs],
             outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", task.num_labels]}],
             # The file's own kind (WordPiece, byte-level BPE, Unigram) and pad id: the runtime encodes and pads by them.
-            tokenizer={"type": TokenizerInfo.kind_of(writer.path / "tokenizer"), "max_length": cfg.max_length,
+            tokenizer={"type": TokenizerInfo.kind_of(writer.path), "max_length": cfg.max_length,
                        "lowercase": lowercase, "pad_id": None if pad_id is None else int(pad_id)},
             parent=None,
             produced_by=produced_by("teacher", to_dict(recipe), recipe.seed),

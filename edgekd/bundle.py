@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -88,6 +89,19 @@ SUBWORD_KINDS = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}
 # A transformers tokenizer's file that the runtime reads, and the most it reads of it (XLM-R's is 17 MB).
 TOKENIZER_JSON = "tokenizer.json"
 MAX_TOKENIZER_JSON_BYTES = 256 << 20
+# transformers' record of a tokenizer's settings and special tokens, beside tokenizer.json (model_max_length: the
+# longest input the model takes; transformers' `truncation=True` cuts there).
+TOKENIZER_CONFIG = "tokenizer_config.json"
+# The manifest's `tokenizer.path` of a bundle whose tokenizer files lie at its root (the Hugging Face layout).
+ROOT_LAYOUT = "."
+# The names tokenizer loaders read from a model folder: transformers' AutoTokenizer (tokenizer.json, its config, the
+# special tokens and added tokens, chat templates, the slow tokenizers' vocabularies: vocab.txt, vocab.json +
+# merges.txt, SentencePiece *.model files) and the BiLSTM's word vocabulary. These are a bundle's tokenizer files at
+# its root: a writer records them (`tokenizer_files_in`), derived bundles copy them and nothing else.
+_TOKENIZER_FILE_NAME = re.compile(
+    r"(tokenizer|tokenizer_config|special_tokens_map|added_tokens|chat_template|vocab|merges|word_vocab)\.[a-z]+"
+    r"|[^/]+\.model"
+)
 
 
 class TokenizerInfo(_Frozen):
@@ -99,18 +113,42 @@ class TokenizerInfo(_Frozen):
     # The id inputs are padded with (transformers' `tokenizer.pad_token_id`: RoBERTa's is 1). None in manifests
     # written before it was recorded: the runtime then reads the pad token from the tokenizer folder.
     pad_id: int | None = Field(default=None, ge=0)
-    # The folder inside the bundle that holds the tokenizer's files; `parse_manifest` checks that the manifest lists
-    # files under it, and `Bundle.open` that nothing unlisted lies in it (tokenizer loaders read the whole folder).
+    # Where the tokenizer's files lie. "." (what edgekd writes): the bundle's root, the Hugging Face layout, so that
+    # `AutoTokenizer.from_pretrained(bundle)` and `pipeline(model=bundle)` find them; `files` names them. A folder
+    # (bundles written before, whose manifests say "tokenizer" or nothing): every listed file under it. `Bundle.open`
+    # refuses unlisted files where tokenizer loaders look (`_unlisted_tokenizer_files`).
     path: str = "tokenizer"
+    # The tokenizer's files at the root (names without a folder), when `path` is "."; every one a file the manifest
+    # lists (`parse_manifest`). Empty for a tokenizer folder.
+    files: list[str] = Field(default_factory=list)
 
     @field_validator("path")
     @classmethod
     def _inside_the_bundle(cls, path: str) -> str:
-        problem = _member_name_problem(path)
+        problem = None if path == ROOT_LAYOUT else _member_name_problem(path)
         if problem:
             raise ValueError(f"{path[:200]!r} is not a plain relative path inside the bundle ({problem}); the tokenizer "
-                             "folder is a folder of the bundle, e.g. \"tokenizer\"")
+                             "lies at the bundle's root (\".\") or in a folder of the bundle, e.g. \"tokenizer\"")
         return path
+
+    @field_validator("files")
+    @classmethod
+    def _root_file_names(cls, files: list[str], info: ValidationInfo) -> list[str]:
+        if files and info.data.get("path", ROOT_LAYOUT) != ROOT_LAYOUT:
+            raise ValueError(f"names files ({files[0][:100]!r}, ...) for a tokenizer folder; tokenizer.files lists the "
+                             "tokenizer's files at the bundle's root, with tokenizer.path \".\"")
+        for name in files:
+            problem = _member_name_problem(name) or ("a folder" if "/" in name else None)
+            if problem:
+                raise ValueError(f"{name[:200]!r} is not a file name at the bundle's root ({problem})")
+        if len(set(files)) != len(files):
+            raise ValueError("names a file twice")
+        return files
+
+    @property
+    def at_root(self) -> bool:
+        """Whether the tokenizer's files lie at the bundle's root (the Hugging Face layout) rather than in a folder."""
+        return self.path == ROOT_LAYOUT
 
     @staticmethod
     def kind_of(tokenizer_dir: Path) -> str:
@@ -192,12 +230,28 @@ class Bundle:
 
     @property
     def tokenizer_dir(self) -> Path:
-        """The tokenizer folder (a plain relative path inside the bundle, checked by `parse_manifest`)."""
+        """The folder tokenizer loaders read: the bundle itself (the Hugging Face layout edgekd writes), or the
+        tokenizer folder of a bundle written before (a plain relative path inside the bundle, checked by `parse_manifest`)."""
         return self.path / self.manifest.tokenizer.path
 
+    @property
+    def tokenizer_files(self) -> list[str]:
+        """The names (relative to the bundle) of the tokenizer's files that the manifest lists."""
+        tokenizer = self.manifest.tokenizer
+        if tokenizer.at_root:
+            return list(tokenizer.files)
+        return sorted(name for name in self.manifest.files if name.startswith(f"{tokenizer.path}/"))
+
     def tokenizer_file(self, name: str) -> Path:
-        """The path of a file of the tokenizer folder that the manifest lists; any other name is a BundleError."""
-        return self.file(f"{self.manifest.tokenizer.path}/{name}")
+        """The path of a file of the tokenizer that the manifest lists; any other name is a BundleError."""
+        tokenizer = self.manifest.tokenizer
+        if not tokenizer.at_root:
+            return self.file(f"{tokenizer.path}/{name}")
+        if name not in tokenizer.files:
+            listed = ", ".join(tokenizer.files) or "none"
+            raise BundleError(f"{self.path}: the bundle's tokenizer has no file {name!r} (tokenizer files listed: {listed}); "
+                              "re-create the bundle with the stage that wrote it")
+        return self.file(name)
 
     def read_golden(self) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]]]:
         """golden.npz's arrays (inputs, logits, ...) and its texts as tuples of 1 or 2 strings; a file that is not a
@@ -280,6 +334,10 @@ def parse_manifest(raw: bytes, *, where: Path | str = MANIFEST) -> Manifest:
     # Every path the manifest names is inside the bundle (the models' validators) and a file it lists, so hashes: the
     # golden file here; the model file and the tokenizer's files where they are read (`Bundle.file`,
     # `Bundle.tokenizer_file`), and `Bundle.open` refuses unlisted files in the tokenizer folder.
+    unlisted = [name for name in manifest.tokenizer.files if name not in manifest.files]
+    if unlisted:
+        raise BundleError(f"{where}: tokenizer.files names {unlisted[0][:200]!r}, which is not one of the files the manifest "
+                          "lists (and hashes); re-create the bundle with its stage.")
     if manifest.golden is not None and manifest.golden not in manifest.files:
         raise BundleError(f"{where}: golden {manifest.golden[:200]!r} is not one of the files the manifest lists (and "
                           "hashes); a bundle's golden file is one of its own listed files. Re-create the bundle with its stage.")
@@ -331,9 +389,12 @@ def _check_file(root: Path, name: str, entry: FileEntry) -> str | None:
 
 
 def _unlisted_tokenizer_files(root: Path, manifest: Manifest) -> list[str]:
-    """Files in the tokenizer folder that the manifest does not list. Tokenizer loaders (transformers' AutoTokenizer,
-    a stage copying the folder into its output) read every file there, so one unlisted file (an added_tokens.json, a
-    tokenizer_config.json) would change tokenization unchecked while every listed hash still verifies."""
+    """Files where tokenizer loaders look that the manifest does not name as the tokenizer's. Loaders (transformers'
+    AutoTokenizer) read every tokenizer file of their folder, so one unlisted file (an added_tokens.json, a
+    tokenizer_config.json) would change tokenization unchecked while every listed hash still verifies: at the root,
+    a file under a tokenizer file's name that `tokenizer.files` does not name; in a tokenizer folder, any unlisted file."""
+    if manifest.tokenizer.at_root:
+        return _stray_root_tokenizer_files(root, manifest)
     folder = root / manifest.tokenizer.path
     if folder.is_symlink() or not folder.is_dir():
         return []  # its listed files are then reported by `_check_file` (outside the bundle, or missing)
@@ -348,6 +409,31 @@ def _unlisted_tokenizer_files(root: Path, manifest: Manifest) -> list[str]:
         "remove it, or re-create the bundle with its stage"
         for name in extra[:10]
     ]
+
+
+def _stray_root_tokenizer_files(root: Path, manifest: Manifest) -> list[str]:
+    named = set(manifest.tokenizer.files)
+    try:
+        with os.scandir(root) as scan:
+            names = sorted(e.name for e in itertools.islice(scan, 100_000) if e.is_symlink() or not e.is_dir())
+    except OSError as exc:
+        return [f".: cannot be listed ({exc.strerror or type(exc).__name__})"]
+    stray = [name for name in names if is_tokenizer_file_name(name) and name not in named]
+    return [
+        f"{name}: a tokenizer file at the bundle's root (tokenizer loaders read it) that the manifest's tokenizer.files "
+        "does not name; remove it, or re-create the bundle with its stage"
+        for name in stray[:10]
+    ]
+
+
+def is_tokenizer_file_name(name: str) -> bool:
+    """Whether tokenizer loaders read a file of this name in a model folder (`_TOKENIZER_FILE_NAME`)."""
+    return _TOKENIZER_FILE_NAME.fullmatch(name) is not None
+
+
+def tokenizer_files_in(directory: Path) -> list[str]:
+    """The tokenizer files at the top of a folder (a bundle being written): what its manifest's tokenizer.files lists."""
+    return sorted(p.name for p in directory.iterdir() if p.is_file() and is_tokenizer_file_name(p.name))
 
 
 def _golden_problem(golden: dict[str, np.ndarray], task: TaskInfo) -> str | None:
@@ -389,10 +475,59 @@ def write_golden(
 
 
 def copy_support_files(parent: Bundle, directory: Path) -> None:
-    """Carry the parent's tokenizer, and its config.json when it has one, into a new bundle directory."""
-    shutil.copytree(parent.tokenizer_dir, directory / parent.manifest.tokenizer.path)
+    """Carry the parent's tokenizer files, and its config.json when it has one, into a new bundle directory."""
+    copy_tokenizer_files(parent, directory)
     if HF_CONFIG in parent.manifest.files:
         shutil.copy2(parent.file(HF_CONFIG), directory / HF_CONFIG)
+
+
+def copy_tokenizer_files(parent: Bundle, directory: Path) -> list[str]:
+    """Copy the parent's tokenizer files, and nothing else of it, to the root of a new bundle directory (the Hugging
+    Face layout, whatever the parent's: a tokenizer folder's files move to the root); return their names there.
+
+    Of a tokenizer folder (bundles written before the root layout) only files under a tokenizer file's name at its top
+    are copied: the folder may hold a model folder's other files (a sentence-transformers config, pooling settings)."""
+    prefix = "" if parent.manifest.tokenizer.at_root else f"{parent.manifest.tokenizer.path}/"
+    copied = []
+    for name in parent.tokenizer_files:
+        inner = name[len(prefix):]
+        if is_tokenizer_file_name(inner):  # at the top of the folder: a name with a "/" never matches
+            shutil.copy2(parent.file(name), directory / inner)
+            copied.append(inner)
+    return copied
+
+
+def set_tokenizer_max_length(directory: Path, max_length: int) -> None:
+    """Record a bundle's max length in the transformers tokenizer files at `directory`'s top, so that transformers
+    and `tokenizers` cut long texts where edgekd does: tokenizer_config.json's `model_max_length` (where
+    `truncation=True` cuts) and tokenizer.json's truncation (what `Tokenizer.from_file(...).encode` applies). A file
+    already saying so is left byte for byte; a missing one is not created. edgekd's own encoders set truncation and
+    padding themselves, so their ids do not depend on these settings."""
+    config_path, spec_path = directory / TOKENIZER_CONFIG, directory / TOKENIZER_JSON
+    if config_path.is_file():
+        config = _json_object(config_path, "tokenizer config")
+        if config.get("model_max_length") != max_length:
+            config["model_max_length"] = max_length
+            config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if spec_path.is_file():
+        spec = _json_object(spec_path, "tokenizer file")
+        # What transformers' `truncation=True` sets on the library: right side, longest_first for pairs, no stride.
+        truncation = {"direction": "Right", "max_length": max_length, "strategy": "LongestFirst", "stride": 0}
+        if spec.get("truncation") != truncation:
+            spec["truncation"] = truncation
+            spec_path.write_text(json.dumps(spec, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object file of a tokenizer; anything else is a BundleError naming it."""
+    try:
+        data = json.loads(read_at_most(path, MAX_TOKENIZER_JSON_BYTES, BundleError, what))
+    except (ValueError, RecursionError) as exc:
+        data = exc
+    if not isinstance(data, dict):
+        reason = str(data)[:200] if isinstance(data, Exception) else f"a JSON {type(data).__name__}"
+        raise BundleError(f"{path}: not a {what} (a JSON object) ({reason}); re-create the bundle with the stage that wrote it")
+    return data
 
 
 def git_commit() -> str | None:

@@ -11,7 +11,7 @@ _LOADERS = {
     "torch": (
         "```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
         "model = AutoModelForSequenceClassification.from_pretrained(\"{path}\")\n"
-        "tokenizer = AutoTokenizer.from_pretrained(\"{path}/tokenizer\")\n```"
+        "tokenizer = AutoTokenizer.from_pretrained(\"{path}\")\n```"
     ),
     "onnx": "```python\nfrom edgekd.runtime import Classifier\nClassifier.load(\"{path}\").predict([\"some text\"])\n```",
     "tflite": "```python\nfrom edgekd.runtime import Classifier\nClassifier.load(\"{path}\").predict([\"some text\"])\n```",

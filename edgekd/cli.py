@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from edgekd import __version__
 from edgekd.errors import EdgekdError, Terminated, describe_os_error
+from edgekd.logs import setup_cli
 from edgekd.verbs import HANDLERS
 
 VERBS: dict[str, tuple[str, str]] = {
@@ -29,7 +29,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
-    "predict": ("classify texts with an ONNX or TFLite bundle (JSON lines out)", "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
+    "predict": ("classify texts with a bundle: torch, ONNX or TFLite (JSON lines out; --format pipeline as transformers gives)",
+                "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
     "target": ("run a bundle on a target (local, ssh://..., qemu-aarch64://...) and compare it with this machine; set up the emulated one", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
               "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
@@ -79,13 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (of every library too)")
+    chatter = parser.add_mutually_exclusive_group()
+    chatter.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log; no progress bars")
+    chatter.add_argument("-v", "--verbose", action="store_true",
+                         help="also show what the libraries underneath log, warn and print (torch, jax, LiteRT, ...)")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True, help="one of the verbs below; edgekd VERB --help for its options")
 
     def add(name: str) -> argparse.ArgumentParser:
         what, example = VERBS[name]
-        return verbs.add_parser(name, help=what, description=what, epilog=f"example:\n  $ {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        # No `help=`: argparse would list every verb a second time above the epilog's list (which has the examples).
+        return verbs.add_parser(name, description=what, epilog=f"example:\n  $ {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
 
     run = add("run")
     run.add_argument("recipe", help="a recipe YAML path or a shipped recipe name (demo, sst2-tinybert, ...)")
@@ -155,11 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=HANDLERS["prune"])
 
     predict = add("predict")
-    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
+    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch (teacher or student), ONNX or TFLite bundle")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (a pair model: the two texts joined by a tab)")
     predict.add_argument("--input", type=Path, help="a UTF-8 file: one text (or one tab-separated pair) per line; - reads stdin")
     predict.add_argument("--threads", type=int, default=1, help="backend intra-op threads (default 1)")
     predict.add_argument("--batch-size", type=int, default=32, help="texts per inference call (default 32)")
+    predict.add_argument("--format", dest="output_format", choices=["json", "pipeline"], default="json",
+                         help="json (default): {text, label, probabilities} per line; pipeline: [{label, score}] per line, "
+                         "what transformers' text-classification pipeline returns for the text")
+    predict.add_argument("--logits", action="store_true", help="json format: add the model's raw outputs (logits) to each line")
     predict.set_defaults(run=HANDLERS["predict"])
 
     target = add("target")
@@ -230,18 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
-    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.debug:
-        # Third-party libraries are chatty at INFO; keep our own logs.
-        for name in ("datasets", "urllib3", "filelock", "httpx"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # transformers' "newly initialized head" notice is expected when fine-tuning; torchao and torch warn about
-        # kernels this CPU machine does not use.
-        for name in ("transformers", "torchao", "torch"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        # transformers resets its own logger's level on import; its environment variable survives that.
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    setup_cli("debug" if args.debug else "quiet" if args.quiet else "verbose" if args.verbose else "normal")
     run: Callable[[argparse.Namespace], int] = args.run
     with _sigterm_unwinds():
         return _guarded(run, args)
@@ -254,6 +252,16 @@ def _parse(parser: argparse.ArgumentParser, tokens: list[str]) -> argparse.Names
     left as they are."""
     cut = tokens.index("--") if "--" in tokens else len(tokens)
     verb = next((t for t in tokens[:cut] if not t.startswith("-")), None)
+    if verb == "predict":
+        # Texts may follow options (`predict BUNDLE --format pipeline "a text"`): argparse takes the positionals
+        # before the first option as BUNDLE and TEXTs and leaves the later ones over; they are texts too.
+        args, left = parser.parse_known_args(tokens)
+        end = left.index("--") if "--" in left else len(left)  # what follows `--` is text, whatever it looks like
+        unknown = [t for t in left[:end] if t.startswith("-")]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.texts = [*args.texts, *left[:end], *left[end + 1:]]
+        return args
     if verb not in TAKE_OVERRIDES:
         return parser.parse_args(tokens)
     overrides = [t for t in tokens[:cut] if OVERRIDE.match(t)]
@@ -285,10 +293,23 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return code
 
 
+# The extra of edgekd that installs a module a verb imports (`pip install 'edgekd[EXTRA]'`), by top-level name.
+EXTRAS = {
+    **dict.fromkeys(("onnxruntime", "tokenizers"), "runtime"),
+    "ai_edge_litert": "runtime-tflite",
+    **dict.fromkeys(("torch", "transformers", "datasets", "safetensors", "accelerate", "onnx", "onnxscript", "optimum",
+                     "litert_torch", "ai_edge_quantizer", "neural_compressor", "torchao", "spacy", "matplotlib", "jsonschema"), "full"),
+}
+
+
 def _failure(exc: Exception) -> tuple[int, str]:
     """The exit code and the one-line message of a failure."""
     if isinstance(exc, EdgekdError):
         return exc.exit_code, str(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        # A backend this install lacks: the extra that brings it, not a traceback.
+        module = (exc.name or "").split(".")[0]
+        return 2, f"this needs {module}, which is not installed here: pip install 'edgekd[{EXTRAS[module]}]'"
     if isinstance(exc, OSError):
         # A file edgekd could not read or write: permissions, a full or read-only disk, a file where a folder belongs.
         return 2, describe_os_error(exc, _operation(exc))

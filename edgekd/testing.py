@@ -88,6 +88,21 @@ def fixture_rows(n: int, kind: str = "single", seed: int = 0) -> list[dict[str, 
     return rows
 
 
+NEUTRAL = ["okay", "average", "plain", "usual", "mild", "normal"]
+
+
+def three_class_rows(n: int, seed: int) -> list[dict[str, Any]]:
+    """Rows of a three-class task (0 negative, 1 neutral, 2 positive): filler words around one cue word of the class."""
+    rng = random.Random(seed)
+    cues = [NEGATIVE, NEUTRAL, POSITIVE]
+    rows = []
+    for label in (rng.randint(0, 2) for _ in range(n)):
+        words = rng.sample(FILLER, rng.randint(2, 6))
+        words.insert(rng.randint(0, len(words)), rng.choice(cues[label]))
+        rows.append({"sentence": " ".join(words), "label": label})
+    return rows
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Write rows as TSV (quoting off), CSV, JSON-lines or parquet, by the file's suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +210,7 @@ def fake_manifest_fields(**changes: Any) -> dict[str, Any]:
 
 
 def fake_bundle(target: Path) -> Any:
-    """A bundle of made-up bytes (a model file, a tokenizer folder, golden arrays) with a valid manifest: for tests of
+    """A bundle of made-up bytes (a model file, a tokenizer file, golden arrays) with a valid manifest: for tests of
     the bundle contract and of shipping bundles, not of models."""
     import numpy as np
 
@@ -203,7 +218,28 @@ def fake_bundle(target: Path) -> Any:
 
     with BundleWriter(target) as writer:
         (writer.path / "model.bin").write_bytes(bytes(range(256)) * 40)
-        (writer.path / "tokenizer").mkdir()
-        (writer.path / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+        (writer.path / "vocab.txt").write_text("[PAD]\n[UNK]\n")
         np.savez(writer.path / "golden.npz", logits=np.ones((2, 2), dtype=np.float32))
         return writer.commit(**fake_manifest_fields(golden="golden.npz"))
+
+
+def legacy_tokenizer_layout(root: Path) -> None:
+    """Rewrite a bundle in place into the layout edgekd wrote before the Hugging Face one: the tokenizer's files in a
+    `tokenizer/` folder (manifest `tokenizer.path: "tokenizer"`, no `tokenizer.files`), and a word vocabulary without
+    its tokenizer.json copy. For tests that such bundles still open, run and derive new ones."""
+    import os
+
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    tokenizer = manifest["tokenizer"]
+    (root / "tokenizer").mkdir()
+    for name in tokenizer.pop("files"):
+        entry = manifest["files"].pop(name)
+        if tokenizer["type"] == "word" and name == "tokenizer.json":
+            (root / name).unlink()
+            continue
+        os.replace(root / name, root / "tokenizer" / name)
+        manifest["files"][f"tokenizer/{name}"] = entry
+    tokenizer["path"] = "tokenizer"
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

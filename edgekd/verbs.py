@@ -12,8 +12,9 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,9 +30,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _teacher(args: argparse.Namespace) -> int:
     from edgekd.config import load_recipe
-    from edgekd.distill.teacher import teacher
+    from edgekd.writer import check_output
 
     recipe = load_recipe(args.recipe, args.overrides)
+    check_output(args.output or recipe.out / "teacher", overwrite=args.force)  # before torch is imported (seconds)
+    from edgekd.distill.teacher import teacher
+
     bundle = teacher(recipe, args.output, resume=args.resume, force=args.force)
     scores = bundle.manifest.metrics.scores()
     print(f"teacher bundle: {bundle.path}")
@@ -41,8 +45,8 @@ def _teacher(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     from edgekd.config import load_recipe
-    from edgekd.distill.distill import distill
     from edgekd.errors import ConfigError
+    from edgekd.writer import check_output
 
     recipe = load_recipe(args.recipe, args.overrides)
     names = args.student or list(recipe.students)
@@ -50,6 +54,12 @@ def _distill(args: argparse.Namespace) -> int:
         raise ConfigError(f"recipe {recipe.name!r} has no students; add a `students:` section")
     if args.output and len(names) > 1:
         raise ConfigError(f"-o names one bundle but {len(names)} students would be written; add --student NAME")
+    for name in names:  # every output, before torch is imported (seconds) and before the first student trains
+        if name in recipe.students:  # (an unknown one is refused by `distill`, with the recipe's students)
+            spec = recipe.students[name]
+            check_output(args.output or recipe.out / name, overwrite=args.force, sources=(spec.teacher or recipe.out / "teacher",))
+    from edgekd.distill.distill import distill
+
     for name in names:
         bundle = distill(recipe, name, args.output, resume=args.resume, force=args.force)
         if int(os.environ.get("RANK", "0")) != 0:
@@ -70,7 +80,6 @@ def _export(args: argparse.Namespace) -> int:
 
     from edgekd.config import ExportConfig
     from edgekd.errors import ConfigError
-    from edgekd.export.stage import export
 
     formats = ("onnx", "tflite")
     if args.format not in formats:
@@ -86,6 +95,10 @@ def _export(args: argparse.Namespace) -> int:
     except ValueError as exc:  # int() of a bad number, and pydantic's ValidationError (a ValueError)
         detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"export options: {detail} (--buckets takes e.g. 32,64,128; --parity-samples a number or 'all')") from None
+    _check_output(args, cfg)
+    with _loading("export"):
+        from edgekd.export.stage import export
+
     bundle = export(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force)
     from edgekd.show import print_export
 
@@ -97,7 +110,6 @@ def _quantize(args: argparse.Namespace) -> int:
     from edgekd.config import QuantizeConfig, method_names
     from edgekd.errors import ConfigError
     from edgekd.quantize.presets import PRESETS, for_target
-    from edgekd.quantize.stage import quantize
 
     methods = ", ".join(method_names(QuantizeConfig))
     if bool(args.method) == bool(args.preset):
@@ -111,6 +123,9 @@ def _quantize(args: argparse.Namespace) -> int:
     base = for_target(args.preset).model_dump() if args.preset else {"method": args.method}
     raw = {**base, **{k: v for k, v in options.items() if v is not None}}
     cfg = _validated(QuantizeConfig, raw, f"quantize options for {raw['method']!r}", f"valid methods: {methods}; an option of another method does not apply")
+    _check_output(args, cfg)
+    with _loading("quantize"):
+        from edgekd.quantize.stage import quantize
     from edgekd.show import print_derived
 
     print_derived(quantize(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
@@ -119,15 +134,34 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from edgekd.config import PruneConfig
-    from edgekd.quantize.prune import prune
 
     given = {"sparsity": args.sparsity, "heads": args.heads, "ffn": args.ffn, "samples": args.samples, "min_count": args.min_count}
     raw = {"method": args.method, **{k: v for k, v in given.items() if v is not None}}
     cfg = _validated(PruneConfig, raw, "prune options", "methods: magnitude --sparsity S; structured --heads H --ffn F; vocab; shares in [0, 1)")
+    _check_output(args, cfg)
+    with _loading("prune"):
+        from edgekd.quantize.prune import prune
     from edgekd.show import print_derived
 
     print_derived(prune(args.bundle, cfg, args.output, overrides=args.overrides, force=args.force))
     return 0
+
+
+def _check_output(args: argparse.Namespace, cfg: Any) -> None:
+    """Refuse the output path of a bundle-to-bundle verb before its stage imports torch and loads data (seconds).
+    The default is `edgekd.derive.default_output`'s (BUNDLE-<method suffix>, beside BUNDLE), which the stage checks
+    again; it is spelt here because importing derive imports torch."""
+    from edgekd.writer import check_output
+
+    source = Path(args.bundle)
+    check_output(args.output or source.parent / f"{source.name}-{cfg.output_suffix()}", overwrite=args.force, sources=(source,))
+
+
+def _loading(verb: str) -> AbstractContextManager[None]:
+    """Importing a stage (torch, transformers, the backends) takes seconds before its first log line: show it."""
+    from edgekd.progress import step
+
+    return step(f"{verb}: loading torch and the backends")
 
 
 def _validated(union: object, raw: dict[str, object], what: str, hint: str) -> object:
@@ -144,6 +178,7 @@ def _validated(union: object, raw: dict[str, object], what: str, hint: str) -> o
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from edgekd.bundle import Bundle
     from edgekd.errors import ConfigError
     from edgekd.runtime.classifier import Classifier, iter_texts
 
@@ -151,17 +186,48 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError("give texts on the command line or --input FILE (one text, or a tab-separated pair, per line)")
     if args.threads < 1 or args.batch_size < 1:
         raise ConfigError(f"--threads {args.threads} and --batch-size {args.batch_size} must be at least 1")
+    pipeline = args.output_format == "pipeline"
+    if pipeline and args.logits:
+        raise ConfigError("--logits adds the raw outputs to the json format; the pipeline format has no place for them "
+                          "(drop --format pipeline or --logits)")
     lines = _input_lines(args.input) if args.input else _argv_texts(args.texts)
-    classifier = Classifier.load(args.bundle, threads=args.threads, batch_size=args.batch_size)
+    bundle = Bundle.open(args.bundle)
+    if bundle.manifest.format == "torch":  # a teacher or a student before export: through torch (edgekd[full])
+        from edgekd.torch_classifier import load_classifier
+
+        classifier = load_classifier(bundle, threads=args.threads, batch_size=args.batch_size)
+    else:
+        classifier = Classifier.load(bundle, threads=args.threads, batch_size=args.batch_size)
     columns = classifier.bundle.manifest.task.columns
     texts = iter_texts(lines, columns, f"--input {args.input}" if args.input else "the command line")
     # Streamed: each batch is classified and printed as soon as it is read, so the first results come before a large
     # file (or a pipe) is read to its end, and memory stays flat in the number of lines.
     while batch := list(itertools.islice(texts, args.batch_size)):
-        for text, prediction in zip(batch, classifier.predict(batch)):
-            print(json.dumps({"text": text[0] if columns == 1 else list(text), **prediction.as_dict()}, ensure_ascii=False))
+        logits = classifier.logits(batch)
+        if pipeline:
+            rows: list[object] = pipeline_rows(logits, classifier.labels, classifier.regression)
+        else:
+            rows = [{"text": text[0] if columns == 1 else list(text), **prediction.as_dict(),
+                     **({"logits": [float(v) for v in row]} if args.logits else {})}
+                    for text, prediction, row in zip(batch, classifier.predictions(logits), logits)]
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
         sys.stdout.flush()
     return 0
+
+
+def pipeline_rows(logits: Any, labels: list[str], regression: bool) -> list[list[dict[str, object]]]:
+    """Per text, what transformers' text-classification pipeline returns for it (`pipe(text)`, its defaults): one
+    `{label, score}`, the top label and its softmax probability computed in float32 as the pipeline computes it; for a
+    regression model (problem_type regression) the raw output under the one label (`score` when the task names none)."""
+    import numpy as np
+
+    outputs = np.asarray(logits, dtype=np.float32)
+    if regression:
+        return [[{"label": labels[0] if labels else "score", "score": float(row[0])}] for row in outputs]
+    shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+    scores = shifted / shifted.sum(axis=-1, keepdims=True)  # (texts, labels)
+    return [[{"label": labels[int(row.argmax())], "score": float(row.max())}] for row in scores]
 
 
 def _input_lines(source: Path) -> Iterator[str]:
@@ -309,13 +375,14 @@ def _gate(args: argparse.Namespace) -> int:
     checks = gate.judge(measured, budget, remeasure)
     for check in checks:
         print(check.line())
+    page = gate.publish(args.report, measured, checks, budget, args.budget)  # report.html, the verdict at its top
     if args.junit:
         args.junit.write_text(gate.junit(checks), encoding="utf-8")
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as summary:  # GitHub's step summary is appended to
             summary.write(gate.markdown(checks, measured))
     code = gate.exit_code(checks)
-    print("gate: " + ("PASS" if code == 0 else "FAIL"))
+    print("gate: " + ("PASS" if code == 0 else "FAIL") + f" ({page})")
     return code
 
 

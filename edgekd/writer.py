@@ -18,14 +18,18 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from edgekd import __version__
 from edgekd.bundle import (
     CARD,
     MANIFEST,
+    ROOT_LAYOUT,
     SCHEMA_VERSION,
     Bundle,
     Manifest,
     parse_manifest,
+    tokenizer_files_in,
 )
 from edgekd.errors import BundleError
 from edgekd.hashing import sha256_file
@@ -93,9 +97,18 @@ class BundleWriter:
             self._lock = None
 
     def commit(self, **fields: Any) -> Bundle:
-        """Hash every file, write the model card and manifest, fsync, and rename into place."""
+        """Hash every file, write the model card and manifest, fsync, and rename into place.
+
+        The tokenizer's files lie at the bundle's root (the Hugging Face layout): whatever `tokenizer.path` and
+        `tokenizer.files` the fields carry (a parent's, copied over), the manifest records the root and the tokenizer
+        files the stage wrote there (`tokenizer_files_in`)."""
         from edgekd.card import model_card
 
+        tokenizer = fields.get("tokenizer")
+        if isinstance(tokenizer, BaseModel):
+            tokenizer = tokenizer.model_dump()
+        if isinstance(tokenizer, dict):
+            fields = {**fields, "tokenizer": {**tokenizer, "path": ROOT_LAYOUT, "files": tokenizer_files_in(self.path)}}
         header = {"schema_version": SCHEMA_VERSION, "edgekd_version": __version__, **fields}
         # Validate everything but the file table first, so a wrong field fails before the card is written.
         Manifest.model_validate({**header, "files": {}})

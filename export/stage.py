@@ -20,12 +20,15 @@ from edgekd.derive import Derived, Parent, derive
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.families import FamilySpec, family_spec
 from edgekd.parity import OutputParity, check
+from edgekd.progress import step
 from edgekd.runtime.encoder import Example, collate
 
 from .base import Exported, Source
 
 logger = logging.getLogger(__name__)
 
+# How the formats are written in what the user reads.
+FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite"}
 Exporter = Callable[[nn.Module, FamilySpec, Source, ExportConfig, Path], Exported]
 
 
@@ -78,7 +81,8 @@ def _export(parent: Parent, cfg: ExportConfig, directory: Path) -> Derived:
         "parent_sha256": parent.bundle.sha256,
     }
     source_info = Source(parent=parent.bundle, encoder=encoder, trace_examples=encoder.encode(golden_texts), metadata=metadata)
-    exported = exporter(cfg)(parent.model, spec, source_info, cfg, directory)
+    with step(f"export: converting to {FORMAT_NAMES.get(cfg.format, cfg.format)}"):
+        exported = exporter(cfg)(parent.model, spec, source_info, cfg, directory)
     tolerance = spec.tolerance[cfg.format]
 
     def judge(results: list[OutputParity]) -> dict[str, Any]:

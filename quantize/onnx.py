@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.config import OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig
+from edgekd.progress import Progress, bar
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .stage import register
@@ -68,13 +69,14 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
     class Reader(CalibrationDataReader):
         """One real example per call; only the inputs the graph takes (a single-sentence BERT has no token_type_ids)."""
 
-        def __init__(self, names: set[str]) -> None:
-            self.examples, self.names = iter(calibration), names
+        def __init__(self, names: set[str], shown: Progress) -> None:
+            self.examples, self.names, self.shown = iter(calibration), names, shown
 
         def get_next(self) -> dict[str, Any] | None:
             example = next(self.examples, None)
             if example is None:
                 return None
+            self.shown.update(1)
             return {k: v for k, v in collate([example], pad_id, width=width).items() if k in self.names}
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
@@ -82,7 +84,8 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
     # `target.parent` is the BundleWriter's build folder: ONNX Runtime's own temporary folders (`pre.quant.*` from
     # pre-processing, `ort.quant.*` with the augmented calibration model, 79 MB for a MiniLM) go there too, so a killed
     # quantization leaves them where the next writer to this output removes them, not in /tmp for ever.
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, _temporary_files_in(Path(scratch)):
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, _temporary_files_in(Path(scratch)), \
+            bar(len(calibration), "quantize: calibration", unit="ex") as shown:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference and graph clean-up before calibration, as ONNX Runtime recommends for static quantization.
         # Static quantization takes unfused graphs only (the stage refuses fused ones), where ONNX's own shape
@@ -92,7 +95,7 @@ def quantize_static(source: Path, target: Path, cfg: OnnxStaticConfig, calibrati
         ort_static(
             prepared,
             target,
-            Reader(_input_names(prepared)),
+            Reader(_input_names(prepared), shown),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=_STATIC_OPS,
             per_channel=cfg.per_channel,

@@ -33,8 +33,6 @@ from edgekd.runtime.word_tokenizer import SPECIALS, VOCAB_FILE
 logger = logging.getLogger(__name__)
 
 # pruner(model to change, parent, config, new bundle directory) -> details; saves the model (and a new tokenizer) there.
-# Tokenizer types whose vocabulary `vocab` prunes (the manifest's tokenizer.type).
-VOCAB_PRUNABLE = ("wordpiece", "word")
 Pruner = Callable[[nn.Module, Parent, Any, Path], dict[str, Any]]
 
 
@@ -116,9 +114,10 @@ def vocab(model: nn.Module, parent: Parent, cfg: VocabPruneConfig, directory: Pa
     texts = [part for example in parent.data.train.texts for part in example]
     if not texts:
         raise DataError("vocabulary pruning needs training text; the train split is empty")
-    tokenizer_dir = directory / parent.manifest.tokenizer.path
+    # The new bundle's tokenizer files lie at its root (derive copied the parent's there), whatever the parent's layout.
+    tokenizer_dir = directory
     kind = parent.manifest.tokenizer.type
-    if kind not in VOCAB_PRUNABLE:
+    if kind not in VocabPruneConfig.tokenizers:
         raise UnsupportedError(f"vocabulary pruning remaps WordPiece and word vocabularies; this model's tokenizer is {kind} "
                                f"({parent.manifest.architecture.family}), whose pieces are merged or scored together, so "
                                "dropping one changes how text splits. Prune it with method structured or magnitude instead")

@@ -22,6 +22,7 @@ from edgekd.derive import Derived, Parent, derive
 from edgekd.errors import ParityError, UnsupportedError
 from edgekd.logs import root_filter
 from edgekd.parity import OutputParity
+from edgekd.progress import step
 from edgekd.records import MODEL_FILES
 from edgekd.runtime.backends import open_backend
 from edgekd.runtime.encoder import Example, sequence_length
@@ -102,7 +103,8 @@ def _quantize(parent: Parent, cfg: QuantizeConfig, handler: Handler | None, dire
     target = directory / model_file
     # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger, and advises pre-processing
     # for dynamic quantization too (it matters for static calibration, which does it).
-    with root_filter(lambda r: r.levelno < logging.WARNING or "pre-processing before quantization" in r.getMessage()):
+    with root_filter(lambda r: r.levelno < logging.WARNING or "pre-processing before quantization" in r.getMessage()), \
+            step(f"quantize: {cfg.method}" + (f", calibrated on {len(calibration)} examples" if calibration else "")):
         details = {"method": cfg.method, **handler(parent.model_file(), target, cfg, calibration, encoder.pad_id)}
     saturation = host_saturation(cfg)
     if saturation:

@@ -5,18 +5,43 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekd import progress
 from edgekd.config import TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config
 from edgekd.errors import DataError
-from edgekd.logs import root_filter
+from edgekd.logs import native_stderr_filtered, root_filter
 from edgekd.runtime.backends import BUCKET_SIGNATURE
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .stage import register
+
+
+@contextmanager
+def _their_bars() -> Iterator[None]:
+    """ai-edge-quantizer's own tqdm bars (calibration, parameters, transformations): shown where edgekd's bars are (a
+    terminal); elsewhere each redraw would be one more line of a CI log. Not every step passes the quantizer's
+    `enable_progress_bar` on, so its ProgressBar is made with enable=False in the block."""
+    from ai_edge_quantizer.utils import progress_utils
+
+    if progress.bars_shown():
+        yield
+        return
+    original = progress_utils.ProgressBar
+
+    def off(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**kwargs, "enable": False})
+
+    progress_utils.ProgressBar = off
+    try:
+        yield
+    finally:
+        progress_utils.ProgressBar = original
 
 
 def _same_weights_rewritten(record: logging.LogRecord) -> bool:
@@ -35,7 +60,7 @@ def quantize_dynamic(source: Path, target: Path, cfg: TfliteDynamicConfig, calib
     engine = quantizer.Quantizer(str(source))
     # INT8 weights of the fully-connected layers (per channel), float activations quantized on the fly.
     engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    with root_filter(_same_weights_rewritten):
+    with root_filter(_same_weights_rewritten), _their_bars():
         result = engine.quantize(enable_progress_report=False)
     target.write_bytes(bytes(result.quantized_model))
     return {"backend": "ai-edge-quantizer", "recipe": "dynamic_wi8_afp32", "weights": "int8", "activations": "float32, dynamic"}
@@ -62,7 +87,7 @@ def quantize_int8(source: Path, target: Path, cfg: TfliteInt8Config, calibration
     data = representative_data(source, calibration, pad_id)
     ranges_recipe = recipe_manager.RecipeManager()
     ranges_recipe.load_quantization_recipe(engine.get_quantization_recipe())
-    with warnings.catch_warnings(), root_filter(_same_weights_rewritten):
+    with warnings.catch_warnings(), root_filter(_same_weights_rewritten), _their_bars():
         # Calibration, and the quantizer's check of its ranges, run an interpreter that keeps every intermediate
         # tensor: what they need, not the debugging the interpreter warns of.
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
@@ -115,6 +140,10 @@ def representative_data(source: Path, calibration: list[Example], pad_id: int) -
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(source))
+    # The first interpreter of the process to allocate creates LiteRT's XNNPACK delegate and announces it from C++ on
+    # stderr; calibration's interpreters would print that line: it is printed (and filtered out) here instead.
+    with native_stderr_filtered():
+        interpreter.allocate_tensors()
     lengths = [sequence_length(e) for e in calibration]
     data: dict[str, list[dict[str, np.ndarray]]] = {}
     for name in interpreter.get_signature_list():
@@ -146,7 +175,7 @@ def quantize_fp16(source: Path, target: Path, cfg: TfliteFp16Config, calibration
     engine.add_weight_only_config(
         regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING,
     )
-    with root_filter(_same_weights_rewritten):
+    with root_filter(_same_weights_rewritten), _their_bars():
         result = engine.quantize(enable_progress_report=False)
     target.write_bytes(bytes(result.quantized_model))
     return {"backend": "ai-edge-quantizer", "recipe": "float_casting", "weights": "float16", "compute": "float32"}

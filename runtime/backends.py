@@ -8,22 +8,40 @@ model of its format is a BundleError before any run.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from edgekd.errors import BundleError
+from edgekd.errors import BundleError, UnsupportedError
+from edgekd.logs import native_stderr_filtered
 
 from .encoder import Example, collate, sequence_length
 
 logger = logging.getLogger(__name__)
 # TFLite signatures are named by their fixed sequence length: seq32, seq64, ...
 BUCKET_SIGNATURE = re.compile(r"^seq(\d+)$")
+
+
+# What installs each backend, for the one-line hint when it is missing: (its name, the extra of edgekd).
+BACKEND_EXTRAS = {"onnxruntime": ("onnxruntime", "runtime"), "ai_edge_litert": ("LiteRT", "runtime-tflite")}
+
+
+def _import_backend(module: str, path: Path) -> Any:
+    """The backend's module; an install without it is told which extra brings it (UnsupportedError, exit 2)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        top = module.split(".")[0]
+        if (exc.name or "").split(".")[0] != top:
+            raise  # the backend is there but broken: its own error says more than a hint would
+        what, extra = BACKEND_EXTRAS[top]
+        raise UnsupportedError(f"{path}: this bundle needs {what}, which is not installed here: pip install 'edgekd[{extra}]'") from None
 
 
 class Backend(Protocol):
@@ -48,8 +66,7 @@ class OnnxBackend:
     """An onnxruntime session; inputs the model does not take (token_type_ids of a single-sentence BERT) are dropped."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        import onnxruntime as ort
-
+        ort = _import_backend("onnxruntime", path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -87,11 +104,14 @@ class TfliteBackend:
     """A LiteRT interpreter with one signature per sequence bucket (batch 1); examples run one by one."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
+        interpreter = _import_backend("ai_edge_litert.interpreter", path)
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
             signatures = self.interpreter.get_signature_list()
+            # LiteRT creates its XNNPACK delegate when tensors are first allocated and announces it from C++ on stderr
+            # ("Created TensorFlow Lite XNNPACK delegate for CPU."): done here, with that line filtered out.
+            with native_stderr_filtered():
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{path}: LiteRT cannot load it as a TFLite model ({str(exc).splitlines()[0][:200]})") from None
         self.buckets: dict[int, str] = {}

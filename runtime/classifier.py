@@ -115,7 +115,10 @@ class Classifier:
         return logits
 
     def predict(self, texts: Texts) -> list[Prediction]:
-        logits = self.logits(texts)
+        return self.predictions(self.logits(texts))
+
+    def predictions(self, logits: np.ndarray) -> list[Prediction]:
+        """Labels and probabilities (softmax) of logits (texts, labels) that `logits` gave."""
         if self.regression:
             return [Prediction(label=None, probabilities={}, score=float(row.reshape(-1)[0])) for row in logits]
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))

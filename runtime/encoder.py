@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edgekd.bundle import SUBWORD_KINDS, TOKENIZER_JSON, Bundle
+from edgekd.bundle import SUBWORD_KINDS, TOKENIZER_CONFIG, TOKENIZER_JSON, Bundle
 from edgekd.errors import BundleError, DataError
 from edgekd.files import read_at_most
 from edgekd.truncation import longest_first
@@ -33,11 +33,10 @@ if TYPE_CHECKING:
 # One example: sequence inputs as 1-D int64 arrays, per-example scalars (BiLSTM lengths) as ints.
 Example = dict[str, "np.ndarray | int"]
 Texts = Sequence[str | Sequence[str]]
-# The one file of its tokenizer folder that each encoder reads (a bundle's runtime reads it only when listed).
+# The one file of its tokenizer that each encoder reads (a bundle's runtime reads it only when listed).
 TOKENIZER_FILES = {**{kind: TOKENIZER_JSON for kind in SUBWORD_KINDS.values()}, "word": VOCAB_FILE}
-# transformers' record of the tokenizer's special tokens, written beside tokenizer.json by save_pretrained: where the
-# pad token is named when a manifest has no pad id (tokenizer.json itself does not say which token pads).
-TOKENIZER_CONFIG = "tokenizer_config.json"
+# TOKENIZER_CONFIG, transformers' record of the tokenizer's special tokens, written beside tokenizer.json by
+# save_pretrained: where the pad token is named when a manifest has no pad id (tokenizer.json does not say which pads).
 MAX_TOKENIZER_CONFIG_BYTES = 16 << 20
 # The inputs a subword encoder can give, in the order of its examples' keys.
 SUBWORD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

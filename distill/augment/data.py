@@ -84,6 +84,8 @@ def augment(split: Split, cfg: AugmentConfig, seed: int, cache_root: Path, probl
     else:
         from datasets import Dataset
 
+        # datasets' own bar shows the progress on a terminal (the CLI turns it off elsewhere: CI logs get these lines).
+        logger.info("%s augmentation of %d examples ...", cfg.method, len(source))
         corpus = [text for example in split.texts for text in example] if cfg.method == "tang" else None
         dataset = Dataset.from_dict({"texts": [list(t) for t in source]})
         mapped = dataset.map(

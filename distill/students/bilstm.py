@@ -120,7 +120,8 @@ class BiLSTMStudent(Student):
             **({"glove_coverage": round(self.glove_coverage, 4)} if self.glove_coverage is not None else {}),
         }
         (directory / CONFIG_FILE).write_text(json.dumps(architecture, indent=2))
-        self.tokenizer.save(directory / "tokenizer")
+        # word_vocab.json (what the runtime reads) and its `tokenizers` copy, tokenizer.json, beside the model.
+        self.tokenizer.save(directory)
         names = ["input_ids", "lengths"] + (["input_ids_b", "lengths_b"] if self.pair else [])
         return {
             "architecture": architecture,

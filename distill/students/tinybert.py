@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from edgekd.batching import Encoded, encode, pad_batch
-from edgekd.bundle import Bundle
+from edgekd.bundle import Bundle, copy_tokenizer_files, set_tokenizer_max_length
 from edgekd.config import TinyBertConfig
 from edgekd.data import Split, TaskData
 from edgekd.errors import ConfigError
@@ -129,7 +128,9 @@ class TinyBertStudent(Student):
 
     def save(self, directory: Path) -> dict[str, Any]:
         self.module.to("cpu").save_pretrained(directory, safe_serialization=True)
-        shutil.copytree(self.teacher.tokenizer_dir, directory / "tokenizer")
+        # The teacher's tokenizer files (only those), beside the student's model, at the student's max length.
+        copy_tokenizer_files(self.teacher, directory)
+        set_tokenizer_max_length(directory, self.max_length)
         architecture = hf_architecture(self.module)
         return {
             "architecture": {**architecture, "student": "tinybert", "layer_map": self.layer_map, "init": self.cfg.init},
@@ -172,5 +173,11 @@ def _family_config(cfg: TinyBertConfig, teacher_config: Any, family: HfFamily) -
             setattr(config, attribute, cfg.hidden)
     if getattr(config, "attention_head_size", None) is not None:
         config.attention_head_size = cfg.hidden // cfg.heads
+    # A per-layer list (transformers 5's ModernBERT `layer_types`, which must have one entry per layer): the student's
+    # layers take the teacher's pattern from its first layer on, repeated if the student is deeper.
+    for attribute in ("layer_types", "mlp_layer_types"):
+        per_layer = getattr(config, attribute, None)
+        if isinstance(per_layer, (list, tuple)) and per_layer:
+            setattr(config, attribute, [per_layer[i % len(per_layer)] for i in range(cfg.layers)])
     config.architectures = None
     return config

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.files import read_at_most
 from edgekd.packaged import PACKAGED_TEACHERS, packaged_dir
 
 from .render import _clip, _shown, validate_config
+from .methods import VocabPruneConfig
 from .run import Recipe
 from .training import StudentConfig, TeacherConfig
 
@@ -60,6 +61,10 @@ def load_recipe(recipe: str | os.PathLike[str], overrides: list[str] | tuple[str
         check_teacher_source(recipe.teacher, recipe)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    # A local data.dataset folder's splits, columns and label names (edgekd.data imports config: imported here).
+    from edgekd.data import check_data_source
+
+    check_data_source(recipe.data)
     return recipe
 
 
@@ -100,14 +105,26 @@ def check_teacher_source(cfg: TeacherConfig, recipe: Recipe | None = None) -> No
         model_config = read_model_config(directory / "config.json", ConfigError)
         check_teacher_config(cfg, model_config)
         if recipe is not None:
-            check_family_stages(recipe, model_config)
+            check_family_stages(recipe, model_config, _tokenizer_kind(directory))
 
 
-def check_family_stages(recipe: Recipe, teacher_config: dict[str, Any]) -> None:
+def _tokenizer_kind(directory: Path) -> str | None:
+    """The teacher folder's tokenizer type (wordpiece, bpe, unigram), or None where it has no readable tokenizer.json
+    (the teacher stage says so)."""
+    from edgekd.bundle import TokenizerInfo
+
+    try:
+        return TokenizerInfo.kind_of(directory)
+    except EdgekdError:
+        return None
+
+
+def check_family_stages(recipe: Recipe, teacher_config: dict[str, Any], tokenizer: str | None = None) -> None:
     """Refuse, all at once, what the recipe asks of a family that cannot do it: the attention loss from DeBERTa-v2 or
     ModernBERT, `init: teacher` into a student of another family, a student checkpoint of another family or
     vocabulary, structured pruning where heads cannot be removed, ONNX Runtime's fusion (`fuse`) of a graph that is
-    not BERT's. `teacher_config`: the recipe's teacher's config.json."""
+    not BERT's, vocabulary pruning of a tokenizer whose pieces depend on each other (BPE, Unigram).
+    `teacher_config`: the recipe's teacher's config.json; `tokenizer`: its tokenizer type, when known."""
     from edgekd.hf_families import hf_family
 
     problems: list[str] = []
@@ -124,6 +141,11 @@ def check_family_stages(recipe: Recipe, teacher_config: dict[str, Any]) -> None:
         if getattr(artifact.config, "method", None) == "structured" and entry is not None and not entry.structured_pruning:
             problems.append(f"{where}: structured pruning of a {family} model is not supported (its attention heads "
                             "cannot be removed one layer at a time); use prune method magnitude, or quantize instead")
+        if isinstance(artifact.config, VocabPruneConfig) and entry is not None and tokenizer is not None \
+                and tokenizer not in VocabPruneConfig.tokenizers:
+            problems.append(f"{where}.prune: vocabulary pruning remaps WordPiece and word vocabularies; the teacher's "
+                            f"tokenizer is {tokenizer} ({family}), whose pieces are merged or scored together; prune "
+                            "with method structured or magnitude, or drop this artifact")
         if getattr(artifact.config, "fuse", False) and entry is not None and family != "bert":
             problems.append(f"{where}.export.fuse: ONNX Runtime's transformer fusion is applied to BERT graphs only; this "
                             f"model is a {family}: export it with fuse: false")

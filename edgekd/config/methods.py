@@ -286,6 +286,9 @@ class VocabPruneConfig(_PruneBase):
     # Keep a piece (or word) only when the training text uses it at least this often: fewer rows, more [UNK]s.
     min_count: int = Field(default=1, ge=1)
     suffix: ClassVar[str] = "vocab"
+    # The tokenizer types whose vocabulary can lose entries without changing how kept text splits: WordPiece pieces
+    # and whole words stand alone; BPE merges and Unigram scores tie pieces together.
+    tokenizers: ClassVar[tuple[str, ...]] = ("wordpiece", "word")
 
 
 class StructuredPruneConfig(_PruneBase):

@@ -15,9 +15,11 @@ from .render import _shown
 class DataConfig(_Config):
     """Where a task's data comes from and what its columns mean."""
 
-    # A preset (sst2, mrpc, tweets) fills in everything below; `custom` needs kind, text_columns, label_column, labels.
+    # A preset (sst2, mrpc, tweets) fills in everything below; `custom` needs kind, text_columns, label_column, and
+    # labels unless a data.dataset's ClassLabel names them.
     task: str = "custom"
-    # A Hugging Face `datasets` id (e.g. `nyu-mll/glue` with dataset_config `sst2`; `glue/sst2` is accepted too).
+    # A Hugging Face `datasets` id (e.g. `nyu-mll/glue` with dataset_config `sst2`; `glue/sst2` is accepted too), or a
+    # local folder: a DatasetDict.save_to_disk folder, or parquet/csv/json files named by split.
     dataset: str | None = None
     dataset_config: str | None = None
     # A local directory (train.* and dev.* or validation.* files) or a single file; wins over `dataset`.
@@ -48,8 +50,10 @@ class DataConfig(_Config):
             for key in ("kind", "text_columns", "label_column"):
                 if getattr(self, key) is None:
                     problems.append(f"data.{key} is required when data.task is 'custom'")
-            if self.problem != "regression" and not self.labels:
-                problems.append("data.labels is required for a custom classification task (the label names, in id order)")
+            # A `datasets` source (data.dataset without data.path) may give the names as its label column's ClassLabel.
+            if self.problem != "regression" and not self.labels and (self.dataset is None or self.path is not None):
+                problems.append("data.labels is required for a custom classification task read from data.path (the label "
+                                "names, in id order); a data.dataset whose label column is a ClassLabel gives them")
             if self.path is None and self.dataset is None:
                 problems.append("a custom task needs data.path (local files) or data.dataset (a Hugging Face id)")
         if self.text_columns is not None:

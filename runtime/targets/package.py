@@ -29,7 +29,11 @@ def runtime_archive() -> Path:
     # Built once per process (cached) and used by every target it opens: removed when the process exits.
     atexit.register(shutil.rmtree, out, ignore_errors=True)
     if (checkout / "pyproject.toml").is_file() and (checkout / "runtime").is_dir():
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(checkout)]
+        # Built from a copy of the package's sources: setuptools leaves build/ and *.egg-info where it builds, and a
+        # stale build/ of the checkout would put modules deleted since into the device's wheel.
+        source = out / "source"
+        _copy_sources(checkout, source)
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         wheels = sorted(out.glob("edgekd-*.whl"))
         if done.returncode != 0 or not wheels:
@@ -41,3 +45,18 @@ def runtime_archive() -> Path:
         for path in package.rglob("*.py"):
             bundle.write(path, Path("edgekd") / path.relative_to(package))
     return archive
+
+
+# What the wheel is built from: pyproject.toml, its readme, and the folders its package-dir maps (the stage folders
+# and edgekd/, whose links to them are kept as links).
+SOURCE_FILES = ("pyproject.toml", "README.md")
+SOURCE_FOLDERS = ("edgekd", "distill", "export", "quantize", "runtime", "benchmarks", "recipes")
+
+
+def _copy_sources(checkout: Path, source: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    source.mkdir()
+    for name in SOURCE_FILES:
+        shutil.copy2(checkout / name, source / name)
+    for name in SOURCE_FOLDERS:
+        shutil.copytree(checkout / name, source / name, symlinks=True, ignore=ignore)

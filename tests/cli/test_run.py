@@ -79,6 +79,7 @@ def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder:
     report = out / "report"
     assert {"report.json", "report.md", "report.html", "gate.xml", "gate.md", "run.json"} <= {p.name for p in report.iterdir()}
     assert "speed-up vs teacher" in first.out and f"report: {report / 'report.html'}" in first.out
+    assert "<h2>Gate: PASS</h2>" in (report / "report.html").read_text(encoding="utf-8")  # the verdict at the page's top
 
     # 3. Again: every stage is skipped, the gate's verdict is kept.
     assert main(["run", str(recipe)]) == 0
@@ -98,6 +99,7 @@ def test_run_end_to_end_cache_kill_resume_and_gate(tmp_path: Path, tiny_encoder:
     failed = capsys.readouterr().out
     assert set(STEPS) - cached(failed) == {"gate"}, failed
     assert "FAIL         tinybert-int8 size" in failed and "gate: FAIL" in failed
+    assert "<h2>Gate: FAIL</h2>" in (report / "report.html").read_text(encoding="utf-8")
 
     # 6. A bundle made by a single verb with the recipe's config counts as finished (the previous run's is replaced).
     assert main(["quantize", str(out / "tinybert-onnx"), "--method", "onnx-dynamic", "-o", str(out / "tinybert-int8"), "--force"]) == 0

@@ -15,19 +15,11 @@ from edgekd import testing
 from edgekd.bundle import Bundle
 from edgekd.cli import main
 
-NEUTRAL = ["okay", "average", "plain", "usual", "mild", "normal"]
-
 
 def _sentence(rng: random.Random, cue: list[str]) -> str:
     words = rng.sample(testing.FILLER, rng.randint(2, 6))
     words.insert(rng.randint(0, len(words)), rng.choice(cue))
     return " ".join(words)
-
-
-def _three_class(n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    cues = [testing.NEGATIVE, NEUTRAL, testing.POSITIVE]
-    return [{"sentence": _sentence(rng, cues[label]), "label": label} for label in (rng.randint(0, 2) for _ in range(n))]
 
 
 def _similarity(n: int, seed: int) -> list[dict[str, Any]]:
@@ -43,7 +35,7 @@ def _similarity(n: int, seed: int) -> list[dict[str, Any]]:
 
 CASES = {
     "three-class": ({"kind": "single", "text_columns": ["sentence"], "labels": ["negative", "neutral", "positive"],
-                     "metrics": ["accuracy", "macro_f1"]}, _three_class),
+                     "metrics": ["accuracy", "macro_f1"]}, testing.three_class_rows),
     "regression": ({"kind": "pair", "problem": "regression", "text_columns": ["sentence1", "sentence2"], "labels": [],
                     "metrics": ["pearson", "spearman"]}, _similarity),
 }

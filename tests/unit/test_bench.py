@@ -25,7 +25,8 @@ def measured(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.mktemp("bench")
     bundles = {name: export(tiny_bundles[name].path, ExportConfig(format="onnx"), root / f"{name}-onnx") for name in ("tinybert", "teacher")}
     cfg = BenchConfig(reference=str(bundles["teacher"].path), teacher=str(tiny_bundles["teacher"].path), texts=20)
-    return {"report": bench([bundles["tinybert"].path], cfg), "bundles": bundles, "root": root, "teacher": tiny_bundles["teacher"].path}
+    return {"report": bench([bundles["tinybert"].path], cfg), "bundles": bundles, "root": root, "teacher": tiny_bundles["teacher"].path,
+            "parents": {name: tiny_bundles[name].path.name for name in ("tinybert", "teacher")}}
 
 
 def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
@@ -53,6 +54,8 @@ def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
     # The teacher's dev metric comes from its manifest, as the manifest's typed metrics give it.
     teacher = report.settings.teacher
     assert teacher is not None and teacher.path == str(measured["teacher"]) and teacher.examples == 40
+    # Each model names the bundle it was made from (its manifest's parent), for the slower-than-parent flag.
+    assert (candidate.parent, reference.parent) == (measured["parents"]["tinybert"], measured["parents"]["teacher"])
 
 
 def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> None:
@@ -60,12 +63,14 @@ def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> 
     assert report_module.load(paths["json"]) == measured["report"]
     assert json.loads(paths["json"].read_text()) == measured["report"].dump()
     text = paths["md"].read_text()
-    assert "measured_host" in text and "latency vs reference" in text and "tinybert-onnx" in text
+    assert "measured on this host" in text and "latency vs reference" in text and "tinybert-onnx" in text
+    assert "| 1.000 (reference) | 1.0x |" in text and "## How to read the table" in text
     assert not list((tmp_path / "out").glob("*.partial*"))
     page = paths["html"].read_text()
     for key in ("accuracy_latency", "latency_distribution", "size"):
         assert paths[f"plot_{key}"].stat().st_size > 5000 and f'id="plot-{key}"' in page
-    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "http" not in page.split("<style>")[0]
+    assert page.count("data:image/png;base64,") == 3 and '<table class="results">' in page and "http" not in page.split("<style>")[0]
+    assert "Not gated" in page and "<dl class='legend'>" in page
 
 
 def test_a_report_rewrite_killed_halfway_leaves_no_report_json(measured: dict[str, Any], tmp_path: Path,

@@ -20,7 +20,8 @@ def test_round_trip(tmp_path: Path) -> None:
     opened = Bundle.open(tmp_path / "b")
     assert opened.manifest == written.manifest
     assert opened.sha256 == written.sha256
-    assert set(opened.manifest.files) == {"model.bin", "tokenizer/vocab.txt", "golden.npz", "README.md"}
+    assert set(opened.manifest.files) == {"model.bin", "vocab.txt", "golden.npz", "README.md"}
+    assert opened.manifest.tokenizer.path == "." and opened.manifest.tokenizer.files == ["vocab.txt"]
     assert opened.manifest.schema_version == SCHEMA_VERSION
     assert opened.file("model.bin").read_bytes()[:3] == b"\x00\x01\x02"
     card = (tmp_path / "b" / "README.md").read_text()
@@ -40,7 +41,7 @@ def test_file_not_listed_is_an_error(tmp_path: Path) -> None:
         (lambda p: (p / "model.bin").unlink(), r"model.bin: missing"),
         (lambda p: (p / "model.bin").write_bytes((p / "model.bin").read_bytes()[:100]), r"model.bin: truncated, 100 bytes on disk but 10240"),
         (lambda p: (p / "model.bin").write_bytes((p / "model.bin").read_bytes() + b"x"), r"model.bin: grown"),
-        (lambda p: (p / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNX]\n"), r"tokenizer/vocab.txt: altered"),
+        (lambda p: (p / "vocab.txt").write_text("[PAD]\n[UNX]\n"), r"vocab.txt: altered"),
     ],
     ids=["missing", "truncated", "grown", "altered-same-size"],
 )

@@ -25,6 +25,7 @@ from edgekd.config import (
     load_recipe,
     validate_recipe,
 )
+from edgekd.bundle import TokenizerInfo
 from edgekd.errors import ConfigError, UnsupportedError
 from edgekd.hf_families import HF_FAMILIES
 from edgekd.testing_families import tiny_family
@@ -112,6 +113,26 @@ def test_what_a_family_cannot_do_is_refused_at_validate_all_at_once(tmp_path: Pa
     with pytest.raises(ConfigError, match="losses names layer losses"):
         validate_recipe({**raw, "students": {"p": {"student": {"type": "tinybert"}, "stages": [{"kind": "prediction", "losses": ["hidden"]}]}},
                          "artifacts": {}})
+
+
+@pytest.mark.parametrize(("model_type", "refused"), [("roberta", True), ("xlm-roberta", True), ("mpnet", False)])
+def test_vocabulary_pruning_of_a_bpe_or_unigram_tokenizer_is_refused_at_validate(model_type: str, refused: bool,
+                                                                                 tmp_path: Path) -> None:
+    model = tiny_family(model_type, tmp_path / "model")
+    raw = testing.tiny_recipe(tmp_path / "data", model, tmp_path / "run")
+    raw["students"] = testing.tiny_students()
+    raw["artifacts"] = {"tinybert-vocab": {"parent": "tinybert", "prune": {"method": "vocab"}},
+                        "bilstm-vocab": {"parent": "bilstm", "prune": {"method": "vocab"}}}  # word vocabulary: fine
+    if not refused:
+        load_recipe(_write(tmp_path, raw))
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(_write(tmp_path, raw))
+    kind = TokenizerInfo.kind_of(model)
+    assert kind in ("bpe", "unigram")
+    assert "1 problem(s)" in str(caught.value)
+    assert f"artifacts.tinybert-vocab.prune: vocabulary pruning remaps WordPiece and word vocabularies; the teacher's " \
+           f"tokenizer is {kind} ({model_type})" in str(caught.value)
 
 
 # ---- teachers and students ------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_a_bundle_encoder_takes_the_manifests_pad_id_and_inputs(family: tuple[st
     inputs = HF_FAMILIES[model_type].inputs()
     for pad_id in (reference.pad_token_id, None):
         with BundleWriter(tmp_path / f"bundle-{pad_id}") as writer:
-            save_family_tokenizer(model_type, writer.path / "tokenizer")
+            save_family_tokenizer(model_type, writer.path)
             bundle = writer.commit(**testing.fake_manifest_fields(
                 inputs=[{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in inputs],
                 tokenizer={"type": FAMILY_TOKENIZERS[model_type].kind, "max_length": 16, "lowercase": False, "pad_id": pad_id},

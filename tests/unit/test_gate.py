@@ -136,7 +136,7 @@ def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_example_budget_is_valid() -> None:
     budget = gate.load_budget(Path(__file__).resolve().parents[2] / "examples" / "ci" / "budget.yaml")
-    assert budget.models["tinybert-onnx-static"].device == "ssh://pi@raspberrypi:22"
+    assert budget.models["tinybert-int8"].device == "ssh://pi@raspberrypi:22"
 
 
 def test_a_budget_alias_bomb_is_refused(tmp_path: Path) -> None:

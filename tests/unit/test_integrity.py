@@ -22,7 +22,7 @@ from edgekd.bundle import MANIFEST, Bundle, Manifest, parse_manifest
 from edgekd.records import Architecture
 from edgekd.cli import main
 from edgekd.errors import BundleError, EdgekdError, ParityError
-from edgekd.testing import fake_manifest_fields
+from edgekd.testing import fake_manifest_fields, legacy_tokenizer_layout
 
 
 def _copy(bundle: Bundle, tmp_path: Path, name: str = "copy") -> Path:
@@ -71,7 +71,7 @@ def _no_traceback(capsys: pytest.CaptureFixture[str]) -> str:
 # Paths: confined to the bundle, and listed.
 
 
-@pytest.mark.parametrize("path", ["/tmp/elsewhere", "../tokenizer", "tokenizer/../../x", "tokenizer\\x", "", ".", "tok\x00en"])
+@pytest.mark.parametrize("path", ["/tmp/elsewhere", "../tokenizer", "tokenizer/../../x", "tokenizer\\x", "", "./", "tok\x00en"])
 def test_a_tokenizer_path_outside_the_bundle_is_refused(untrained_onnx: dict[str, Bundle], tmp_path: Path, path: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
@@ -95,8 +95,8 @@ def test_a_tokenizer_folder_the_manifest_does_not_list_is_refused(untrained_onnx
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     # The reproduction: a second tokenizer folder nobody hashed, and the manifest (not itself hashed) pointed at it.
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
-    shutil.copytree(copy / "tokenizer", copy / "unhashed")
-    _edit_manifest(copy, _set("tokenizer.path", "unhashed"))
+    _unhashed_tokenizer_folder(copy)
+    _edit_manifest(copy, _set("tokenizer", {**json.loads((copy / MANIFEST).read_text())["tokenizer"], "path": "unhashed", "files": []}))
     with pytest.raises(BundleError, match="unhashed/tokenizer.json: in the tokenizer folder but not listed in the manifest"):
         Bundle.open(copy)
     assert main(["inspect", str(copy)]) == 2
@@ -106,8 +106,18 @@ def test_a_tokenizer_folder_the_manifest_does_not_list_is_refused(untrained_onnx
         Classifier.load(Bundle.open(copy, verify=False))
 
 
+def _unhashed_tokenizer_folder(copy: Path) -> None:
+    """A second tokenizer folder nobody hashed: the bundle's tokenizer files copied into `unhashed/`."""
+    (copy / "unhashed").mkdir()
+    for name in json.loads((copy / MANIFEST).read_text())["tokenizer"]["files"]:
+        shutil.copy(copy / name, copy / "unhashed" / name)
+
+
 def test_an_unlisted_file_in_the_tokenizer_folder_is_refused(untrained_onnx: dict[str, Bundle], tmp_path: Path) -> None:
+    # A bundle written before the root layout: its tokenizer folder is what loaders read whole.
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
+    legacy_tokenizer_layout(copy)
+    Bundle.open(copy)
     (copy / "tokenizer" / "added_tokens.json").write_text('{"good": 7}')
     with pytest.raises(BundleError, match="tokenizer/added_tokens.json: in the tokenizer folder but not listed"):
         Bundle.open(copy)
@@ -115,6 +125,7 @@ def test_an_unlisted_file_in_the_tokenizer_folder_is_refused(untrained_onnx: dic
 
 def test_a_tokenizer_folder_that_links_outside_is_refused(untrained_onnx: dict[str, Bundle], tmp_path: Path) -> None:
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
+    legacy_tokenizer_layout(copy)
     shutil.move(copy / "tokenizer", tmp_path / "outside")
     (copy / "tokenizer").symlink_to(tmp_path / "outside", target_is_directory=True)
     with pytest.raises(BundleError, match="tokenizer.json: lies outside the bundle"):
@@ -207,13 +218,13 @@ def test_target_check_fails_on_a_swapped_model(untrained_onnx: dict[str, Bundle]
 
 def test_a_tokenizer_that_encodes_otherwise_fails_the_golden_check(untrained_onnx: dict[str, Bundle], tmp_path: Path) -> None:
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
-    raw = json.loads((copy / "tokenizer" / "tokenizer.json").read_text())
+    raw = json.loads((copy / "tokenizer.json").read_text())
     vocab = raw["model"]["vocab"]
     # Two fixture words trade ids: every file still parses and every id fits the model.
     vocab["good"], vocab["bad"] = vocab["bad"], vocab["good"]
     vocab["the"], vocab["movie"] = vocab["movie"], vocab["the"]
-    (copy / "tokenizer" / "tokenizer.json").write_text(json.dumps(raw))
-    _rehash(copy, "tokenizer/tokenizer.json")
+    (copy / "tokenizer.json").write_text(json.dumps(raw))
+    _rehash(copy, "tokenizer.json")
     with pytest.raises(ParityError, match="input_ids: this tokenizer gives"):
         Classifier.load(copy)
 
@@ -259,8 +270,8 @@ def test_labels_that_do_not_fit_the_model_are_refused(untrained_onnx: dict[str, 
 def test_a_malformed_tokenizer_json_is_a_bundle_error(untrained_onnx: dict[str, Bundle], tmp_path: Path, content: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(untrained_onnx["tinybert-single"], tmp_path)
-    (copy / "tokenizer" / "tokenizer.json").write_text(content, encoding="latin-1")
-    _rehash(copy, "tokenizer/tokenizer.json")
+    (copy / "tokenizer.json").write_text(content, encoding="latin-1")
+    _rehash(copy, "tokenizer.json")
     with pytest.raises(BundleError, match="tokenizer.json: not a tokenizer file the `tokenizers` library reads"):
         Classifier.load(copy)
     assert main(["predict", str(copy), "good"]) == 2
@@ -280,8 +291,8 @@ def test_a_malformed_tokenizer_json_is_a_bundle_error(untrained_onnx: dict[str, 
 def test_a_malformed_word_vocabulary_is_a_bundle_error(untrained_onnx: dict[str, Bundle], tmp_path: Path, content: str, message: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(untrained_onnx["bilstm-single"], tmp_path)
-    (copy / "tokenizer" / "word_vocab.json").write_text(content)
-    _rehash(copy, "tokenizer/word_vocab.json")
+    (copy / "word_vocab.json").write_text(content)
+    _rehash(copy, "word_vocab.json")
     with pytest.raises(BundleError, match=f"word_vocab.json: not a word vocabulary.*{message}"):
         Classifier.load(copy)
     assert main(["predict", str(copy), "good"]) == 2
@@ -290,7 +301,7 @@ def test_a_malformed_word_vocabulary_is_a_bundle_error(untrained_onnx: dict[str,
 
 def _add_words(copy: Path, name: str, words: list[str]) -> None:
     """Grow the tokenizer's vocabulary past the model's embedding table (ids the model never saw)."""
-    path = copy / "tokenizer" / ("tokenizer.json" if name.startswith("tinybert") else "word_vocab.json")
+    path = copy / ("tokenizer.json" if name.startswith("tinybert") else "word_vocab.json")
     raw = json.loads(path.read_text())
     if name.startswith("tinybert"):
         raw["model"]["vocab"].update({word: 5000 + i for i, word in enumerate(words)})
@@ -378,6 +389,7 @@ PATHS = st.one_of(
 )
 FIELD_VALUES: dict[str, Any] = {
     "tokenizer.path": PATHS,
+    "tokenizer.files": st.one_of(st.lists(PATHS, max_size=3), st.sampled_from([None, "tokenizer.json", [1], ["tokenizer.json"] * 2])),
     "tokenizer.type": st.one_of(st.sampled_from(["wordpiece", "word", "bpe", ""]), st.integers()),
     "tokenizer.max_length": st.one_of(st.integers(-5, 70_000), st.sampled_from([2**63, 10**30, 1.5, "8", None, True])),
     "tokenizer.lowercase": st.one_of(st.booleans(), st.sampled_from([None, "yes", 0])),
@@ -398,7 +410,7 @@ def test_mutated_manifests_give_only_edgekd_errors(untrained_onnx: dict[str, Bun
     name = data.draw(st.sampled_from(sorted(untrained_onnx)), label="bundle")
     copy = _copy(untrained_onnx[name], tmp_path_factory.mktemp("fuzz"))
     if data.draw(st.booleans(), label="second tokenizer folder"):
-        shutil.copytree(copy / "tokenizer", copy / "unhashed")
+        _unhashed_tokenizer_folder(copy)
     manifest = json.loads((copy / MANIFEST).read_text())
     for key in data.draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), min_size=1, max_size=4, unique=True), label="fields"):
         _set(key, data.draw(FIELD_VALUES[key], label=key))(manifest)

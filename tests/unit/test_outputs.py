@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,8 +48,7 @@ def torch_bundle(target: Path) -> Bundle:
     """A made-up bundle that says it is a torch one: enough for the stages to get as far as their output check."""
     with BundleWriter(target) as writer:
         (writer.path / "model.safetensors").write_bytes(b"x" * 64)
-        (writer.path / "tokenizer").mkdir()
-        (writer.path / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+        (writer.path / "vocab.txt").write_text("[PAD]\n[UNK]\n")
         return writer.commit(**fake_manifest_fields(format="torch"))
 
 
@@ -330,3 +330,29 @@ def test_the_device_wheel_is_removed_when_the_process_exits(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(tmp_path)
     assert list(tmp_path.iterdir()) == [], "an edgekd-wheel-* folder is left in the temporary directory"
+
+
+def test_the_device_wheel_is_built_from_a_copy_of_the_sources(tmp_path: Path) -> None:
+    """setuptools leaves build/ where it builds, and a stale build/ would ship deleted modules to the device: the
+    wheel is built from a copy, so the checkout gains no build/ or *.egg-info, and a module only in a stale build/
+    does not reach the wheel."""
+    import edgekd
+
+    checkout = Path(edgekd.__file__).resolve().parent.parent
+    if not (checkout / "pyproject.toml").is_file():
+        pytest.skip("edgekd is installed from a wheel: the archive is zipped from the package, nothing is built")
+    stale = checkout / "build" / "lib" / "edgekd" / "stale_module_for_the_test.py"
+    before = {p.name for p in checkout.iterdir()}
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stale.write_text("deleted = True\n")
+        probe = "import zipfile; from edgekd.runtime.targets.package import runtime_archive; print(zipfile.ZipFile(runtime_archive()).namelist())"
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TMPDIR": str(tmp_path)})
+        assert done.returncode == 0, done.stderr
+        assert "edgekd/runtime/encoder.py" in done.stdout and "stale_module_for_the_test" not in done.stdout
+    finally:
+        stale.unlink(missing_ok=True)
+        if "build" not in before:
+            shutil.rmtree(checkout / "build", ignore_errors=True)
+    assert {p.name for p in checkout.iterdir()} - before == set()
