@@ -297,8 +297,9 @@ def _guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 EXTRAS = {
     **dict.fromkeys(("onnxruntime", "tokenizers"), "runtime"),
     "ai_edge_litert": "runtime-tflite",
-    **dict.fromkeys(("torch", "transformers", "datasets", "safetensors", "accelerate", "onnx", "onnxscript", "optimum",
+    **dict.fromkeys(("torch", "transformers", "datasets", "safetensors", "accelerate", "onnx", "onnxscript",
                      "litert_torch", "ai_edge_quantizer", "neural_compressor", "torchao", "spacy", "matplotlib", "jsonschema"), "full"),
+    "optimum": "optimum",
 }
 
 

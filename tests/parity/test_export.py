@@ -112,7 +112,8 @@ def test_dynamic_axes_take_any_batch_and_length(tiny_bundles: dict[str, Bundle],
 
 
 def test_optimum_loads_the_bert_export(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
-    from optimum.onnxruntime import ORTModelForSequenceClassification
+    ORTModelForSequenceClassification = pytest.importorskip(
+        "optimum.onnxruntime", reason="optimum is not installed: pip install 'edgekd[optimum]'").ORTModelForSequenceClassification
 
     from edgekd.modeling import load_torch_model
 

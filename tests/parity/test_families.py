@@ -18,7 +18,16 @@ import pytest
 
 from edgekd import testing
 from edgekd.bundle import Bundle
-from edgekd.config import ExportConfig, OnnxDynamicConfig, OnnxStaticConfig, Recipe, TfliteDynamicConfig, validate_recipe
+from edgekd.config import (
+    ExportConfig,
+    OnnxDynamicConfig,
+    OnnxFp16Config,
+    OnnxStaticConfig,
+    Recipe,
+    TfliteDynamicConfig,
+    TfliteFp16Config,
+    validate_recipe,
+)
 from edgekd.hf_families import HF_FAMILIES
 from edgekd.testing_families import FAMILY_TOKENIZERS, missing_families, tiny_family
 
@@ -29,7 +38,7 @@ CELLS = [(family, kind) for family in FAMILIES for kind in ("single", "pair")]
 # and registers the kinds it checks with `@cell_test`. A family that cannot do one is refused by the stage by name
 # (UnsupportedError), and the test asserts the refusal: it never skips a family.
 CELL_KINDS = ("teacher", "tinybert", "onnx", "tflite", "onnx-dynamic", "onnx-static", "tflite-dynamic",
-              "runtime-predict", "runtime-tokenizer")
+              "onnx-fp16", "tflite-fp16", "runtime-predict", "runtime-tokenizer")
 CELL_TESTS: dict[str, str] = {}  # cell kind -> the test that checks it
 
 Test = TypeVar("Test", bound=Callable[..., None])
@@ -236,6 +245,24 @@ def test_tflite_int8_of_the_student_passes_the_stages_judge(cell: Cell, tmp_path
     parent = cell.export("tinybert", "tflite")
     bundle = quantize(parent.path, TfliteDynamicConfig(), tmp_path / "tflite-dynamic")
     _check_quantized(parent, bundle, TfliteDynamicConfig())
+
+
+@cell_test("onnx-fp16", "tflite-fp16")
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_fp16_of_the_student_passes_the_stages_judge(cell: Cell, tmp_path: Path, fmt: str) -> None:
+    """Half-precision weights of every cell's ONNX and TFLite exports (FP16 keeps far more than the INT8 floor)."""
+    from edgekd.quantize.stage import quantize
+
+    parent = cell.export("tinybert", fmt)
+    cfg = OnnxFp16Config() if fmt == "onnx" else TfliteFp16Config()
+    bundle = quantize(parent.path, cfg, tmp_path / cfg.method)
+    _check_quantized(parent, bundle, cfg)
+    if fmt == "onnx":  # most weights stored as float16 (a tiny model's file size is mostly graph, not weights)
+        import onnx
+        from onnx import numpy_helper
+
+        arrays = [numpy_helper.to_array(t) for t in onnx.load(str(bundle.file("model.onnx"))).graph.initializer]
+        assert sum(a.size for a in arrays if a.dtype == np.float16) > 0.5 * sum(a.size for a in arrays)
 
 
 def _columns(texts: list[tuple[str, ...]]) -> list[list[str]]:

@@ -124,7 +124,8 @@ def test_a_torch_student_runs_in_transformers_pipeline(bundles: dict[str, Bundle
 
 
 def test_an_onnx_bundle_runs_in_optimum(bundles: dict[str, Bundle]) -> None:
-    from optimum.onnxruntime import ORTModelForSequenceClassification
+    ORTModelForSequenceClassification = pytest.importorskip(
+        "optimum.onnxruntime", reason="optimum is not installed: pip install 'edgekd[optimum]'").ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
 
     bundle = bundles["tinybert-onnx"]
