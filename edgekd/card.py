@@ -38,6 +38,7 @@ class Card:
     datasets: list[str] = field(default_factory=list)
     dataset_note: str = ""
     language: str | None = None
+    dataset_config: str | None = None
     split: str = "dev"
     seed: int | None = None
     lineage: list[str] = field(default_factory=list)  # folder names, nearest parent first
@@ -100,7 +101,7 @@ class Card:
         self.split = str(data.get("dev_split") or (preset.dev_split if preset else "dev"))
         if data.get("path") is None and dataset is not None and not Path(str(dataset)).expanduser().exists():
             hub_id, config = hub_name(str(dataset), config)
-            self.datasets = [hub_id]
+            self.datasets, self.dataset_config = [hub_id], config
             self.dataset_note = f"the hub dataset `{hub_id}`" + (f" (config `{config}`)" if config else "")
         else:
             self.datasets = [task_name]
@@ -134,7 +135,7 @@ def _card_data(m: Manifest, card: Card) -> Any:
         args = {"examples": scores.examples, **({"seed": card.seed} if card.seed is not None else {})}
         results = [
             EvalResult(task_type="text-classification", dataset_type=dataset, dataset_name=m.task.name,
-                       dataset_split=card.split, metric_type=name, metric_value=value, metric_args=args)
+                       dataset_config=card.dataset_config, dataset_split=card.split, metric_type=name, metric_value=value, metric_args=args)
             for name, value in scores.values.items()
         ]
     return ModelCardData(
@@ -160,13 +161,13 @@ def _body(m: Manifest, card: Card) -> str:
     lines = [
         f"# {_title(m)}",
         "",
-        f"A {m.architecture.family} {m.kind} for the {task.kind}-text {task.problem} task `{task.name}`, written by "
-        f"edgekd {m.edgekd_version} (stage `{m.produced_by.stage}`).",
+        (f"A {m.architecture.family} {m.kind} for the {task.kind}-text {task.problem} task `{task.name}`, written by "
+         f"edgekd {m.edgekd_version} (stage `{m.produced_by.stage}`)."),
         "",
         "## Intended use",
         "",
-        f"Classifying {'single texts' if task.kind == 'single' else 'pairs of texts'} into the labels of `{task.name}`, "
-        "on text like the training data's. Labels, in id order:",
+        (f"Classifying {'single texts' if task.kind == 'single' else 'pairs of texts'} into the labels of `{task.name}`, "
+         "on text like the training data's. Labels, in id order:"),
         "",
         *(f"- {i}: {name}" for i, name in enumerate(task.labels)),
         "",
@@ -182,7 +183,7 @@ def _body(m: Manifest, card: Card) -> str:
         "## Evaluation",
         "",
         (f"- {scores.describe()}" if scores else "- not measured"),
-        *(f"- seed: {card.seed}" for _ in [0] if card.seed is not None),
+        *([f"- seed: {card.seed}"] if card.seed is not None else []),
         "",
         "## Limitations",
         "",

@@ -15,7 +15,7 @@ from edgekd import testing
 from edgekd.bundle import CARD, Bundle, produced_by
 from edgekd.writer import BundleWriter
 
-_BLOCK = re.compile(r"```(python|bash)\n(.*?)```", re.S)
+_BLOCK = re.compile(r"```(python|bash)\n(.*?)```", re.DOTALL)
 
 
 def _blocks(card: str, language: str) -> list[str]:
