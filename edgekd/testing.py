@@ -49,7 +49,9 @@ def save_tiny_tokenizer(directory: Path) -> Any:
     directory.mkdir(parents=True, exist_ok=True)
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    # Loaded from the folder, not built with `vocab_file=`: transformers 5's BertTokenizerFast takes no such argument
+    # (it would silently make a tokenizer of the five specials); from_pretrained reads vocab.txt in 4.x and 5.x alike.
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
     tokenizer.save_pretrained(directory)
     return tokenizer
 

@@ -108,6 +108,7 @@ def _path(python: Path | str, root: Path, encoder: Path, data: Path) -> dict[str
     raw = testing.tiny_recipe(data, encoder, root / "run")
     raw["students"] = testing.tiny_students()
     recipe = root / "recipe.yaml"
+    root.mkdir(parents=True, exist_ok=True)
     recipe.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     _edgekd(python, root, "teacher", str(recipe))
     _edgekd(python, root, "distill", str(recipe))
