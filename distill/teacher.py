@@ -125,7 +125,8 @@ def _load_for_finetune(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.
         return AutoModelForSequenceClassification.from_pretrained(
             source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager", **hf_label_config(task.labels, task.problem)
         )
-    except (OSError, ValueError) as exc:
+    # transformers 4 wraps a refused pickle in an OSError; transformers 5 lets torch.load's UnpicklingError through.
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
         raise _refused(cfg, "it", exc) from None
 
 
@@ -149,7 +150,7 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
         )
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=cfg.trust_remote_code, attn_implementation="eager")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:  # transformers 5's refused pickle: as above
         raise _refused(cfg, "it", exc) from None
     theirs = [model.config.id2label[i] for i in range(config.num_labels)]
     if task.problem == "classification" and [s.lower() for s in theirs] != [s.lower() for s in task.labels]:

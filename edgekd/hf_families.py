@@ -40,6 +40,9 @@ class HfFamily:
     # shrinks); the down-projection's input is the FFN's activation, one column per neuron.
     ffn_up: str = "intermediate.dense"
     ffn_down: str = "output.dense"
+    # Dotted path inside one layer to the attention's output projection, whose input is the heads' outputs side by
+    # side (batch, seq, heads * head_dim): structured pruning masks a head there.
+    attention_out: str = "attention.output.dense"
 
     def inputs(self, type_vocab_size: int | None = None) -> tuple[str, ...]:
         """The classifier's inputs: segment ids only where the family takes them and the model has a table for them
@@ -59,7 +62,7 @@ HF_FAMILIES: dict[str, HfFamily] = {
         HfFamily("roberta", token_type_ids=False, **_BERT_LAYERS),
         HfFamily("xlm-roberta", token_type_ids=False, **_BERT_LAYERS),
         HfFamily("distilbert", token_type_ids=False, layers="transformer.layer", query="attention.q_lin", key="attention.k_lin",
-                 intermediate_attr="hidden_dim", ffn_up="ffn.lin1", ffn_down="ffn.lin2"),
+                 intermediate_attr="hidden_dim", ffn_up="ffn.lin1", ffn_down="ffn.lin2", attention_out="attention.out_lin"),
         # MPNet adds a relative-position bias to QK^T: the content scores are what teacher and student share. Its
         # bias table is one per model, as wide as the heads, so heads cannot be pruned in one layer only.
         HfFamily("mpnet", token_type_ids=False, layers="encoder.layer", query="attention.attn.q", key="attention.attn.k",

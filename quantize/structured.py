@@ -44,6 +44,13 @@ def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, dir
                                f"a {name}. Use prune method magnitude, or quantize it instead")
     if parent.manifest.task.problem != "classification":
         raise UnsupportedError("structured pruning ranks units by the classification loss; this task is a regression")
+    if cfg.heads > 0 and not hasattr(model, "prune_heads"):
+        import transformers
+
+        raise UnsupportedError(f"structured pruning of attention heads needs transformers' prune_heads, which transformers "
+                               f"{transformers.__version__} no longer has (nor the config's pruned_heads, which let a model "
+                               "with fewer heads in some layers load); set heads to 0 to remove FFN neurons only, or use "
+                               "transformers 4.x")
     layers = _layers(model, family)
     head_scores, neuron_scores = importance(model, family, parent, cfg.samples)
     # Heads: normalise each layer's scores, rank globally, keep at least one head per layer.
@@ -60,7 +67,8 @@ def structured(model: nn.Module, parent: Parent, cfg: StructuredPruneConfig, dir
         if len(remove.get(layer, [])) < heads_per_layer - 1:
             remove.setdefault(layer, []).append(head)
             budget -= 1
-    model.prune_heads(remove)
+    if remove:
+        model.prune_heads(remove)
     # FFN neurons: the same number removed from every layer (the config's FFN width stays one number).
     width = layers[0].get_submodule(family.ffn_up).out_features
     keep_count = width - int(round(cfg.ffn * width))
@@ -92,6 +100,12 @@ def importance(model: nn.Module, family: HfFamily, parent: Parent, samples: int)
         layer.get_submodule(family.ffn_down).register_forward_pre_hook(lambda module, args, mask=mask: (args[0] * mask,))
         for layer, mask in zip(layers, neuron_masks)
     ]
+    # A head's mask multiplies its output where the output projection reads it: what transformers 4's `head_mask`
+    # argument did to its attention probabilities (probabilities @ values is linear); transformers 5 has no such argument.
+    hooks += [
+        layer.get_submodule(family.attention_out).register_forward_pre_hook(lambda module, args, mask=mask: (_per_head(args[0], mask),))
+        for layer, mask in zip(layers, head_mask)
+    ]
     encoder, data = parent.encoder(), parent.data
     rng = np.random.default_rng(0)
     picks = rng.choice(len(data.train), size=min(samples, len(data.train)), replace=False)
@@ -104,7 +118,7 @@ def importance(model: nn.Module, family: HfFamily, parent: Parent, samples: int)
     try:
         for batch in length_grouped_batches(lengths, BATCH, seed=0):
             feeds = {k: torch.from_numpy(v) for k, v in collate([examples[i] for i in batch], encoder.pad_id).items()}
-            logits = model(**feeds, head_mask=head_mask).logits
+            logits = model(**feeds).logits
             loss = nn.functional.cross_entropy(logits, labels[torch.as_tensor(batch)])
             grads = torch.autograd.grad(loss, [head_mask, *neuron_masks])
             head_scores += grads[0].abs()
@@ -114,6 +128,13 @@ def importance(model: nn.Module, family: HfFamily, parent: Parent, samples: int)
         for hook in hooks:
             hook.remove()
     return head_scores.detach(), [s.detach() for s in neuron_scores]
+
+
+def _per_head(context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The heads' outputs (batch, seq, heads * head_dim), each head's slice times its mask entry (heads,)."""
+    batch, seq, width = context.shape
+    heads = mask.shape[0]
+    return (context.reshape(batch, seq, heads, width // heads) * mask[:, None]).reshape(batch, seq, width)
 
 
 def _layers(model: nn.Module, family: HfFamily) -> nn.ModuleList:

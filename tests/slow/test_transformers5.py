@@ -90,10 +90,14 @@ def transformers5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-def _edgekd(python: Path | str, root: Path, *args: str) -> str:
+def _run(python: Path | str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false", "EDGEKD_CACHE_DIR": str(root / "cache")}
-    done = subprocess.run([str(python), "-m", "edgekd.cli", *args], capture_output=True, text=True, env=env, timeout=1800)
+    return subprocess.run([str(python), "-m", "edgekd.cli", *args], capture_output=True, text=True, env=env, timeout=1800)
+
+
+def _edgekd(python: Path | str, root: Path, *args: str) -> str:
+    done = _run(python, root, *args)
     assert done.returncode == 0, f"edgekd {' '.join(args)} ({python}):\n{done.stderr[-4000:]}"
     return done.stdout
 
@@ -132,16 +136,39 @@ def _assert_same(got: list[dict], expected: list[dict], what: str) -> None:
             assert all(abs(a - b) <= TOLERANCE for a, b in pairs), f"{what}, {row['text']!r} {name}: {values} != {reference_values}"
 
 
+@pytest.fixture(scope="module")
+def paths(transformers5: Path, tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """The path run in this venv (`pinned`) and in the transformers 5 venv (`newest`), from one encoder and one task:
+    (their root, the pinned predictions, the newest predictions)."""
+    root = tmp_path_factory.mktemp("paths")
+    data = testing.write_fixture_task(root / "data", "single")
+    return root, _path(sys.executable, root / "pinned", tiny_encoder, data), _path(transformers5, root / "newest", tiny_encoder, data)
+
+
 @pytest.mark.slow
-def test_the_path_predicts_the_same_on_transformers_4_and_5(transformers5: Path, tiny_encoder: Path, tmp_path: Path) -> None:
-    data = testing.write_fixture_task(tmp_path / "data", "single")
-    pinned = _path(sys.executable, tmp_path / "pinned", tiny_encoder, data)
-    newest = _path(transformers5, tmp_path / "newest", tiny_encoder, data)
+def test_the_path_predicts_the_same_on_transformers_4_and_5(paths: tuple[Path, dict, dict], transformers5: Path) -> None:
+    root, pinned, newest = paths
     for name in pinned:
         _assert_same(newest[name], pinned[name], f"{name} on transformers 5 vs the pinned")
     # A bundle made under one version loads under the other: the teachers (config.json, tokenizer files) swapped.
-    _assert_same(_predictions(sys.executable, tmp_path / "newest" / "run" / "teacher"), newest["teacher"], "5.x teacher on 4.57")
-    _assert_same(_predictions(transformers5, tmp_path / "pinned" / "run" / "teacher"), pinned["teacher"], "4.57 teacher on 5.x")
+    _assert_same(_predictions(sys.executable, root / "newest" / "run" / "teacher"), newest["teacher"], "5.x teacher on 4.57")
+    _assert_same(_predictions(transformers5, root / "pinned" / "run" / "teacher"), pinned["teacher"], "4.57 teacher on 5.x")
+
+
+@pytest.mark.slow
+def test_head_pruning_is_refused_by_name_on_transformers_5(paths: tuple[Path, dict, dict], transformers5: Path) -> None:
+    """transformers 5 has no prune_heads (nor config.pruned_heads): structured pruning removes FFN neurons there, and
+    refuses heads in one line, writing nothing; the pinned transformers removes both."""
+    root = paths[0]
+    run = root / "newest" / "run"
+    ffn = _edgekd(transformers5, root, "prune", str(run / "teacher"), "--method", "structured", "--ffn", "0.5", "-o", str(run / "ffn"))
+    assert "structured bundle" in ffn and json.loads((run / "ffn" / "config.json").read_text())["intermediate_size"] == 32
+    done = _run(transformers5, root, "prune", str(run / "teacher"), "--method", "structured", "--heads", "0.5", "-o", str(run / "heads"))
+    assert done.returncode == 2 and not (run / "heads").exists()
+    assert "set heads to 0 to remove FFN neurons only" in done.stderr and "Traceback" not in done.stderr
+    pinned = root / "pinned" / "run"
+    _edgekd(sys.executable, root, "prune", str(pinned / "teacher"), "--method", "structured", "--heads", "0.5", "-o", str(pinned / "heads"))
+    assert json.loads((pinned / "heads" / "manifest.json").read_text())["architecture"]["prune"]["heads_kept"] == 2
 
 
 def test_optimum_is_an_extra_of_its_own_pinned_as_in_the_lock() -> None:

@@ -103,7 +103,8 @@ def test_the_tokenizer_files_lie_at_the_root_and_say_the_trained_max_length(bund
         if tokenizer.type == "word":
             assert sorted(tokenizer.files) == ["tokenizer.json", "word_vocab.json"], name
             continue
-        assert {"tokenizer.json", "tokenizer_config.json", "vocab.txt"} <= set(tokenizer.files), name
+        # (and vocab.txt, special_tokens_map.json where transformers 4 wrote them: transformers 5 does not)
+        assert {"tokenizer.json", "tokenizer_config.json"} <= set(tokenizer.files), name
         reference = AutoTokenizer.from_pretrained(bundle.path)
         assert reference.model_max_length == MAX_LENGTH, name
         # transformers' `truncation=True` now cuts where edgekd does: the same ids, the long text included.
@@ -141,7 +142,9 @@ def test_the_runtime_ids_do_not_depend_on_the_files_truncation(tiny_encoder: Pat
     the ids of one that says nothing, at that length and at others (a TFLite bucket), singles and pairs."""
     plain = tmp_path_factory.mktemp("plain")
     fitted = tmp_path_factory.mktemp("fitted")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+    # The tokenizer's files that exist (transformers 5 writes no special_tokens_map.json).
+    names = [n for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json") if (tiny_encoder / n).exists()]
+    for name in names:
         shutil.copy(tiny_encoder / name, plain / name)
         shutil.copy(tiny_encoder / name, fitted / name)
     set_tokenizer_max_length(fitted, MAX_LENGTH)
