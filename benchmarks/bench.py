@@ -3,7 +3,9 @@
 Each artifact is measured in a fresh child process on the target (start-up, first inference, warm-up, at least
 `MIN_QUERIES` queries at batch 1 on real dev text and on a padded worst case, peak resident set), and in the same child
 against the reference, interleaved pair by pair; a baseline child that imported the runtime and loaded nothing gives
-the memory floor. Accuracy is of the exact file through the runtime on the whole dev set (on this machine).
+the memory floor. Accuracy is of the exact file through the runtime on the whole dev set (on this machine), kept per
+example with the dev set's gold labels and sha256, so the gate can pair any two models' predictions; the teacher
+(`--teacher`) is scored on the same examples in the same run.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .macs import macs
 from .report_model import (
     REPORT_SCHEMA_VERSION,
     Accuracy,
+    DevSet,
     Latencies,
     Machine,
     Macs,
@@ -58,6 +61,8 @@ def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) ->
     picks = rng.choice(len(dev), size=min(cfg.texts, len(dev)), replace=False)
     texts = [dev.texts[i] for i in picks]
     measured = [*bundles, *([reference] if reference is not None else [])]
+    # The teacher first (in this process, before any child measures): a teacher of another task fails before the run.
+    teacher = _teacher_score(cfg.teacher, dev if cfg.accuracy else None, bundles[0].manifest) if cfg.teacher else None
     # Per model: one measurement per thread count, then its accuracy on the dev set.
     with parse_target(cfg.target) as target, ChildSession(target, texts) as session, \
             bar(len(measured) * (len(cfg.threads) + 1), "bench", unit="step") as shown:
@@ -73,7 +78,6 @@ def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) ->
                 shown.update(1)
             models.append(_model_result(bundle, runs, dev if cfg.accuracy else None, texts, reference))
             shown.update(1)
-    teacher = _teacher_score(cfg.teacher) if cfg.teacher else None
     # Without a teacher bundle, drops are against the reference measured in this run (when it has an accuracy).
     against_score = teacher or next((m.accuracy for m in models if m.role == "reference" and m.accuracy), None)
     if against_score is not None:
@@ -88,6 +92,7 @@ def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) ->
                           reference=cfg.reference, data_overrides=list(overrides), teacher=teacher),
         baseline_vm_hwm_kb=baseline["vm_hwm_kb"],
         models=models,
+        **({"dev": _dev_set(dev, bundles[0].manifest)} if cfg.accuracy else {}),
     )
 
 
@@ -104,14 +109,42 @@ def _task_metric(manifest: Manifest) -> str:
     return "accuracy" if manifest.task.problem == "classification" else "pearson"
 
 
-def _teacher_score(path: str) -> TeacherScore:
-    """The teacher's full-dev metric as its manifest records it (measured when it was trained or exported)."""
-    manifest = Bundle.open(path).manifest
+def _predictions(outputs: np.ndarray, problem: str) -> list[int] | list[float]:
+    """One prediction per example for report.json: the label id, or the score rounded to 6 decimals (regression)."""
+    if problem == "regression":
+        return [round(float(x), 6) for x in outputs.reshape(-1)]
+    return [int(x) for x in np.argmax(outputs, axis=-1)]
+
+
+def _dev_set(dev: Any, manifest: Manifest) -> DevSet:
+    task = manifest.task
+    gold = [round(float(x), 6) for x in dev.labels] if task.problem == "regression" else [int(x) for x in dev.labels]
+    return DevSet(task=task.name, problem=task.problem, labels=list(task.labels), sha256=dev.fingerprint, gold=gold)
+
+
+def _teacher_score(path: str, dev: Any, first: Manifest) -> TeacherScore:
+    """The teacher's dev metric and per-example predictions, measured now on the dev examples every model is scored
+    on (a torch teacher through its torch model). Without `dev` (accuracy off), its full-dev metric as its manifest
+    records it."""
+    bundle = Bundle.open(path)
+    manifest = bundle.manifest
     metric = _task_metric(manifest)
-    scores = manifest.metrics.full_dev()
-    if scores is None or metric not in scores.values:
-        raise UnsupportedError(f"{path}: its manifest has no full-dev {metric}; give the teacher bundle that `edgekd teacher` wrote")
-    return TeacherScore(path=path, metric=metric, value=scores.values[metric], examples=scores.examples)
+    if (manifest.task.name, manifest.task.problem, manifest.task.labels) != (first.task.name, first.task.problem, first.task.labels):
+        raise UnsupportedError(f"{path}: the teacher is of task {manifest.task.name} {manifest.task.labels}; the measured bundles "
+                               f"are of {first.task.name} {first.task.labels}; give the teacher they were distilled from")
+    if dev is None:
+        scores = manifest.metrics.full_dev()
+        if scores is None or metric not in scores.values:
+            raise UnsupportedError(f"{path}: its manifest has no full-dev {metric}; give the teacher bundle that `edgekd teacher` wrote")
+        return TeacherScore(path=path, metric=metric, value=scores.values[metric], examples=scores.examples)
+    from edgekd import metrics
+    from edgekd.torch_classifier import load_classifier
+
+    logger.info("scoring the teacher %s on %d dev examples", bundle.path.name, len(dev))
+    outputs = load_classifier(bundle).logits(dev.texts)
+    value = metrics.compute([metric], outputs, dev.labels, manifest.task.problem)[metric]
+    return TeacherScore(path=path, metric=metric, value=round(float(value), 6), examples=len(dev),
+                        predictions=_predictions(outputs, manifest.task.problem))
 
 
 def _compared(model: ModelResult, metric: str, value: float) -> ModelResult:
@@ -162,8 +195,10 @@ def _model_result(bundle: Bundle, runs: list[Run], dev: Any, texts: list[tuple[s
     accuracy = None
     if not m.architecture.architecture_only and dev is not None:
         task_metric = _task_metric(m)
-        value = metrics.compute([task_metric], classifier.logits(dev.texts), dev.labels, m.task.problem)[task_metric]
-        accuracy = Accuracy(metric=task_metric, value=round(float(value), 6), examples=len(dev))
+        outputs = classifier.logits(dev.texts)
+        value = metrics.compute([task_metric], outputs, dev.labels, m.task.problem)[task_metric]
+        accuracy = Accuracy(metric=task_metric, value=round(float(value), 6), examples=len(dev),
+                            predictions=_predictions(outputs, m.task.problem))
     lengths = [max(len(v) for v in e.values() if hasattr(v, "__len__")) for e in classifier.encoder.encode(texts)]
     mean_length = float(np.mean(lengths))
     result = ModelResult(

@@ -3,8 +3,12 @@ measured value and the budget beside it; JUnit XML and a markdown summary for a 
 
 A latency ratio is judged on its bootstrap interval: PASS when the whole interval is within the budget, FAIL when it
 is wholly outside, INCONCLUSIVE otherwise; an inconclusive model is measured again once with four times the pairs
-(`remeasure`). Exit 0 when nothing failed or stayed inconclusive, 1 otherwise, 2 on bad input. `publish` rewrites
-report.html beside the report with the verdict at its top.
+(`remeasure`). The accuracy drop from the teacher is judged the same way, on a paired bootstrap interval over the dev
+examples (both models' per-example predictions in the report), in the budget's metric or the task's (MRPC f1, more
+than two classes macro_f1, regression pearson, otherwise accuracy); and every judged model with an accuracy must be
+significantly better than the majority-class (regression: mean) predictor. Exit 0 when nothing failed or stayed
+inconclusive, 1 otherwise, 2 on bad input. `publish` rewrites report.html beside the report with the verdict at its
+top. `gate_baseline` judges a report against another report.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from edgekd.config import BenchConfig, Budget, ModelBudget, read_yaml, shorten, validate_config
 from edgekd.errors import ConfigError
+from edgekd.metrics import METRIC_FUNCTIONS
+from edgekd.tasks import gate_metric
 
 from .report_model import ModelResult, Ratio, Report, Run
-from .report_view import reference_label, shown_path, source_words
+from .report_view import reference_label, shown_path, source_words, teacher_predictions
+from .stats import Difference, paired_metric_difference
 
 logger = logging.getLogger(__name__)
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "SKIP"]
@@ -68,9 +77,10 @@ def remeasurer(report: Report, budget: Budget, target: str | None = None) -> Rem
     return remeasure
 
 
-def judge(report: Report, budget: Budget, remeasure: Remeasure | None = None) -> list[Check]:
+def judge(report: Report, budget: Budget, remeasure: Remeasure | None = None, *, require_checks: bool = True) -> list[Check]:
     """Every check of every candidate model with a budget; `remeasure(model)` gives a model's new ratio (4x the pairs).
-    Architecture-only models (bert-base-shape: random weights) are measured for comparison and never judged."""
+    Architecture-only models (bert-base-shape: random weights) are measured for comparison and never judged.
+    `require_checks=False` (a baseline gate judges too): a budget that checks nothing is not an error."""
     candidates = [m for m in report.models if m.judged]
     names = {m.name for m in candidates}
     unknown = sorted(set(budget.models) - names)
@@ -83,13 +93,17 @@ def judge(report: Report, budget: Budget, remeasure: Remeasure | None = None) ->
     for model in candidates:
         limits = budget.models.get(model.name, budget.default)
         if limits is not None:
-            checks += _checks(model, model.run_at(budget.threads), limits, report, remeasure)
-    if not checks:
+            metric = metric_for(report, limits, budget)
+            checks += _checks(model, model.run_at(budget.threads), limits, metric, report, remeasure)
+            floor = majority_check(model, metric, report)
+            if floor is not None:
+                checks.append(floor)
+    if not checks and require_checks:
         raise ConfigError("the budget checks nothing: name the report's models under `models:` or give a `default:`")
     return checks
 
 
-def _checks(model: ModelResult, run: Run, limits: ModelBudget, report: Report, remeasure: Remeasure | None) -> list[Check]:
+def _checks(model: ModelResult, run: Run, limits: ModelBudget, metric: str, report: Report, remeasure: Remeasure | None) -> list[Check]:
     name = model.name
     out: list[Check] = []
 
@@ -98,9 +112,7 @@ def _checks(model: ModelResult, run: Run, limits: ModelBudget, report: Report, r
         out.append(Check(name, check, verdict, fmt.format(value) + unit, "<= " + fmt.format(budget) + unit))
 
     if limits.max_accuracy_drop is not None:
-        if model.accuracy is None or model.accuracy.drop is None:
-            raise ConfigError(f"{name}: the budget limits the accuracy drop but the report has no teacher accuracy; bench with --teacher")
-        limit("accuracy drop", 100 * model.accuracy.drop, limits.max_accuracy_drop, " pts")
+        out.append(_drop_check(model, limits.max_accuracy_drop, metric, report))
     if limits.max_bytes is not None:
         limit("size", model.size.bytes, limits.max_bytes, " bytes", "{:,.0f}")
     if limits.max_memory_mb is not None:
@@ -126,22 +138,91 @@ def _ratio_check(model: ModelResult, run: Run, budget: float, report: Report, re
     ratio = run.vs_reference
     if ratio is None:
         raise ConfigError(f"{model.name}: the budget limits the latency ratio but the report has no reference; bench with --reference")
-    verdict = _interval_verdict(ratio, budget)
+    verdict = interval_verdict(ratio, budget)
     note = ""
     if verdict == "INCONCLUSIVE" and remeasure is not None:
         ratio = remeasure(model)
-        verdict = _interval_verdict(ratio, budget)
+        verdict = interval_verdict(ratio, budget)
         note = f"measured again with {ratio.pairs} pairs"
     shown = f"{ratio.median:.3f} (95% CI {ratio.low:.3f}-{ratio.high:.3f}) of {reference_label(report)}"
     return Check(model.name, "latency ratio", verdict, shown, f"<= {budget:.3f}", note)
 
 
-def _interval_verdict(ratio: Ratio, budget: float) -> Verdict:
+def interval_verdict(ratio: Ratio | Difference, budget: float) -> Verdict:
+    """PASS when the whole interval is at or below the budget, FAIL when it is wholly above, INCONCLUSIVE otherwise."""
     if ratio.high <= budget:
         return "PASS"
     if ratio.low > budget:
         return "FAIL"
     return "INCONCLUSIVE"
+
+
+# The metrics of a score (regression); the others are of label ids.
+CORRELATIONS = ("pearson", "spearman")
+# What an accuracy check says of a report written before per-example predictions were recorded.
+BENCH_AGAIN = "the report has no per-example predictions (written before edgekd recorded them): bench again to judge it with an interval"
+
+
+def metric_for(report: Report, limits: ModelBudget | None, budget: Budget) -> str:
+    """The metric a model's accuracy is judged in: its budget entry's, the budget's, else the task's default."""
+    chosen = (limits.metric if limits is not None else None) or budget.metric
+    dev = report.dev
+    if chosen and dev is not None and (dev.problem == "regression") != (chosen in CORRELATIONS):
+        fits = ", ".join(CORRELATIONS) if dev.problem == "regression" else ", ".join(m for m in METRIC_FUNCTIONS if m not in CORRELATIONS)
+        raise ConfigError(f"the budget's metric {chosen} does not fit the {dev.problem} task {dev.task}; use one of {fits}")
+    if chosen:
+        return chosen
+    if dev is not None:
+        return gate_metric(dev.task, dev.problem, dev.labels)
+    scored = next((m.accuracy.metric for m in report.models if m.accuracy is not None), None)
+    return scored or "accuracy"
+
+
+def difference(first: list[int] | list[float], second: list[int] | list[float] | np.ndarray, report: Report, metric: str) -> Difference:
+    """metric(first) - metric(second) in points over the report's dev examples, with its paired bootstrap interval."""
+    assert report.dev is not None, "predictions come with the report's dev set"
+    return paired_metric_difference(np.asarray(first), np.asarray(second), np.asarray(report.dev.gold), METRIC_FUNCTIONS[metric])
+
+
+def shown_difference(metric: str, what: str, diff: Difference) -> str:
+    """e.g. `f1 drop 1.23 pts (95% CI 0.40 to 2.10)`."""
+    return f"{metric} {what} {diff.value:.2f} pts (95% CI {diff.low:.2f} to {diff.high:.2f})"
+
+
+def _drop_check(model: ModelResult, budget: float, metric: str, report: Report) -> Check:
+    """The drop metric(teacher) - metric(model) in points, judged on its paired bootstrap interval."""
+    shown_budget = f"<= {budget:.2f} pts"
+    teacher = teacher_predictions(report)
+    if model.accuracy is None or (model.accuracy.drop is None and teacher is None):
+        raise ConfigError(f"{model.name}: the budget limits the accuracy drop but the report has no teacher accuracy; bench with --teacher")
+    if report.dev is None or model.accuracy.predictions is None or teacher is None:
+        drop = model.accuracy.drop
+        shown = f"{model.accuracy.metric} drop {100 * drop:.2f} pts (a point estimate)" if drop is not None else "no interval"
+        return Check(model.name, "accuracy drop", "INCONCLUSIVE", shown, shown_budget, BENCH_AGAIN)
+    diff = difference(teacher, model.accuracy.predictions, report, metric)
+    return Check(model.name, "accuracy drop", interval_verdict(diff, budget), shown_difference(metric, "drop", diff), shown_budget)
+
+
+def majority_check(model: ModelResult, metric: str, report: Report) -> Check | None:
+    """The floor every judged model with an accuracy meets: metric(model) - metric(always the most frequent dev label;
+    regression: always the mean score) with its paired bootstrap interval wholly above 0. None without an accuracy."""
+    if model.accuracy is None:
+        return None
+    name, shown_budget = "better than majority baseline", "> 0 pts (whole interval)"
+    if report.dev is None or model.accuracy.predictions is None:
+        return Check(model.name, name, "INCONCLUSIVE", f"{model.accuracy.metric} {100 * model.accuracy.value:.2f}", shown_budget, BENCH_AGAIN)
+    gold = np.asarray(report.dev.gold)
+    if report.dev.problem == "regression":
+        constant, what = np.full(gold.size, gold.mean()), f"always answering the mean score {gold.mean():.3g}"
+    else:
+        label = int(np.bincount(gold.astype(np.int64)).argmax())
+        shown_label = report.dev.labels[label] if label < len(report.dev.labels) else str(label)
+        constant, what = np.full(gold.size, label), f"always answering {shown_label!r}"
+    diff = difference(model.accuracy.predictions, constant, report, metric)
+    verdict: Verdict = "PASS" if diff.low > 0 else "FAIL"
+    note = "" if verdict == "PASS" else f"not significantly better than {what}"
+    shown = f"{metric} {diff.value:+.2f} pts over {what} (95% CI {diff.low:+.2f} to {diff.high:+.2f})"
+    return Check(model.name, name, verdict, shown, shown_budget, note)
 
 
 def exit_code(checks: list[Check]) -> int:
@@ -177,13 +258,17 @@ class Outcome:
         return "FAIL" if exit_code(self.checks) else "PASS"
 
 
-def publish(report_path: Path, report: Report, checks: list[Check], budget: Budget, budget_path: Path | None = None) -> Path:
+def publish(report_path: Path, report: Report, checks: list[Check], budget: Budget, budget_path: Path | None = None,
+            baseline_path: Path | None = None) -> Path:
     """Rewrite the page beside the report (report.json -> report.html) with the verdict at its top; `budget_path` is
-    the budget file, None for a recipe's `gate:` section."""
+    the budget file, None for a recipe's `gate:` section (or no budget beside a `baseline_path`)."""
     from .report import write_page
 
     page = report_path.with_suffix(".html")
     source = f"`{shown_path(str(budget_path.absolute()), page.parent)}`" if budget_path else "the recipe's `gate:` budget"
+    if baseline_path is not None:
+        against = f"the baseline report `{shown_path(str(baseline_path.absolute()), page.parent)}`"
+        source = f"{source} and {against}" if budget_path else against
     return write_page(report, page, Outcome(checks, budget.threads, source))
 
 

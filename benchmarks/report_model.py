@@ -52,13 +52,19 @@ class Machine(_Record):
     versions: dict[str, str]
 
 
+# One prediction per dev example, in the dev split's order: a label id (classification) or a score (regression).
+Predictions = list[int] | list[float]
+
+
 class TeacherScore(_Record):
-    """The teacher's dev metric as its manifest records it: accuracy drops are against it."""
+    """The teacher's dev metric (accuracy drops are against it): measured in the bench run on the report's dev
+    examples, with its per-example predictions; in reports written before those were recorded, as its manifest held it."""
 
     path: str
     metric: str
     value: float
     examples: int | None = None
+    predictions: Predictions | None = None
 
 
 class Settings(_Record):
@@ -153,6 +159,21 @@ class Accuracy(_Record):
     examples: int
     reference_value: float | None = None
     drop: float | None = None
+    # Per dev example (the report's `dev`), so that the gate computes any metric with a paired interval; absent in
+    # reports written before they were recorded.
+    predictions: Predictions | None = None
+
+
+class DevSet(_Record):
+    """The dev examples every accuracy of the report is computed on: the task, a sha256 of the examples (texts and
+    labels, as edgekd.data's Split.fingerprint), the gold labels in order. Two reports are comparable example by example
+    only when these match."""
+
+    task: str
+    problem: Literal["classification", "regression"]
+    labels: list[str]
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    gold: Predictions = Field(min_length=1)
 
 
 class ModelResult(_Record):
@@ -199,6 +220,8 @@ class Report(_Record):
     settings: Settings
     baseline_vm_hwm_kb: int | None
     models: list[ModelResult] = Field(min_length=1)
+    # The dev examples the accuracies are of; absent in reports written before per-example predictions were recorded.
+    dev: DevSet | None = None
 
     @model_validator(mode="after")
     def _a_run_per_thread_count(self) -> Report:
@@ -208,6 +231,17 @@ class Report(_Record):
             if measured != wanted:
                 raise ValueError(f"models/{index} ({model.name[:80]}) has runs at {measured[:20]} thread(s); the settings "
                                  f"measure every model once at {wanted[:20]}")
+        return self
+
+    @model_validator(mode="after")
+    def _a_prediction_per_dev_example(self) -> Report:
+        examples = len(self.dev.gold) if self.dev is not None else None
+        teacher = self.settings.teacher
+        given = [(f"models/{i} ({m.name[:80]})", m.accuracy.predictions) for i, m in enumerate(self.models) if m.accuracy is not None]
+        given.append(("settings/teacher", teacher.predictions if teacher is not None else None))
+        for where, predictions in given:
+            if predictions is not None and len(predictions) != examples:
+                raise ValueError(f"{where} has {len(predictions)} predictions; the report's dev set has {examples or 'no'} examples")
         return self
 
     def candidates(self) -> list[ModelResult]:

@@ -11,7 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from edgekd.metrics import METRIC_FUNCTIONS
+
 from .report_model import LatencySource, ModelResult, Ratio, Report
+from .stats import paired_metric_difference
 
 SOURCES: dict[LatencySource, str] = {
     "measured_host": "measured on this host",
@@ -156,7 +161,7 @@ def results_table(report: Report, threads: int, base: Path | None = None) -> Tab
             Cell(label, title, "flagged" if flag else None),
             Cell(model.format),
             Cell(score(accuracy.metric, accuracy.value) if accuracy else "n/a"),
-            Cell(f"{100 * accuracy.drop:.2f}" if accuracy and accuracy.drop is not None else ""),
+            Cell(drop_text(report, model)),
             Cell(f"{size.bytes / 1e6:.2f} ({size.gzip_bytes / 1e6:.2f})"),
             Cell(f"{size.parameters:,}"),
             Cell(f"{_ms(real.p50)} / {_ms(real.p90)}" + ("" if valid else " (invalid: too few queries or too short)")),
@@ -169,6 +174,29 @@ def results_table(report: Report, threads: int, base: Path | None = None) -> Tab
             Cell(_times(1 / ratio.median) if ratio and ratio.median > 0 else "n/a"),
         ])
     return Table(head, rows)
+
+
+def teacher_predictions(report: Report) -> list[int] | list[float] | None:
+    """The teacher's per-example predictions: the --teacher scored in the run, else the reference measured in it
+    (as bench compares drops against the reference when no teacher is given)."""
+    if report.settings.teacher is not None:
+        return report.settings.teacher.predictions
+    reference = next((m for m in report.models if m.role == "reference" and m.accuracy is not None), None)
+    return reference.accuracy.predictions if reference is not None and reference.accuracy is not None else None
+
+
+def drop_text(report: Report, model: ModelResult) -> str:
+    """The drop from the teacher in points, with its paired bootstrap 95% interval when the report has per-example
+    predictions of both (the gate's statistic, in the report's metric)."""
+    accuracy = model.accuracy
+    if accuracy is None or accuracy.drop is None:
+        return ""
+    teacher = teacher_predictions(report)
+    if report.dev is None or accuracy.predictions is None or teacher is None or model.role == "reference":
+        return f"{100 * accuracy.drop:.2f}"
+    diff = paired_metric_difference(np.asarray(teacher), np.asarray(accuracy.predictions), np.asarray(report.dev.gold),
+                                    METRIC_FUNCTIONS[accuracy.metric])
+    return f"{diff.value:.2f} ({diff.low:.2f} to {diff.high:.2f})"
 
 
 def _times(value: float) -> str:
@@ -236,7 +264,9 @@ def legend(report: Report) -> list[tuple[str, str]]:
             f"{metric} of this exact file run through edgekd's runtime on the whole dev split ({examples} examples); "
             "n/a for a model with random weights."
         )),
-        ("drop vs teacher (pts)", f"{against}, in percentage points: positive is worse than the teacher."),
+        ("drop vs teacher (pts)", f"{against}, in percentage points: positive is worse than the teacher; in parentheses "
+                                  "its paired bootstrap 95% interval over the dev examples, when the report has every "
+                                  "example's prediction (what `edgekd gate` judges)."),
         ("size MB (gzip)", (
             "the model file on disk in MB (10^6 bytes); in parentheses its gzip size (level 6), about what it adds to "
             "an app download."

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from edgekd.bundle import Bundle
 from edgekd.records import Metrics
+from edgekd.seeds import mean_sd, read_summary
 
 
 def _seconds(metrics: Metrics) -> float:
@@ -20,10 +21,14 @@ def _seconds(metrics: Metrics) -> float:
 
 
 def table(bundles: Sequence[Bundle]) -> str:
-    """One row per bundle; dev metrics as percentages."""
+    """One row per bundle; dev metrics as percentages; for a student trained under several seeds (a
+    <student>.seeds.json beside it), the mean ± sd of each dev metric over them."""
     scores = {b.path: b.manifest.metrics.scores() for b in bundles}
     names = list(dict.fromkeys(k for s in scores.values() if s for k in s.values))
-    header = ["bundle", "kind", "model", "parameters", *[f"dev {n}" for n in names], "retained", "agreement", "train s", "sha256"]
+    seeded = {b.path: read_summary(b.path) for b in bundles}
+    spread = [f"dev {n} over seeds" for n in names] if any(seeded.values()) else []
+    header = ["bundle", "kind", "model", "parameters", *[f"dev {n}" for n in names], *spread, "retained", "agreement",
+              "train s", "sha256"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for bundle in bundles:
         m = bundle.manifest
@@ -40,6 +45,7 @@ def table(bundles: Sequence[Bundle]) -> str:
         row = [
             str(bundle.path), m.kind, str(model), f"{arch.parameters or 0:,}",
             *[f"{100 * dev[n]:.2f}" if n in dev else "" for n in names],
+            *[mean_sd(seeded[bundle.path] or {}, n) for n in (names if spread else [])],
             f"{100 * retained:.1f}%" if retained is not None else "",
             f"{100 * agreement:.2f}" if agreement is not None else "",
             f"{_seconds(m.metrics):.0f}", bundle.sha256[:12],

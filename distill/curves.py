@@ -33,12 +33,13 @@ def write_curves(history: list[dict[str, float]], directory: Path, title: str, s
     loss_axis.plot(steps[window - 1 :], smooth, color="tab:blue", linewidth=1.5)
     loss_axis.set_xlabel("optimizer step")
     loss_axis.set_ylabel("train loss", color="tab:blue")
-    dev_keys = [key for key in columns if key.startswith("dev_")]
-    if dev_keys:
+    # Evaluations during training are on the selection split (histories written before it existed say dev_).
+    evaluated_keys = [key for key in columns if key.startswith(("selection_", "dev_"))]
+    if evaluated_keys:
         metric_axis = loss_axis.twinx()
-        evaluated = [row for row in history if dev_keys[0] in row]
-        metric_axis.plot([row["step"] for row in evaluated], [row[dev_keys[0]] for row in evaluated], "o-", color="tab:red")
-        metric_axis.set_ylabel(dev_keys[0].replace("_", " "), color="tab:red")
+        evaluated = [row for row in history if evaluated_keys[0] in row]
+        metric_axis.plot([row["step"] for row in evaluated], [row[evaluated_keys[0]] for row in evaluated], "o-", color="tab:red")
+        metric_axis.set_ylabel(evaluated_keys[0].replace("_", " "), color="tab:red")
     loss_axis.set_title(title)
     figure.tight_layout()
     png_path = directory / f"{stem}.png"

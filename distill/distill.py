@@ -83,8 +83,10 @@ class Context:
     data: TaskData
     student: Student
     train: Any
+    selection: Any
     dev: Any
     teacher_train: np.ndarray
+    teacher_selection: np.ndarray
     teacher_dev: np.ndarray
     device: torch.device
     work: Path  # per-stage checkpoints and finished-stage weights
@@ -135,14 +137,15 @@ def distill(recipe: Recipe, name: str, out: Path | None = None, *, resume: Resum
             seconds = time.perf_counter() - labeling
             augmentation["teacher_labeling"] = {"examples": len(data.train), "cached": cached, "seconds": round(seconds, 2),
                                                 "examples_per_second": None if cached else round(len(data.train) / seconds, 1)}
+        selection_logits = np.asarray(teacher_logits(teacher, data.selection, recipe.cache, batch_size, device))
         dev_logits = np.asarray(teacher_logits(teacher, data.dev, recipe.cache, batch_size, device))
         if state.is_main_process and not resume and work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
     ctx = Context(
         recipe=recipe, spec=spec, teacher=teacher, data=data, student=student,
-        train=student.encode(data.train), dev=student.encode(data.dev),
-        teacher_train=train_logits, teacher_dev=dev_logits, device=device, work=work,
+        train=student.encode(data.train), selection=student.encode(data.selection), dev=student.encode(data.dev),
+        teacher_train=train_logits, teacher_selection=selection_logits, teacher_dev=dev_logits, device=device, work=work,
     )
     student.module.to(device)
     results = [run_stage(ctx, i, stage, resume, state.is_main_process) for i, stage in enumerate(spec.stages)]
@@ -248,11 +251,15 @@ def student_logits(ctx: Context, encoded: Any) -> np.ndarray:
 
 
 def evaluate_student(ctx: Context) -> dict[str, float]:
-    logits = student_logits(ctx, ctx.dev)
+    """The student's metrics on the selection split (what keep_best and early stopping see; never dev)."""
+    return _scores(ctx, student_logits(ctx, ctx.selection), ctx.selection.labels, ctx.teacher_selection)
+
+
+def _scores(ctx: Context, logits: np.ndarray, labels: np.ndarray, teacher: np.ndarray | None) -> dict[str, float]:
     task = ctx.data.task
-    result = metrics.compute(task.metrics, logits, ctx.dev.labels, task.problem)
-    if task.problem == "classification":
-        result["agreement"] = float(np.mean(logits.argmax(-1) == ctx.teacher_dev.argmax(-1)))
+    result = metrics.compute(task.metrics, logits, labels, task.problem)
+    if task.problem == "classification" and teacher is not None:
+        result["agreement"] = float(np.mean(logits.argmax(-1) == teacher.argmax(-1)))
     return result
 
 
@@ -265,13 +272,20 @@ def augmented(recipe: Recipe, name: str, data: TaskData) -> tuple[Split, dict[st
 
 
 def write_student(out: Path, ctx: Context, stages: list[dict[str, Any]], force: bool, augmentation: dict[str, Any] | None = None) -> Bundle:
+    # Dev (and test) measured once, here, after the stages chose their weights on the selection split.
     dev_logits = student_logits(ctx, ctx.dev)
     task = ctx.data.task
     dev = metrics.compute(task.metrics, dev_logits, ctx.dev.labels, task.problem)
     teacher_dev = ctx.teacher.manifest.metrics.dev or {}
     primary = task.metrics[0]
+    measured = {"selection": (_scores(ctx, student_logits(ctx, ctx.selection), ctx.selection.labels, None), len(ctx.selection))}
+    if ctx.data.test is not None:
+        test = ctx.student.encode(ctx.data.test)
+        measured["test"] = (_scores(ctx, student_logits(ctx, test), test.labels, None), len(test))
     summary: dict[str, Any] = {
         "dev": {**{k: round(v, 6) for k, v in dev.items()}, "examples": len(ctx.dev)},
+        **{name: {**{k: round(v, 6) for k, v in values.items()}, "examples": count} for name, (values, count) in measured.items()},
+        "splits": ctx.data.split_facts(),
         "teacher_dev": teacher_dev,
         "parameters": ctx.student.parameters(),
         "teacher_parameters": ctx.teacher.manifest.architecture.parameters,

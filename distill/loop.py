@@ -1,9 +1,10 @@
 """The training loop every stage shares (teacher fine-tune, TinyBERT and BiLSTM distillation).
 
-A short explicit loop: AdamW with linear warm-up and decay, gradient clipping, evaluation on dev every N steps, the
-best weights kept, early stopping, atomic periodic checkpoints that resume exactly, seeds, a progress bar, CUDA/MPS/CPU,
-mixed precision on CUDA, and data parallelism over processes through `accelerate` (launch with `accelerate launch` or
-`torchrun`; each process takes its share of every step's batches and gradients are averaged).
+A short explicit loop: AdamW with linear warm-up and decay, gradient clipping, evaluation every N steps on the
+selection split (never on dev, which is reported), the best weights kept, early stopping, atomic periodic checkpoints
+that resume exactly, seeds, a progress bar, CUDA/MPS/CPU, mixed precision on CUDA, and data parallelism over processes
+through `accelerate` (launch with `accelerate launch` or `torchrun`; each process takes its share of every step's
+batches and gradients are averaged).
 """
 
 from __future__ import annotations
@@ -219,8 +220,8 @@ class Trainer:
     """Train `model`, a module whose `forward(batch)` returns `(loss, {name: float})`: everything trainable (a student
     and its projections) sits inside it, so data parallelism wraps one module and gradients are averaged.
 
-    `make_batch(indices)` returns a numpy batch for the example indices; `evaluate()` returns dev metrics, of which
-    `metric` is maximised for best-weights selection and early stopping.
+    `make_batch(indices)` returns a numpy batch for the example indices; `evaluate()` returns selection-split metrics,
+    of which `metric` is maximised for best-weights selection and early stopping.
     """
 
     def __init__(
@@ -299,9 +300,9 @@ class Trainer:
                 if step % eval_every == 0 or step == total:
                     result = self._evaluate(step)
                     if result is not None:
-                        row.update({f"dev_{k}": v for k, v in result.items()})
+                        row.update({f"selection_{k}": v for k, v in result.items()})
                         if best is None or result[self.metric] > best[self.metric]:
-                            best, bad_evals = {"step": step, **result}, 0
+                            best, bad_evals = {"step": step, "split": "selection", **result}, 0
                             if cfg.keep_best:
                                 best_state = cpu_state(self.accelerator.unwrap_model(model))
                         else:
@@ -310,7 +311,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{np.mean([h['loss'] for h in history[-50:]]):.4f}",
                                 **({self.metric: f"{best[self.metric]:.4f}"} if best else {}))
                 if stopped_early:
-                    logger.info("early stop at step %d: no dev improvement in %d evaluations", step, bad_evals)
+                    logger.info("early stop at step %d: no improvement on the selection split in %d evaluations", step, bad_evals)
                     break
                 if step % cfg.checkpoint_every == 0 and step < total and main:
                     extra = {"history": history, "best": best, "bad_evals": bad_evals}
@@ -366,7 +367,7 @@ class Trainer:
         if self.evaluate is None:
             return None
         result = self.evaluate()
-        logger.info("%s step %d: dev %s", self.desc, step, {k: round(v, 4) for k, v in result.items()})
+        logger.info("%s step %d: selection split %s", self.desc, step, {k: round(v, 4) for k, v in result.items()})
         return result
 
 

@@ -55,6 +55,7 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
     tokenizer = _load_tokenizer(source, cfg)
     device = pick_device(cfg.train.device)
     train = encode(tokenizer, data.train, cfg.max_length, token_type_ids=segments)
+    selection = encode(tokenizer, data.selection, cfg.max_length, token_type_ids=segments)
     dev = encode(tokenizer, data.dev, cfg.max_length, token_type_ids=segments)
     if cfg.mode == "import":
         model = _load_finetuned(source, cfg, data.task)
@@ -64,12 +65,15 @@ def teacher(recipe: Recipe, out: Path | None = None, *, resume: Resume = False, 
         # Only what the teacher depends on: a change to the students or artifacts keeps an interrupted fine-tune resumable.
         fingerprint = sha256_json({"recipe": teacher_lineage(to_dict(recipe)), "train": data.train.fingerprint})
         checkpoint = Checkpoint(out.parent / f".{out.name}.checkpoint", fingerprint)
-        training = finetune(model, train, dev, data.task, recipe, checkpoint, resume)
+        training = finetune(model, train, selection, data.task, recipe, checkpoint, resume)
     model.to(device)
-    dev_logits = predict_logits(model, dev, cfg.train.eval_batch_size, device)
-    dev_metrics = metrics.compute(data.task.metrics, dev_logits, data.dev.labels, data.task.problem)
-    logger.info("teacher dev metrics: %s", dev_metrics)
-    bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, dev_metrics, training, force)
+    # Dev (and test) evaluated once, here, after every choice was made on the selection split.
+    scores = {"selection": selection, "dev": dev}
+    if data.test is not None:
+        scores["test"] = encode(tokenizer, data.test, cfg.max_length, token_type_ids=segments)
+    measured = {name: evaluate_split(model, encoded, data.task, cfg.train.eval_batch_size, device) for name, encoded in scores.items()}
+    logger.info("teacher metrics: %s", measured)
+    bundle = _write_bundle(out, recipe, data, tokenizer, model, dev, measured, training, force)
     if cfg.mode == "finetune":
         checkpoint.remove()
     if cfg.cache_logits:
@@ -159,15 +163,22 @@ def _load_finetuned(source: str, cfg: TeacherConfig, task: Task) -> torch.nn.Mod
     return model
 
 
+def evaluate_split(model: torch.nn.Module, encoded: Encoded, task: Task, batch_size: int, device: torch.device) -> dict[str, float]:
+    """The task's metrics of a Hugging Face classifier on one encoded split."""
+    logits = predict_logits(model, encoded, batch_size, device)
+    return metrics.compute(task.metrics, logits, encoded.labels, task.problem)
+
+
 def finetune(
-    model: torch.nn.Module, train: Encoded, dev: Encoded, task: Task, recipe: Recipe, checkpoint: Checkpoint, resume: Resume
+    model: torch.nn.Module, train: Encoded, selection: Encoded, task: Task, recipe: Recipe, checkpoint: Checkpoint,
+    resume: Resume,
 ) -> dict[str, Any]:
-    """Fine-tune with the shared Trainer (the model's own task loss); returns training facts and curves."""
+    """Fine-tune with the shared Trainer (the model's own task loss), evaluating on the selection split; returns
+    training facts and curves."""
     cfg = recipe.teacher.train
 
     def evaluate() -> dict[str, float]:
-        logits = predict_logits(model, dev, cfg.eval_batch_size, trainer.device)
-        return metrics.compute(task.metrics, logits, dev.labels, task.problem)
+        return evaluate_split(model, selection, task, cfg.eval_batch_size, trainer.device)
 
     trainer = Trainer(
         cfg, TaskLoss(model), lambda indices: pad_batch(train, indices), train.lengths,
@@ -193,7 +204,7 @@ def _write_bundle(
     tokenizer: Any,
     model: torch.nn.Module,
     dev: Encoded,
-    dev_metrics: dict[str, float],
+    measured: dict[str, dict[str, float]],
     training: dict[str, Any],
     force: bool,
 ) -> Bundle:
@@ -231,7 +242,9 @@ def _write_bundle(
             parent=None,
             produced_by=produced_by("teacher", to_dict(recipe), recipe.seed),
             metrics={
-                "dev": {**{k: round(v, 6) for k, v in dev_metrics.items()}, "examples": len(data.dev)},
+                **{name: {**{k: round(v, 6) for k, v in values.items()}, "examples": len(getattr(data, name))}
+                   for name, values in measured.items()},
+                "splits": data.split_facts(),
                 "train_examples": len(data.train),
                 "data_source": data.source,
                 "model_source": cfg.model,

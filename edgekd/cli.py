@@ -34,8 +34,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "target": ("run a bundle on a target (local, ssh://..., qemu-aarch64://...) and compare it with this machine; set up the emulated one", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
               "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
-    "gate": ("judge a benchmark report against a budget file: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
-             "edgekd gate runs/demo/bench/report.json --budget budget.yaml --junit gate.xml"),
+    "gate": ("judge a benchmark report against a budget file and/or a baseline report: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
+             "edgekd gate runs/demo/bench/report.json --budget budget.yaml --baseline main/report.json --junit gate.xml"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "pack": ("write a verified bundle into one .tar.gz or .zip file to ship it", "edgekd pack runs/demo/tinybert-int8 tinybert-int8.tar.gz"),
     "import": ("unpack a bundle archive, refusing unsafe members, and verify it before it appears",
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("-o", "--output", type=Path, help="bundle directory (only with one student; default <output_dir>/<student>)")
     distill.add_argument("--resume", action="store_true", help="continue an interrupted run: finished stages are skipped")
     distill.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
+    distill.add_argument("--seeds", type=int, metavar="N",
+                         help="distil each student under N seeds (the recipe's `seeds`): mean ± sd in <student>.seeds.json")
     distill.set_defaults(run=HANDLERS["distill"])
 
     export = add("export")
@@ -201,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = add("gate")
     gate.add_argument("report", type=Path, metavar="REPORT", help="report.json written by edgekd bench")
-    gate.add_argument("--budget", type=Path, required=True, help="the budget YAML")
+    gate.add_argument("--budget", type=Path, help="the budget YAML (optional with --baseline)")
+    gate.add_argument("--baseline", type=Path, metavar="OLD_REPORT",
+                      help="a report.json of the same task and dev set (e.g. main's): each model against the same name in it")
     gate.add_argument("--junit", type=Path, help="write JUnit XML here (CI test reports)")
     gate.add_argument("--summary", type=Path, help="write a markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
     gate.add_argument("--no-remeasure", action="store_true", help="leave an inconclusive latency ratio as it is")

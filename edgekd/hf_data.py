@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,14 @@ Table = tuple[list[dict[str, Any]], str]  # (rows, where they came from, for mes
 
 @dataclass(frozen=True)
 class Plan:
-    """What to read from a dataset: the train and dev split names, the columns, and the task's label names."""
+    """What to read from a dataset: the train and dev split names, the columns, the task's label names, and the other
+    named splits by role (selection, test)."""
 
     train: str
     dev: str
     columns: tuple[str, ...]
     labels: tuple[str, ...]
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -149,7 +151,7 @@ def _file_features(path: Path) -> dict[str, Any]:
 
 
 def plan(splits: SplitColumns, name: str, task: Task, *, train_split: str, dev_splits: tuple[str, ...],
-         recipe_labels: list[str] | None) -> Plan:
+         recipe_labels: list[str] | None, extra_splits: Mapping[str, str] | None = None) -> Plan:
     """Check a dataset's splits, columns and ClassLabel names against the task; `dev_splits`: the names tried in order
     (one when the recipe names data.dev_split); `recipe_labels`: data.labels as the recipe gives them."""
     if train_split not in splits:
@@ -157,9 +159,13 @@ def plan(splits: SplitColumns, name: str, task: Task, *, train_split: str, dev_s
     dev = next((s for s in dev_splits if s in splits), None)
     if dev is None:
         raise DataError(f"dataset {name} has no split {dev_splits[0]!r} (data.dev_split); its splits: {', '.join(splits)}")
+    extra = dict(extra_splits or {})
+    for role, split in extra.items():
+        if split not in splits:
+            raise DataError(f"dataset {name} has no split {split!r} (data.{role}_split); its splits: {', '.join(splits)}")
     columns: dict[str, str] = {}
     names_by_split = {}
-    for split in dict.fromkeys((train_split, dev)):
+    for split in dict.fromkeys((train_split, dev, *extra.values())):
         present = splits[split]
         if not present:
             continue  # a file format whose columns are only known once read
@@ -175,14 +181,14 @@ def plan(splits: SplitColumns, name: str, task: Task, *, train_split: str, dev_s
             columns[column] = source
         names_by_split[split] = getattr(present.get(columns[task.label_column]), "names", None)
     if not names_by_split:  # no split's columns known before reading (validate); the load checks them
-        return Plan(train=train_split, dev=dev, columns=(), labels=task.labels)
+        return Plan(train=train_split, dev=dev, columns=(), labels=task.labels, extra=extra)
     names = next(iter(names_by_split.values()))
     if len({tuple(n) if n is not None else None for n in names_by_split.values()}) > 1:
         raise DataError(f"dataset {name}: the ClassLabel names of {columns[task.label_column]!r} differ between splits "
                         f"({'; '.join(f'{s}: {n}' for s, n in names_by_split.items())}); the splits must share one label set")
     source = columns.get(task.label_column, task.label_column)
     labels = _label_names(task, tuple(names) if names is not None else None, recipe_labels, name, source)
-    return Plan(train=train_split, dev=dev, columns=tuple(dict.fromkeys(columns.values())), labels=labels)
+    return Plan(train=train_split, dev=dev, columns=tuple(dict.fromkeys(columns.values())), labels=labels, extra=extra)
 
 
 def _placeholders(names: tuple[str, ...]) -> bool:
@@ -213,22 +219,23 @@ def _label_names(task: Task, names: tuple[str, ...] | None, recipe_labels: list[
 
 
 def dataset_tables(dataset: str, config: str | None, task: Task, *, train_split: str, dev_splits: tuple[str, ...],
-                   recipe_labels: list[str] | None) -> tuple[dict[str, Table], str, Task]:
-    """The train and dev rows of a dataset (only the task's columns), its name, and the task with its label names."""
+                   recipe_labels: list[str] | None, extra_splits: Mapping[str, str] | None = None) -> tuple[dict[str, Table], str, Task]:
+    """The train and dev rows of a dataset (and of the `extra_splits` by role: selection, test; only the task's
+    columns), its name, and the task with its label names."""
     loaded, name = open_dataset(dataset, config)
     if not isinstance(loaded, Mapping):
         raise DataError(f"dataset {name}: one Dataset without splits; give a dataset with train and validation splits")
     chosen = plan({s: d.features for s, d in loaded.items()}, name, task, train_split=train_split, dev_splits=dev_splits,
-                  recipe_labels=recipe_labels)
+                  recipe_labels=recipe_labels, extra_splits=extra_splits)
     tables = {role: (loaded[split].select_columns(list(chosen.columns)).to_list(), f"{name}:{split}")
-              for role, split in (("train", chosen.train), ("dev", chosen.dev))}
+              for role, split in (("train", chosen.train), ("dev", chosen.dev), *chosen.extra.items())}
     if chosen.labels != task.labels:
         logger.info("%s: label names %s from the ClassLabel of %r", name, list(chosen.labels), task.label_column)
     return tables, name, replace(task, labels=chosen.labels)
 
 
 def check_local(folder: Path, config: str | None, task: Task, *, train_split: str, dev_splits: tuple[str, ...],
-                recipe_labels: list[str] | None) -> None:
+                recipe_labels: list[str] | None, extra_splits: Mapping[str, str] | None = None) -> None:
     """`plan` on a local folder's metadata: what `edgekd validate` can check without reading the rows."""
     plan(local_features(folder, config), str(folder), task, train_split=train_split, dev_splits=dev_splits,
-         recipe_labels=recipe_labels)
+         recipe_labels=recipe_labels, extra_splits=extra_splits)

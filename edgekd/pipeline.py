@@ -33,6 +33,7 @@ from edgekd.config import (
 from edgekd.data import lineage_data
 from edgekd.errors import BundleError, ConfigError
 from edgekd.hashing import sha256_json
+from edgekd.seeds import seeded_path, seeds_of, write_summary
 from edgekd.writer import check_folder, check_output, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ STATE = "run.json"
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # teacher, a student or an artifact name, bench, gate
+    name: str  # teacher, a student or an artifact name (<student>-seed<S> for a student's extra seeds), bench, gate
     stage: str  # teacher | distill | export | quantize | prune | bench | gate
     path: Path
+    # A distill step's student and seed (the recipe's seed, or one of the extra `seeds`).
+    student: str = ""
+    seed: int = 0
 
     @property
     def title(self) -> str:
@@ -63,7 +67,10 @@ def plan(recipe: Recipe) -> list[Step]:
     """The steps of a recipe, in the order they run."""
     out = recipe.out
     steps = [Step("teacher", "teacher", out / "teacher")]
-    steps += [Step(name, "distill", out / name) for name in recipe.students]
+    for name in recipe.students:
+        for seed in seeds_of(recipe.seed, recipe.seeds):
+            path = seeded_path(out / name, seed, recipe.seed)
+            steps.append(Step(path.name, "distill", path, name, seed))
     steps += [Step(name, artifact.stage, out / name) for name, artifact in recipe.artifacts.items()]
     if recipe.bench is not None:
         steps.append(Step("bench", "bench", out / recipe.bench.output))
@@ -79,7 +86,7 @@ def lineage(bundle: Bundle, step: Step) -> tuple[Any, str | None]:
     if step.stage == "teacher":
         config = teacher_lineage(config)
     elif step.stage == "distill":
-        config = student_lineage(config, step.name)
+        config = student_lineage(config, step.student)
     parent = bundle.manifest.parent.sha256 if bundle.manifest.parent else None
     return {"stage": made.stage, "config": config}, parent
 
@@ -105,7 +112,7 @@ def wanted(recipe: Recipe, step: Step, parent: Bundle | None) -> tuple[Any, str 
         return {"stage": "teacher", "config": teacher_lineage(raw)}, None
     assert parent is not None
     if step.stage == "distill":
-        return {"stage": "distill", "config": student_lineage(raw, step.name)}, parent.sha256
+        return {"stage": "distill", "config": student_lineage({**raw, "seed": step.seed}, step.student)}, parent.sha256
     artifact = recipe.artifacts[step.name]
     config = {artifact.stage: to_dict(artifact.config), "data": lineage_data(parent).model_dump(mode="json")}
     return {"stage": artifact.stage, "config": config}, parent.sha256
@@ -153,7 +160,7 @@ def _make(recipe: Recipe, step: Step, parent: Bundle | None) -> Bundle:
     if step.stage == "distill":
         from edgekd.distill.distill import distill
 
-        return distill(recipe, step.name, step.path, resume="auto", force=True)
+        return distill(recipe.model_copy(update={"seed": step.seed}), step.student, step.path, resume="auto", force=True)
     assert parent is not None
     cfg = recipe.artifacts[step.name].config
     # The stage's verb finds the method's handler in that stage's registry, by the config's type.
@@ -173,7 +180,7 @@ def _parent(recipe: Recipe, step: Step, bundles: dict[str, Bundle]) -> Bundle | 
     if step.stage == "teacher":
         return None
     if step.stage == "distill":
-        external = recipe.students[step.name].teacher
+        external = recipe.students[step.student].teacher
         return Bundle.open(external) if external else bundles["teacher"]
     return bundles[recipe.artifacts[step.name].parent]
 
@@ -242,6 +249,8 @@ def run(recipe: Recipe, *, force: bool = False, echo: Callable[[str], None] = pr
                     echo(f"{prefix}  cached: {_describe(bundle)}")
                     bundles[step.name] = bundle
                     outcome.steps.append((step, None))
+                    if _last_seed(recipe, step):
+                        _summarize_seeds(recipe, step.student, bundles)
                     continue
                 echo(f"{prefix}  running" + (f": {why}" if why else ""))
                 clock = time.perf_counter()
@@ -249,8 +258,21 @@ def run(recipe: Recipe, *, force: bool = False, echo: Callable[[str], None] = pr
                 seconds = time.perf_counter() - clock
                 echo(f"{prefix}  done in {_duration(seconds)}: {_describe(bundles[step.name])}")
             outcome.steps.append((step, seconds))
+            if _last_seed(recipe, step):
+                _summarize_seeds(recipe, step.student, bundles)
     _finish(recipe, outcome, bundles, time.perf_counter() - started, echo)
     return outcome
+
+
+def _last_seed(recipe: Recipe, step: Step) -> bool:
+    """Whether a step is the last run of a student distilled under several seeds."""
+    return step.stage == "distill" and recipe.seeds > 1 and step.seed == recipe.seed + recipe.seeds - 1
+
+
+def _summarize_seeds(recipe: Recipe, student: str, bundles: dict[str, Bundle]) -> None:
+    """After a student's last seed: <student>.seeds.json over all its runs."""
+    out = recipe.out / student
+    write_summary(out, [bundles[seeded_path(out, seed, recipe.seed).name] for seed in seeds_of(recipe.seed, recipe.seeds)])
 
 
 def _bench(recipe: Recipe, step: Step, bundles: dict[str, Bundle], force: bool, prefix: str, echo: Callable[[str], None]) -> float | None:

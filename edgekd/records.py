@@ -65,6 +65,12 @@ class Metrics(_Open):
 
     dev: dict[str, float | int] | None = None
     dev_sample: dict[str, float | int] | None = None
+    # A trained model's scores on the split its checkpoints were chosen on (never dev), and on the data's own labelled
+    # test split when the recipe names one; `splits` says, per split key, how many examples, where they came from and
+    # whether checkpoints were chosen on it (dev and test: never).
+    selection: dict[str, float | int] | None = None
+    test: dict[str, float | int] | None = None
+    splits: dict[str, dict[str, Any]] | None = None
     # The float parent's full-dev scores (a derived bundle); the parity of its outputs against the parent's.
     parent_dev: dict[str, float | int] | None = None
     parity: dict[str, Any] | None = None

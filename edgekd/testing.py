@@ -143,8 +143,11 @@ def tiny_recipe(
         "text_columns": ["sentence"] if kind == "single" else ["sentence1", "sentence2"],
         "label_column": "label",
         "labels": ["negative", "positive"] if kind == "single" else ["not both", "both positive"],
+        # 26 of the 256 train examples held out to choose checkpoints on (the tiny BERT learns the cue words from the
+        # other 230 at seed 0; at 5% it happens not to: the fixture is small enough for one seed's luck to matter).
+        "selection_fraction": 0.1,
     }
-    # 256 examples, batches of 16, 3 epochs: 48 steps, enough for the tiny BERT to learn the cue words.
+    # 230 examples, batches of 16, 3 epochs: 45 steps, enough for the tiny BERT to learn the cue words.
     train_cfg = {"epochs": 3, "batch_size": 16, "eval_batch_size": 32, "learning_rate": 5e-3, "warmup_ratio": 0.1, "checkpoint_every": 5}
     return {
         "name": "tiny",

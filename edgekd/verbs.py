@@ -46,33 +46,53 @@ def _teacher(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace) -> int:
     from edgekd.config import load_recipe
     from edgekd.errors import ConfigError
+    from edgekd.seeds import mean_sd, seeded_path, seeds_of, summary_path, write_summary
     from edgekd.writer import check_output
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: distil each student under at least 1 seed (e.g. --seeds 3)")
+    # --seeds N is the recipe's `seeds` key.
+    recipe = load_recipe(args.recipe, [*args.overrides, *([f"seeds={args.seeds}"] if args.seeds is not None else [])])
     names = args.student or list(recipe.students)
     if not names:
         raise ConfigError(f"recipe {recipe.name!r} has no students; add a `students:` section")
     if args.output and len(names) > 1:
         raise ConfigError(f"-o names one bundle but {len(names)} students would be written; add --student NAME")
+    seeds = seeds_of(recipe.seed, recipe.seeds)
     for name in names:  # every output, before torch is imported (seconds) and before the first student trains
         if name in recipe.students:  # (an unknown one is refused by `distill`, with the recipe's students)
             spec = recipe.students[name]
-            check_output(args.output or recipe.out / name, overwrite=args.force, sources=(spec.teacher or recipe.out / "teacher",))
+            for seed in seeds:
+                check_output(seeded_path(args.output or recipe.out / name, seed, recipe.seed), overwrite=args.force,
+                             sources=(spec.teacher or recipe.out / "teacher",))
     from edgekd.distill.distill import distill
 
     for name in names:
-        bundle = distill(recipe, name, args.output, resume=args.resume, force=args.force)
-        if int(os.environ.get("RANK", "0")) != 0:
-            continue  # under a data-parallel launcher, the main process reports
-        m = bundle.manifest.metrics
-        scores = m.scores()
-        print(f"student {name}: {bundle.path}")
-        print(f"  {scores.describe() if scores else 'dev: not measured'}; teacher: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in m.extra("teacher_dev", {}).items() if isinstance(v, float)))
-        if m.extra("agreement_with_teacher") is not None:
-            print(f"  agreement with the teacher {m.extra('agreement_with_teacher'):.4f}; parameters {m.extra('parameters'):,} "
-                  f"(teacher {m.extra('teacher_parameters'):,})")
+        out = args.output or recipe.out / name
+        runs = []
+        for seed in seeds:
+            bundle = distill(recipe.model_copy(update={"seed": seed}), name, seeded_path(out, seed, recipe.seed),
+                             resume=args.resume, force=args.force)
+            runs.append(bundle)
+            if int(os.environ.get("RANK", "0")) == 0:  # under a data-parallel launcher, the main process reports
+                _print_student(name, bundle, seed if len(seeds) > 1 else None)
+        if len(seeds) > 1 and int(os.environ.get("RANK", "0")) == 0:
+            summary = write_summary(out, runs)
+            metrics = [k for k in summary.get("dev", {}).get("mean", {})]
+            print(f"student {name}, {len(seeds)} seeds: dev " + ", ".join(f"{k} {mean_sd(summary, k)}" for k in metrics)
+                  + f" -> {summary_path(out)}")
     return 0
+
+
+def _print_student(name: str, bundle: Any, seed: int | None) -> None:
+    m = bundle.manifest.metrics
+    scores = m.scores()
+    print(f"student {name}{f' (seed {seed})' if seed is not None else ''}: {bundle.path}")
+    print(f"  {scores.describe() if scores else 'dev: not measured'}; teacher: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in m.extra("teacher_dev", {}).items() if isinstance(v, float)))
+    if m.extra("agreement_with_teacher") is not None:
+        print(f"  agreement with the teacher {m.extra('agreement_with_teacher'):.4f}; parameters {m.extra('parameters'):,} "
+              f"(teacher {m.extra('teacher_parameters'):,})")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -367,15 +387,26 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from edgekd.benchmarks import gate, report
+    from edgekd.benchmarks import gate, gate_baseline, report
+    from edgekd.config import Budget
+    from edgekd.errors import ConfigError
 
+    if args.budget is None and args.baseline is None:
+        raise ConfigError("edgekd gate: give --budget BUDGET.yaml, --baseline OLD_REPORT.json, or both")
     measured = report.load(args.report)
-    budget = gate.load_budget(args.budget)
-    remeasure = None if args.no_remeasure else gate.remeasurer(measured, budget, args.target)
-    checks = gate.judge(measured, budget, remeasure)
+    budget = gate.load_budget(args.budget) if args.budget is not None else Budget()
+    # Everything is read and checked before anything is measured or written.
+    baseline = gate_baseline.load_baseline(args.baseline, measured) if args.baseline is not None else None
+    checks = []
+    if args.budget is not None:
+        remeasure = None if args.no_remeasure else gate.remeasurer(measured, budget, args.target)
+        checks += gate.judge(measured, budget, remeasure, require_checks=baseline is None)
+    if baseline is not None:
+        measure = gate_baseline.measurer(measured, args.target)
+        checks += gate_baseline.judge_baseline(measured, baseline, budget, measure, remeasure=not args.no_remeasure)
     for check in checks:
         print(check.line())
-    page = gate.publish(args.report, measured, checks, budget, args.budget)  # report.html, the verdict at its top
+    page = gate.publish(args.report, measured, checks, budget, args.budget, args.baseline)  # report.html, the verdict at its top
     if args.junit:
         args.junit.write_text(gate.junit(checks), encoding="utf-8")
     if args.summary:

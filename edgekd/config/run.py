@@ -20,11 +20,27 @@ from .render import _shown
 from .training import AugmentConfig, DataConfig, StudentConfig, TeacherConfig
 
 
+def _known_metric(metric: str | None) -> str | None:
+    from edgekd.metrics import METRIC_FUNCTIONS
+
+    if metric is not None and metric not in METRIC_FUNCTIONS:
+        raise ValueError(f"metric {_shown(metric)} is not one the gate computes; use one of {', '.join(METRIC_FUNCTIONS)}")
+    return metric
+
+
 class ModelBudget(_Config):
     """What one benchmarked model may cost; a limit left out is not checked."""
 
-    # Points of the dev metric below the teacher (the report's --teacher), e.g. 1.0.
+    # The dev metric accuracy limits are in (points of it); null: the budget's `metric`, else the task's (MRPC f1,
+    # more than two classes macro_f1, regression pearson, otherwise accuracy).
+    metric: str | None = None
+    # Points of the dev metric below the teacher (the report's --teacher), e.g. 2.0: PASS when the whole paired
+    # bootstrap 95% interval of the drop is at or below it, FAIL when the whole interval is above, INCONCLUSIVE otherwise.
     max_accuracy_drop: float | None = Field(default=None, ge=0.0)
+    # With `edgekd gate --baseline OLD_REPORT`: points of the metric the model may lose against the same model in the
+    # baseline report (default 0.5), and its latency ratio to the baseline's bundle measured now (default 1.05).
+    max_accuracy_regression: float | None = Field(default=None, ge=0.0)
+    max_slowdown: float | None = Field(default=None, gt=0.0)
     max_bytes: int | None = Field(default=None, gt=0)
     max_memory_mb: float | None = Field(default=None, gt=0.0)
     # Latency relative to the report's reference (median of paired ratios): PASS when the whole 95% interval is at or
@@ -33,6 +49,11 @@ class ModelBudget(_Config):
     # Absolute p90 (the early-stopping estimate) in ms: judged only for a report measured on this device.
     max_p90_ms: float | None = Field(default=None, gt=0.0)
     device: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, metric: str | None) -> str | None:
+        return _known_metric(metric)
 
     @model_validator(mode="after")
     def _p90_needs_a_device(self) -> ModelBudget:
@@ -47,8 +68,15 @@ class Budget(_Config):
     version: Literal[1] = 1
     # Which run of the report to judge (its thread count).
     threads: int = Field(default=1, ge=1)
+    # The dev metric of every model's accuracy limits unless its own entry names one (see ModelBudget.metric).
+    metric: str | None = None
     default: ModelBudget | None = None
     models: dict[str, ModelBudget] = {}
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, metric: str | None) -> str | None:
+        return _known_metric(metric)
 
 
 STAGES = ("export", "quantize", "prune")
@@ -127,6 +155,9 @@ class Recipe(_Config):
     name: str = Field(pattern=f"^{NAME}$")
     # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1.
     seed: int = Field(default=42, ge=0, le=SEED_MAX)
+    # Distil every student under this many seeds (seed, seed + 1, ...): the first is the student later stages use,
+    # the others land beside it as <student>-seed<S>; <student>.seeds.json gives each run, the mean and the sd.
+    seeds: int = Field(default=1, ge=1, le=100)
     # Where stage outputs go: <output_dir>/teacher, ...; default runs/<name>.
     output_dir: str | None = None
     # Teacher logits and other caches; default $EDGEKD_CACHE_DIR or <output_dir>/cache.

@@ -32,6 +32,15 @@ class DataConfig(_Config):
     metrics: list[str] | None = None
     train_split: str = "train"
     dev_split: str | None = None
+    # Checkpoints are chosen (keep_best) and early stopping judged on the selection split, never on dev: dev is
+    # evaluated once per model, at the end, and reported. Null carves it out of train (after max_train_examples) with
+    # a fixed seed: selection_fraction of it (at most half), at most selection_max_examples; or name a split of the data
+    # (`<name>.tsv` beside train.tsv, or a dataset split).
+    selection_split: str | None = None
+    selection_fraction: float = Field(default=0.05, gt=0, le=0.5)
+    selection_max_examples: int = Field(default=2000, gt=0)
+    # A labelled split of the data reported beside dev (e.g. `test`); never evaluated during training.
+    test_split: str | None = None
     # Keep the first N examples after a fixed-seed shuffle (quick runs, tests); null keeps all.
     max_train_examples: int | None = Field(default=None, gt=0)
     max_dev_examples: int | None = Field(default=None, gt=0)
@@ -68,9 +77,28 @@ class DataConfig(_Config):
             problems.append(f"data.labels has {len(self.labels)} label(s); a classification task has at least 2 classes")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             problems.append(f"data.labels has duplicates: {_shown(self.labels)}")
+        problems += self._split_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _split_problems(self) -> list[str]:
+        """Selection and test splits that would overlap the splits they must stay apart from."""
+        problems = []
+        dev = self.dev_split or (PRESETS[self.task].dev_split if self.task in PRESETS else "validation")
+        for key in ("selection_split", "test_split"):
+            name = getattr(self, key)
+            if name is not None and name == self.train_split:
+                problems.append(f"data.{key} {_shown(name)} is the train split; name another split, or leave "
+                                f"{'selection_split null to carve one out of train' if key == 'selection_split' else 'test_split null'}")
+            if name is not None and name in (dev, self.dev_split):
+                problems.append(f"data.{key} {_shown(name)} is the dev split, which is reported: "
+                                + ("choosing checkpoints on it is what the selection split prevents" if key == "selection_split"
+                                   else "a test split must be another split"))
+        if self.selection_split is not None and self.selection_split == self.test_split:
+            problems.append(f"data.selection_split and data.test_split are both {_shown(self.test_split)}; never select on "
+                            "the split you report")
+        return problems
 
 
 class TrainConfig(_Config):
@@ -87,11 +115,11 @@ class TrainConfig(_Config):
     max_grad_norm: float = Field(default=1.0, gt=0)
     # Batches of similar lengths padded to their own longest: several times faster than fixed-length padding.
     group_by_length: bool = True
-    # Evaluate on dev every N optimizer steps; null evaluates at the end of each epoch.
+    # Evaluate on the selection split (data.selection_*, never dev) every N optimizer steps; null: at each epoch's end.
     eval_every: int | None = Field(default=None, gt=0)
-    # Keep the weights of the best dev evaluation (else the last weights).
+    # Keep the weights of the best selection-split evaluation (else the last weights).
     keep_best: bool = False
-    # Stop when this many evaluations in a row did not improve the dev metric; null never stops early.
+    # Stop when this many evaluations in a row did not improve the selection-split metric; null never stops early.
     early_stopping_patience: int | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

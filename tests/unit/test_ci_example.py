@@ -256,6 +256,7 @@ def _fixture_report(recipe: Recipe, ratios: dict[str, float]) -> dict[str, Any]:
     bench = recipe.bench
     assert bench is not None
     formats = bundle_formats(recipe)
+    gold = [i % 2 for i in range(1000)]
 
     def model(name: str, role: str, ratio: float | None, *, architecture_only: bool = False) -> dict[str, Any]:
         runs = [{"threads": t, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
@@ -263,8 +264,12 @@ def _fixture_report(recipe: Recipe, ratios: dict[str, float]) -> dict[str, Any]:
                  "vs_reference": None if ratio is None else
                  {"median": ratio, "low": ratio * 0.95, "high": ratio * 1.05, "pairs": 200, "confidence": 0.95}}
                 for t in bench.threads]
-        accuracy = None if architecture_only else {"metric": "accuracy", "value": 0.86, "examples": 2280, "reference_value": 0.89,
-                                                   "drop": 0.0 if role == "reference" else 0.03}
+        # Per-example predictions of a 1,000-example dev set: the reference wrong on the first 110, a candidate on the
+        # first 140 (the gate judges the drop and the majority floor on them).
+        wrong = 110 if role == "reference" else 140
+        accuracy = None if architecture_only else {"metric": "accuracy", "value": 0.86, "examples": 1000, "reference_value": 0.89,
+                                                   "drop": 0.0 if role == "reference" else 0.03,
+                                                   "predictions": [1 - g if i < wrong else g for i, g in enumerate(gold)]}
         return {"name": name, "path": str(recipe.out / name), "sha256": "0" * 64, "format": formats.get(name, "onnx"), "role": role,
                 "architecture_only": architecture_only, "family": "bert", "macs": {}, "accuracy": accuracy, "runs": runs,
                 "size": {"bytes": 10_000_000, "gzip_bytes": 9_000_000, "parameters": 1, "nonzero_parameters": 1}}
@@ -280,6 +285,8 @@ def _fixture_report(recipe: Recipe, ratios: dict[str, float]) -> dict[str, Any]:
         "settings": {"threads": bench.threads, "queries": bench.queries, "seconds": bench.seconds, "texts": bench.texts, "batch": 1,
                      "reference": str(recipe.out / bench.reference), "teacher": None, "data_overrides": []},
         "baseline_vm_hwm_kb": 40_000, "models": models,
+        "dev": {"task": recipe.data.task, "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64,
+                "gold": gold},
     }
 
 

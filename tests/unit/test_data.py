@@ -10,7 +10,7 @@ import pytest
 
 from edgekd import testing
 from edgekd.config import DataConfig
-from edgekd.data import load_task_data, read_table, resolve_task
+from edgekd.data import read_task_data, read_table, resolve_task
 from edgekd.batching import encode, length_grouped_batches, pad_batch
 from edgekd.errors import DataError
 
@@ -22,7 +22,7 @@ PAIR = dict(task="custom", kind="pair", text_columns=["sentence1", "sentence2"],
 @pytest.mark.parametrize("kind", ["single", "pair"])
 def test_every_format_loads_the_same_examples(tmp_path: Path, fmt: str, kind: str) -> None:
     testing.write_fixture_task(tmp_path, kind, fmt, n_train=20, n_dev=10)
-    data = load_task_data(DataConfig(path=str(tmp_path), **(SINGLE if kind == "single" else PAIR)))
+    data = read_task_data(DataConfig(path=str(tmp_path), **(SINGLE if kind == "single" else PAIR)))
     expected = testing.fixture_rows(20, kind, seed=1)
     columns = ["sentence"] if kind == "single" else ["sentence1", "sentence2"]
     assert data.train.texts == [tuple(r[c] for c in columns) for r in expected]
@@ -33,7 +33,7 @@ def test_every_format_loads_the_same_examples(tmp_path: Path, fmt: str, kind: st
 def test_label_names_are_accepted_as_well_as_ids(tmp_path: Path) -> None:
     testing.write_rows(tmp_path / "train.csv", [{"sentence": "x", "label": "positive"}, {"sentence": "y", "label": "0"}])
     testing.write_rows(tmp_path / "dev.csv", [{"sentence": "z", "label": 1}])
-    data = load_task_data(DataConfig(path=str(tmp_path), **SINGLE))
+    data = read_task_data(DataConfig(path=str(tmp_path), **SINGLE))
     assert data.train.labels.tolist() == [1, 0]
 
 
@@ -42,7 +42,7 @@ def test_glue_mrpc_format(tmp_path: Path) -> None:
     rows = '1\t1\t2\tHe said " yes " .\tHe answered " yes " .\n0\t3\t4\tA cat .\tA dog .\n'
     for split in ("train", "dev"):
         (tmp_path / f"{split}.tsv").write_text(header + rows, encoding="utf-8")
-    data = load_task_data(DataConfig(task="mrpc", path=str(tmp_path)))
+    data = read_task_data(DataConfig(task="mrpc", path=str(tmp_path)))
     assert data.task.kind == "pair" and data.task.metrics == ("accuracy", "f1")
     # Quoting is off: the quotes are literal characters of the sentence.
     assert data.train.texts[0] == ('He said " yes " .', 'He answered " yes " .')
@@ -51,14 +51,14 @@ def test_glue_mrpc_format(tmp_path: Path) -> None:
 
 def test_glue_sst2_directory_finds_dev_tsv(tmp_path: Path) -> None:
     testing.write_fixture_task(tmp_path, "single", "tsv", n_train=8, n_dev=4)
-    data = load_task_data(DataConfig(task="sst2", path=str(tmp_path)))
+    data = read_task_data(DataConfig(task="sst2", path=str(tmp_path)))
     assert len(data.train) == 8 and len(data.dev) == 4 and data.task.labels == ("negative", "positive")
 
 
 def test_single_file_is_split_with_a_fixed_seed(tmp_path: Path) -> None:
     testing.write_rows(tmp_path / "all.jsonl", testing.fixture_rows(50))
-    first = load_task_data(DataConfig(path=str(tmp_path / "all.jsonl"), **SINGLE))
-    second = load_task_data(DataConfig(path=str(tmp_path / "all.jsonl"), **SINGLE))
+    first = read_task_data(DataConfig(path=str(tmp_path / "all.jsonl"), **SINGLE))
+    second = read_task_data(DataConfig(path=str(tmp_path / "all.jsonl"), **SINGLE))
     assert (len(first.train), len(first.dev)) == (45, 5)
     assert first.dev.texts == second.dev.texts
     everything = [(r["sentence"],) for r in testing.fixture_rows(50)]
@@ -68,13 +68,13 @@ def test_single_file_is_split_with_a_fixed_seed(tmp_path: Path) -> None:
 def test_max_examples_subsamples_deterministically(tmp_path: Path) -> None:
     testing.write_fixture_task(tmp_path, "single", "tsv", n_train=40, n_dev=20)
     cfg = DataConfig(path=str(tmp_path), max_train_examples=10, max_dev_examples=5, **SINGLE)
-    a, b = load_task_data(cfg), load_task_data(cfg)
+    a, b = read_task_data(cfg), read_task_data(cfg)
     assert len(a.train) == 10 and len(a.dev) == 5 and a.train.texts == b.train.texts
     assert a.train.fingerprint == b.train.fingerprint != a.dev.fingerprint
 
 
 def test_demo_tweets_corpus() -> None:
-    data = load_task_data(DataConfig(task="tweets"))
+    data = read_task_data(DataConfig(task="tweets"))
     assert len(data.train) > 15000 and len(data.dev) > 1500
     assert set(data.train.texts).isdisjoint(data.dev.texts), "deduplicated before splitting"
     assert 0.2 < data.train.labels.mean() < 0.5  # about 30% positive
@@ -82,7 +82,7 @@ def test_demo_tweets_corpus() -> None:
 
 
 def test_three_class_tweets_keep_the_neutral_ones() -> None:
-    binary, three = load_task_data(DataConfig(task="tweets")), load_task_data(DataConfig(task="tweets3"))
+    binary, three = read_task_data(DataConfig(task="tweets")), read_task_data(DataConfig(task="tweets3"))
     assert three.task.labels == ("negative", "neutral", "positive") and three.task.metrics == ("accuracy", "macro_f1")
     counts = np.bincount(three.dev.labels, minlength=3)
     assert counts.min() > 300 and len(three.train) > len(binary.train) + 10000  # every class is well represented
@@ -103,7 +103,7 @@ def test_hub_source_uses_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
         return datasets.DatasetDict(train=datasets.Dataset.from_dict(rows), validation=datasets.Dataset.from_dict(rows))
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    data = load_task_data(DataConfig(task="sst2", dataset="glue/sst2"))
+    data = read_task_data(DataConfig(task="sst2", dataset="glue/sst2"))
     assert calls == [("nyu-mll/glue", "sst2")]
     assert data.train.texts == [("good film",), ("bad film",)]
 
@@ -116,7 +116,7 @@ def test_hub_unreachable_says_how_to_work_offline(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match=r"could not load dataset 'nyu-mll/glue'.*set data.path=DIR"):
-        load_task_data(DataConfig(task="sst2"))
+        read_task_data(DataConfig(task="sst2"))
 
 
 # ---- bad data ------------------------------------------------------------------------------------------------------
@@ -126,13 +126,13 @@ def test_missing_column_lists_the_columns_present(tmp_path: Path) -> None:
     testing.write_rows(tmp_path / "train.csv", [{"text": "x", "label": 1}])
     testing.write_rows(tmp_path / "dev.csv", [{"text": "x", "label": 1}])
     with pytest.raises(DataError, match=r"missing column\(s\) 'sentence'; the columns present are 'text', 'label'"):
-        load_task_data(DataConfig(path=str(tmp_path), **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path), **SINGLE))
 
 
 def test_pair_task_given_one_text_column(tmp_path: Path) -> None:
     testing.write_fixture_task(tmp_path, "single", "tsv", n_train=4, n_dev=4)
     with pytest.raises(DataError, match=r"missing column\(s\) 'sentence1', 'sentence2'; the columns present are 'sentence', 'label'"):
-        load_task_data(DataConfig(task="mrpc", path=str(tmp_path)))
+        read_task_data(DataConfig(task="mrpc", path=str(tmp_path)))
 
 
 @pytest.mark.parametrize("label", ["2", "-1", "neutral", "1.5", ""])
@@ -140,14 +140,14 @@ def test_label_outside_the_set(tmp_path: Path, label: str) -> None:
     testing.write_rows(tmp_path / "train.tsv", [{"sentence": "a", "label": "1"}, {"sentence": "b", "label": label}])
     testing.write_rows(tmp_path / "dev.tsv", [{"sentence": "a", "label": "1"}])
     with pytest.raises(DataError, match=rf"train.tsv: row 2: label '{label}' is not in the label set; valid: 0 or 'negative', 1 or 'positive'"):
-        load_task_data(DataConfig(path=str(tmp_path), **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path), **SINGLE))
 
 
 def test_empty_split(tmp_path: Path) -> None:
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nok\t1\n")
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\n")
     with pytest.raises(DataError, match="dev.tsv: the dev split is empty"):
-        load_task_data(DataConfig(path=str(tmp_path), **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path), **SINGLE))
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -190,10 +190,10 @@ def test_jsonl_strings_may_hold_line_separators(tmp_path: Path) -> None:
 
 def test_missing_files_and_unknown_types(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
-        load_task_data(DataConfig(path=str(tmp_path / "nope"), **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path / "nope"), **SINGLE))
     (tmp_path / "train.tsv").write_text("sentence\tlabel\na\t1\n")
     with pytest.raises(DataError, match=r"no dev file \(dev.\{tsv,csv,jsonl,parquet\}.*the directory holds: train.tsv"):
-        load_task_data(DataConfig(path=str(tmp_path), dev_split="dev", **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path), dev_split="dev", **SINGLE))
     with pytest.raises(DataError, match="unknown file type '.xlsx'"):
         read_table(tmp_path / "data.xlsx")
 
@@ -202,7 +202,7 @@ def test_missing_text_value(tmp_path: Path) -> None:
     testing.write_rows(tmp_path / "train.jsonl", [{"sentence": None, "label": 1}])
     testing.write_rows(tmp_path / "dev.jsonl", [{"sentence": "x", "label": 1}])
     with pytest.raises(DataError, match="row 1 has no value in text column 'sentence'"):
-        load_task_data(DataConfig(path=str(tmp_path), **SINGLE))
+        read_task_data(DataConfig(path=str(tmp_path), **SINGLE))
 
 
 def test_regression_labels(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_regression_labels(tmp_path: Path) -> None:
     cfg = DataConfig(task="custom", kind="single", problem="regression", text_columns=["sentence"], label_column="score", path=str(tmp_path))
     assert resolve_task(cfg).metrics == ("pearson", "spearman")
     with pytest.raises(DataError, match="label 'high' is not a number"):
-        load_task_data(cfg)
+        read_task_data(cfg)
 
 
 # ---- encoding and batching -----------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_encode_and_pad(tiny_encoder: Path, pair_task: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
-    data = load_task_data(DataConfig(path=str(pair_task), **PAIR))
+    data = read_task_data(DataConfig(path=str(pair_task), **PAIR))
     encoded = encode(tokenizer, data.dev, max_length=12)
     assert encoded.lengths.max() <= 12
     reference = tokenizer(*data.dev.texts[0], truncation=True, max_length=12)

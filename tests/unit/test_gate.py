@@ -22,11 +22,25 @@ def _summary(p50: float) -> dict[str, Any]:
             "valid_min_queries": True, "valid_min_duration": True}
 
 
+# The dev set of the reports below: 1,000 examples, half of each class; the teacher is wrong on the first 100.
+EXAMPLES = 1000
+GOLD = [i % 2 for i in range(EXAMPLES)]
+TEACHER = [1 - g if i < 100 else g for i, g in enumerate(GOLD)]
+
+
+def _student(drop: float) -> list[int]:
+    """The teacher's predictions, also wrong on `drop` (a fraction) of the examples it gets right: its accuracy is
+    exactly `drop` below the teacher's."""
+    flipped = round(drop * EXAMPLES)
+    return [1 - p if 100 <= i < 100 + flipped else p for i, p in enumerate(TEACHER)]
+
+
 def _model(name: str, ratio: tuple[float, float, float] | None, *, drop: float = 0.004, size: int = 14_000_000, memory_kb: int = 60_000) -> dict[str, Any]:
     return {
         "name": name, "path": f"/nowhere/{name}", "sha256": "0" * 64, "format": "onnx", "role": "candidate", "architecture_only": False,
         "family": "bert", "size": {"bytes": size, "gzip_bytes": size // 2, "parameters": 1, "nonzero_parameters": 1}, "macs": {},
-        "accuracy": {"metric": "accuracy", "value": 0.85, "examples": 872, "reference_value": 0.854, "drop": drop},
+        "accuracy": {"metric": "accuracy", "value": 0.9 - drop, "examples": EXAMPLES, "reference_value": 0.9, "drop": drop,
+                     "predictions": _student(drop)},
         "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
                   "padded_tokens": 64, "memory_kb": memory_kb, "latencies_ms": {"real": [2.0], "padded": [4.0]},
                   "vs_reference": None if ratio is None else {"median": ratio[0], "low": ratio[1], "high": ratio[2], "pairs": 200, "confidence": 0.95}}],
@@ -40,8 +54,10 @@ def _data(*models: dict[str, Any], source: str = "measured_host", target: str = 
         "target": {"name": target, "latency_source": source},
         "machine": {"arch": "x86_64", "cpu": "test CPU", "flags": [], "cores": 2, "python": "3.11", "system": "Linux", "versions": {}},
         "settings": {"threads": [1], "queries": 64, "seconds": 1.0, "texts": 200, "batch": 1, "reference": "bert-base-shape",
-                     "teacher": None, "data_overrides": []},
+                     "teacher": {"path": "/nowhere/teacher", "metric": "accuracy", "value": 0.9, "examples": EXAMPLES, "predictions": TEACHER},
+                     "data_overrides": []},
         "baseline_vm_hwm_kb": 50_000, "models": list(models),
+        "dev": {"task": "sst2", "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64, "gold": GOLD},
     }
 
 
@@ -67,7 +83,8 @@ def test_every_verdict() -> None:
 def test_limits_that_fail() -> None:
     report = _report(_model("big", None, drop=0.02, size=20_000_000, memory_kb=300 * 1024))
     budget = Budget(models={"big": ModelBudget(max_accuracy_drop=1.0, max_bytes=15_000_000, max_memory_mb=200)})
-    assert {c.name: c.verdict for c in gate.judge(report, budget)} == {"accuracy drop": "FAIL", "size": "FAIL", "peak memory": "FAIL"}
+    assert {c.name: c.verdict for c in gate.judge(report, budget)} == {"accuracy drop": "FAIL", "size": "FAIL", "peak memory": "FAIL",
+                                                                       "better than majority baseline": "PASS"}
 
 
 def test_an_inconclusive_ratio_is_measured_again() -> None:
@@ -79,15 +96,16 @@ def test_an_inconclusive_ratio_is_measured_again() -> None:
         asked.append(model.name)
         return Ratio(median=0.47, low=0.46, high=0.48, pairs=800, confidence=0.95)
 
-    (check,) = gate.judge(report, budget, tighter)
+    check, floor = gate.judge(report, budget, tighter)
     assert asked == ["close"] and check.verdict == "PASS" and "800 pairs" in check.note
+    assert floor.name == "better than majority baseline" and floor.verdict == "PASS"
 
 
 def test_absolute_p90_only_on_its_device() -> None:
     budget = Budget(default=ModelBudget(max_p90_ms=2.0, device="ssh://pi@raspberrypi:22"))
-    (host,) = gate.judge(_report(_model("m", None)), budget)
+    host, _ = gate.judge(_report(_model("m", None)), budget)
     assert host.verdict == "SKIP" and gate.exit_code([host]) == 0
-    (device,) = gate.judge(_report(_model("m", None), source="measured_device", target="ssh://pi@raspberrypi:22"), budget)
+    device, _ = gate.judge(_report(_model("m", None), source="measured_device", target="ssh://pi@raspberrypi:22"), budget)
     assert device.verdict == "FAIL" and "2.60" in device.measured  # the early-stopping estimate, 1.3 x p50
 
 
@@ -127,7 +145,7 @@ def test_cli_gate_writes_junit_and_summary(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "budget.yaml").write_text("default:\n  max_latency_ratio: 0.5\n")
     assert main([*args, "--no-remeasure"]) == 1
     suite = ElementTree.parse(tmp_path / "gate.xml").getroot()
-    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"  # each model's latency and majority floor
     assert "❌ FAIL" in (tmp_path / "summary.md").read_text()
     (tmp_path / "budget.yaml").write_text("default: {max_bytes: -1}\n")
     assert main(args) == 2

@@ -15,7 +15,7 @@ from edgekd import testing
 from edgekd.bundle import Bundle
 from edgekd.cli import main
 from edgekd.config import DataConfig, validate_recipe
-from edgekd.data import load_task_data
+from edgekd.data import read_task_data
 from edgekd.errors import DataError
 
 # The ClassLabel names, in id order: not the names of any preset, so that a task holding them got them from the dataset.
@@ -74,7 +74,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("form", ["saved", "parquet"])
 def test_classlabel_names_become_the_task_labels(folders: dict[str, Path], form: str) -> None:
-    data = load_task_data(DataConfig(dataset=str(folders[form]), **CUSTOM))
+    data = read_task_data(DataConfig(dataset=str(folders[form]), **CUSTOM))
     assert data.task.labels == tuple(NAMES) and data.task.num_labels == 3
     assert data.task.text_columns == ("utterance",) and data.task.label_column == "mood"
     train, dev = testing.three_class_rows(30, seed=1), testing.three_class_rows(12, seed=2)
@@ -85,17 +85,17 @@ def test_classlabel_names_become_the_task_labels(folders: dict[str, Path], form:
 
 
 def test_recipe_labels_that_agree_are_kept_and_placeholder_names_renamed(folders: dict[str, Path], tmp_path: Path) -> None:
-    assert load_task_data(DataConfig(dataset=str(folders["saved"]), labels=NAMES, **CUSTOM)).task.labels == tuple(NAMES)
+    assert read_task_data(DataConfig(dataset=str(folders["saved"]), labels=NAMES, **CUSTOM)).task.labels == tuple(NAMES)
     # ClassLabel names that only number the classes ('0', '1', '2') take the names data.labels gives.
     numbered = _save(tmp_path / "numbered", _dataset_dict({"sentence": "utterance", "label": "mood"}, ["0", "1", "2"]), "saved")
-    data = load_task_data(DataConfig(dataset=str(numbered), labels=["neg", "neu", "pos"], **CUSTOM))
+    data = read_task_data(DataConfig(dataset=str(numbered), labels=["neg", "neu", "pos"], **CUSTOM))
     assert data.task.labels == ("neg", "neu", "pos") and data.train.labels.max() == 2
 
 
 @pytest.mark.parametrize("labels", [["sad", "glad"], ["glad", "meh", "sad"]], ids=["count", "order"])
 def test_recipe_labels_that_disagree_with_the_classlabel_are_refused(folders: dict[str, Path], labels: list[str]) -> None:
     with pytest.raises(DataError, match=r"data.labels .* do not match the ClassLabel names") as info:
-        load_task_data(DataConfig(dataset=str(folders["saved"]), labels=labels, **CUSTOM))
+        read_task_data(DataConfig(dataset=str(folders["saved"]), labels=labels, **CUSTOM))
     message = str(info.value)
     assert str(labels) in message and str(NAMES) in message and "'mood'" in message and "\n" not in message
 
@@ -103,9 +103,9 @@ def test_recipe_labels_that_disagree_with_the_classlabel_are_refused(folders: di
 def test_a_label_column_without_classlabel_asks_for_data_labels(tmp_path: Path) -> None:
     plain = _save(tmp_path / "plain", _dataset_dict({"sentence": "utterance", "label": "mood"}, None), "saved")
     with pytest.raises(DataError, match=r"column 'mood' is not a ClassLabel, so its label names are unknown; set data.labels"):
-        load_task_data(DataConfig(dataset=str(plain), **CUSTOM))
+        read_task_data(DataConfig(dataset=str(plain), **CUSTOM))
     # With data.labels, integer labels map by id as before.
-    data = load_task_data(DataConfig(dataset=str(plain), labels=["a", "b", "c"], **CUSTOM))
+    data = read_task_data(DataConfig(dataset=str(plain), labels=["a", "b", "c"], **CUSTOM))
     assert data.task.labels == ("a", "b", "c") and data.train.labels.tolist() == [r["label"] for r in testing.three_class_rows(30, 1)]
 
 
@@ -115,7 +115,7 @@ def test_splits_with_different_classlabels_are_refused(tmp_path: Path) -> None:
     mixed["validation"] = _dataset_dict(columns, ["glad", "meh", "sad"])["validation"]
     folder = _save(tmp_path / "mixed", mixed, "saved")
     with pytest.raises(DataError, match=r"the ClassLabel names of 'mood' differ between splits \(train: \['sad'"):
-        load_task_data(DataConfig(dataset=str(folder), **CUSTOM))
+        read_task_data(DataConfig(dataset=str(folder), **CUSTOM))
 
 
 def test_a_custom_task_from_a_dataset_may_omit_labels_but_not_from_a_path() -> None:
@@ -137,7 +137,7 @@ def test_pair_columns_premise_hypothesis_gold_from_parquet(tmp_path: Path) -> No
     # datasets reads dev.parquet as its `validation` split, where the task looks for dev by default.
     folder = _save(tmp_path / "nli", pairs, "parquet")
     cfg = DataConfig(task="custom", kind="pair", dataset=str(folder), text_columns=["premise", "hypothesis"], label_column="gold")
-    data = load_task_data(cfg)
+    data = read_task_data(cfg)
     assert data.task.labels == ("entailment", "neutral", "contradiction") and data.task.kind == "pair"
     assert data.train.texts == [("a cat sat", "an animal sat"), ("it rains", "it is dry")] and data.dev.labels.tolist() == [0, 2]
 
@@ -156,27 +156,27 @@ def test_hub_id_config_and_dev_split_are_honoured(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     cfg = DataConfig(task="custom", kind="single", dataset="tweet_eval", dataset_config="sentiment", dev_split="test",
                      text_columns=["text"], label_column="polarity")
-    data = load_task_data(cfg)
+    data = read_task_data(cfg)
     assert calls == [("tweet_eval", "sentiment")] and data.source == "tweet_eval (sentiment)"
     assert data.task.labels == ("negative", "neutral", "positive") and len(data.train) == 9
     assert data.dev.labels.tolist() == [r["label"] for r in testing.three_class_rows(3, seed=3)]
     # The preset's labels (sst2: 2) against a three-class ClassLabel: refused, by count.
     with pytest.raises(DataError, match=r"the sst2 preset's labels \['negative', 'positive'\] do not match the ClassLabel names"):
-        load_task_data(DataConfig(task="sst2", dataset="tweet_eval", text_columns=["text"], label_column="polarity"))
+        read_task_data(DataConfig(task="sst2", dataset="tweet_eval", text_columns=["text"], label_column="polarity"))
 
 
 def test_missing_split_names_the_splits_it_has(folders: dict[str, Path]) -> None:
     for form in ("saved", "parquet"):
         with pytest.raises(DataError, match=r"has no split 'nope' \(data.dev_split\); its splits: train, validation"):
-            load_task_data(DataConfig(dataset=str(folders[form]), dev_split="nope", **CUSTOM))
+            read_task_data(DataConfig(dataset=str(folders[form]), dev_split="nope", **CUSTOM))
     with pytest.raises(DataError, match=r"has no split 'training' \(data.train_split\)"):
-        load_task_data(DataConfig(dataset=str(folders["saved"]), train_split="training", **CUSTOM))
+        read_task_data(DataConfig(dataset=str(folders["saved"]), train_split="training", **CUSTOM))
 
 
 def test_missing_column_lists_the_datasets_columns(folders: dict[str, Path]) -> None:
     cfg = {**CUSTOM, "text_columns": ["sentence"]}
     with pytest.raises(DataError, match=r"missing column\(s\) 'sentence'; the dataset's columns are 'utterance', 'mood', 'idx'"):
-        load_task_data(DataConfig(dataset=str(folders["saved"]), **cfg))
+        read_task_data(DataConfig(dataset=str(folders["saved"]), **cfg))
 
 
 def test_what_is_not_a_dataset_folder(tmp_path: Path, folders: dict[str, Path]) -> None:
@@ -184,15 +184,15 @@ def test_what_is_not_a_dataset_folder(tmp_path: Path, folders: dict[str, Path]) 
 
     file = testing.write_rows(tmp_path / "rows.csv", [{"utterance": "x", "mood": 0}])
     with pytest.raises(DataError, match=r"a file, not a dataset folder; set data.path="):
-        load_task_data(DataConfig(dataset=str(file), **CUSTOM))
+        read_task_data(DataConfig(dataset=str(file), **CUSTOM))
     datasets.Dataset.from_dict({"utterance": ["x"], "mood": [0]}).save_to_disk(str(tmp_path / "lone"))
     with pytest.raises(DataError, match=r"one Dataset without splits \(Dataset.save_to_disk\); save a DatasetDict"):
-        load_task_data(DataConfig(dataset=str(tmp_path / "lone"), **CUSTOM))
+        read_task_data(DataConfig(dataset=str(tmp_path / "lone"), **CUSTOM))
     with pytest.raises(DataError, match=r"is a save_to_disk folder, which has no configs; remove data.dataset_config"):
-        load_task_data(DataConfig(dataset=str(folders["saved"]), dataset_config="sentiment", **CUSTOM))
+        read_task_data(DataConfig(dataset=str(folders["saved"]), dataset_config="sentiment", **CUSTOM))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"datasets could not read it .*save_to_disk folder or parquet/csv/json files"):
-        load_task_data(DataConfig(dataset=str(tmp_path / "empty"), **CUSTOM))
+        read_task_data(DataConfig(dataset=str(tmp_path / "empty"), **CUSTOM))
 
 
 # ---- the CLI: `validate` checks a local folder from its metadata; `run` end to end -----------------------------------

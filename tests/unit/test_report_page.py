@@ -27,13 +27,18 @@ def _summary(p50: float) -> dict[str, Any]:
             "valid_min_queries": True, "valid_min_duration": True}
 
 
+# The dev set of the crafted reports: 100 examples, half of each class; every model is wrong on the first 15.
+GOLD = [i % 2 for i in range(100)]
+
+
 def _model(name: str, path: str, ratio: tuple[float, float, float] | None, *, role: str = "candidate", parent: str | None = None,
            size: int = 56_000_000, parameters: int = 14_000_000, architecture_only: bool = False) -> dict[str, Any]:
     model = {
         "name": name, "path": path, "sha256": "ab" * 32, "format": "onnx", "role": role, "architecture_only": architecture_only,
         "family": "bert", "size": {"bytes": size, "gzip_bytes": size // 2, "parameters": parameters, "nonzero_parameters": parameters},
         "macs": {}, "accuracy": None if architecture_only else
-        {"metric": "accuracy", "value": 0.85, "examples": 872, "reference_value": 0.89, "drop": 0.04},
+        {"metric": "accuracy", "value": 0.85, "examples": 100, "reference_value": 0.89, "drop": 0.04,
+         "predictions": [1 - g if i < 15 else g for i, g in enumerate(GOLD)]},
         "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
                   "padded_tokens": 64, "memory_kb": 60_000, "latencies_ms": {"real": [2.0, 2.1, 1.9], "padded": [4.0, 4.1, 3.9]},
                   "vs_reference": None if ratio is None else
@@ -53,6 +58,7 @@ def _report(*models: dict[str, Any], source: str = "measured_host", teacher: str
                      "teacher": None if teacher is None else {"path": teacher, "metric": "accuracy", "value": 0.89, "examples": 872},
                      "data_overrides": []},
         "baseline_vm_hwm_kb": 50_000, "models": list(models),
+        "dev": {"task": "sst2", "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64, "gold": GOLD},
     }
 
 
@@ -185,11 +191,12 @@ def test_the_gate_puts_its_verdict_at_the_top(folders: dict[str, Path], capsys: 
     assert "Not gated" not in page and page.index('<section id="gate" class="gate-fail"><h2>Gate: FAIL</h2>') < page.index("<ul")
     verdicts = page[page.index('<table class="verdicts">'): page.index("</section>")]
     rows = verdicts.split("<tr>")[2:]
-    assert [re.search(r"<strong>(\w+)</strong>", row).group(1) for row in rows] == ["FAIL", "PASS", "PASS", "PASS", "PASS"]  # type: ignore[union-attr]
+    # The five budget lines and each judged model's majority floor (4 models).
+    assert [re.search(r"<strong>(\w+)</strong>", row).group(1) for row in rows] == ["FAIL"] + ["PASS"] * 8  # type: ignore[union-attr]
     assert "<td>tinybert-int8</td><td>latency ratio</td><td>0.140 (95% CI 0.135-0.145) of bert-base-shape</td><td>&lt;= 0.120</td>" in rows[0]
     assert 'class="v-fail"' in rows[0] and "<td>1,000,000 bytes</td><td>&lt;= 2,000,000 bytes</td>" in verdicts
     # The budget file outside the report folder is shown relative to the current directory.
-    assert "5 checks: 1 FAIL, 4 PASS. Judged at 1 thread(s) against <code>budget.yaml</code>" in page
+    assert "9 checks: 1 FAIL, 8 PASS. Judged at 1 thread(s) against <code>budget.yaml</code>" in page
     assert "`" not in page and "**" not in page and not any(str(folder) in page for folder in folders.values())
     # A budget the models meet: PASS.
     budget.write_text("default:\n  max_latency_ratio: 0.5\n")

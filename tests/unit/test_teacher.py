@@ -37,7 +37,10 @@ def test_finetune_learns_and_writes_a_bundle_transformers_loads(tiny_encoder: Pa
     metrics = bundle.manifest.metrics
     assert np.mean(metrics.last_losses) < 0.5 * np.mean(metrics.first_losses), metrics
     assert metrics.dev["accuracy"] >= 0.9 and metrics.dev["examples"] == 48
-    assert metrics.steps == 48  # 256 examples / 16 per batch * 3 epochs
+    assert metrics.steps == 45  # 230 examples (256 less the selection split's 26) / 16 per batch * 3 epochs
+    assert metrics.selection["examples"] == 26 and metrics.splits["selection"]["used_for_selection"] is True
+    assert metrics.splits["dev"] == {"examples": 48, "used_for_selection": False}
+    assert metrics.best["split"] == "selection"
 
     reopened = Bundle.open(bundle.path)
     assert reopened.manifest.kind == "teacher" and reopened.manifest.format == "torch"
@@ -69,7 +72,7 @@ def test_logits_cache_holds_the_teachers_train_outputs(tiny_encoder: Path, singl
     bundle = teacher(r)
     data = load_task_data(r.data)
     cached = LogitsCache(r.cache).get(cache_key(bundle.sha256, data.train.fingerprint, r.teacher.max_length))
-    assert cached is not None and cached.shape == (256, 2) and isinstance(cached, np.memmap)
+    assert cached is not None and cached.shape == (230, 2) and isinstance(cached, np.memmap)
     model = AutoModelForSequenceClassification.from_pretrained(bundle.path)
     tokenizer = AutoTokenizer.from_pretrained(bundle.tokenizer_dir)
     expected = predict_logits(model, encode(tokenizer, data.train, 32), 7, torch.device("cpu"))

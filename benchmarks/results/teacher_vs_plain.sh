@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Issue 22: the shipped teacher recipe against a plain fine-tuning loop (plain_teacher.py), 3 seeds each, SST-2 dev
+# reported once per model (the recipe chooses nothing on dev: its evaluations during training are on the selection
+# split). Writes JSON lines to $OUT (default /tmp/teacher-vs-plain).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/teacher-vs-plain}
+DATA=${DATA:-../shared/data}
+mkdir -p "$OUT"
+python benchmarks/results/plain_teacher.py sst2 "$DATA/sst2" --seeds 0 1 2 --epochs 1 --max-length 64 >> "$OUT/plain-sst2.jsonl"
+for seed in 0 1 2; do
+  edgekd -q teacher sst2 data.path="$DATA/sst2" seed=$seed teacher.train.epochs=1 teacher.cache_logits=false \
+    -o "$OUT/sst2-recipe-seed$seed" --force
+done
