@@ -39,25 +39,36 @@ class Scores(BaseModel):
     split: Literal["dev", "dev_sample"]
     examples: int = Field(ge=0)
     values: dict[str, float]
+    # The whole split's size, for a sample (recorded as `of`; absent in manifests written before it was).
+    of: int | None = None
 
     @classmethod
     def measured(cls, values: Mapping[str, float], examples: int, split_size: int) -> Scores:
         """Scores measured on `examples` of a dev split of `split_size`: the whole split or a sample of it."""
-        split: Literal["dev", "dev_sample"] = "dev" if examples == split_size else "dev_sample"
-        return cls(split=split, examples=examples, values={k: round(float(v), DECIMALS) for k, v in values.items()})
+        sample = examples != split_size
+        return cls(split="dev_sample" if sample else "dev", examples=examples, of=split_size if sample else None,
+                   values={k: round(float(v), DECIMALS) for k, v in values.items()})
 
     def record(self) -> dict[str, float | int]:
-        """The manifest's form: the values and the example count, under the split's key of `Metrics`."""
-        return {**self.values, "examples": self.examples}
+        """The manifest's form: the values and the example count (and a sample's split size), under the split's key
+        of `Metrics`."""
+        return {**self.values, "examples": self.examples, **({"of": self.of} if self.of is not None else {})}
 
     def describe(self) -> str:
-        """E.g. `dev (872 examples): accuracy 0.9060, f1 0.9081`."""
-        return f"{self.split} ({self.examples} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in self.values.items())
+        """E.g. `dev (872 examples): accuracy 0.9060, f1 0.9081`, or for a sample `dev sample (200 of 872 examples,
+        not the whole split): accuracy 0.8828`."""
+        if self.split == "dev_sample":
+            size = f"{self.examples} of {self.of}" if self.of is not None else str(self.examples)
+            where = f"dev sample ({size} examples, not the whole split)"
+        else:
+            where = f"dev ({self.examples} examples)"
+        return f"{where}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.values.items())
 
     @classmethod
     def from_record(cls, split: Literal["dev", "dev_sample"], record: Mapping[str, Any]) -> Scores:
-        values = {k: float(v) for k, v in record.items() if k != "examples"}
-        return cls(split=split, examples=int(record.get("examples", 0)), values=values)
+        values = {k: float(v) for k, v in record.items() if k not in ("examples", "of")}
+        of = record.get("of")
+        return cls(split=split, examples=int(record.get("examples", 0)), values=values, of=int(of) if of is not None else None)
 
 
 class Metrics(_Open):

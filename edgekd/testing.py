@@ -162,10 +162,12 @@ def tiny_recipe(
 def tiny_students(train: dict[str, Any] | None = None) -> dict[str, Any]:
     """A `students:` section for the tiny teacher: a 1-layer TinyBERT (two stages) and a small BiLSTM."""
     steps = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 5e-3, "checkpoint_every": 5, **(train or {})}
+    # At 1e-2 the 1-layer TinyBERT learns the fixture under every seed tried (at 5e-3, under one seed in three).
+    transformer = {**steps, "learning_rate": 1e-2, **(train or {})}
     return {
         "tinybert": {
             "student": {"type": "tinybert", "layers": 1, "hidden": 16, "heads": 2, "intermediate": 32},
-            "stages": [{"kind": "intermediate", "train": dict(steps)}, {"kind": "prediction", "train": dict(steps)}],
+            "stages": [{"kind": "intermediate", "train": dict(transformer)}, {"kind": "prediction", "train": dict(transformer)}],
         },
         "bilstm": {
             "student": {"type": "bilstm", "embeddings": "random", "embedding_dim": 16, "hidden": 16, "fc": 16, "dropout": 0.0},

@@ -189,3 +189,34 @@ def test_macs_count_every_supported_family_from_its_config(tmp_path: Path) -> No
     assert macs(bundle_of(distil), 16) == expected
     assert all(macs(bundle_of({**bert, "model_type": family}), 16) == expected for family in HF_FAMILIES if family != "distilbert")
     assert macs(bundle_of({**bert, "model_type": "albert"}), 16) is None and macs(bundle_of({**bert, "model_type": "bert"}), 32) > expected
+
+
+def test_bench_keeps_per_example_predictions_and_scores_the_teacher_on_them(untrained_onnx: dict[str, Bundle], tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgekd.benchmarks import gate
+    from edgekd.config import Budget, ModelBudget
+    from edgekd.metrics import accuracy
+
+    exported, student = untrained_onnx["tinybert-single"], untrained_onnx["bilstm-single"]
+    assert exported.manifest.parent is not None
+    teacher = exported.manifest.parent.path  # the torch teacher the ONNX file was exported from
+    report = bench([exported.path, student.path], BenchConfig(reference=None, teacher=teacher, texts=20))
+    dev, scored = report.dev, report.settings.teacher
+    assert dev is not None and scored is not None and scored.predictions is not None
+    assert dev.task == exported.manifest.task.name and dev.labels == exported.manifest.task.labels and len(dev.sha256) == 64
+    gold = np.asarray(dev.gold)
+    # The teacher is scored now, through its torch model, on the same examples: its value is its predictions' accuracy.
+    assert scored.examples == gold.size and scored.value == pytest.approx(accuracy(np.asarray(scored.predictions), gold), abs=1e-6)
+    for model in report.models:
+        assert model.accuracy is not None and model.accuracy.predictions is not None and len(model.accuracy.predictions) == gold.size
+        assert model.accuracy.value == pytest.approx(accuracy(np.asarray(model.accuracy.predictions), gold), abs=1e-6)
+    # The teacher's own export predicts what the teacher predicts: its paired drop is exactly 0.
+    assert report.models[0].accuracy.predictions == scored.predictions  # type: ignore[union-attr]
+    (drop,) = [c for c in gate.judge(report, Budget(models={exported.path.name: ModelBudget(max_accuracy_drop=0.5)})) if c.name == "accuracy drop"]
+    assert drop.verdict == "PASS" and drop.measured == "accuracy drop 0.00 pts (95% CI 0.00 to 0.00)"
+    # report.json keeps each list of numbers on one line, and reads back the same.
+    paths = report_module.write(report, tmp_path)
+    text = paths["json"].read_text()
+    assert '"gold": [' + ",".join(map(str, dev.gold)) + "]" in text
+    assert report_module.load(paths["json"]) == report
