@@ -22,7 +22,7 @@ from edgekd import __version__
 from edgekd.bundle import Bundle, Manifest
 from edgekd.config import BenchConfig
 from edgekd.data import lineage_data, load_task_data
-from edgekd.errors import UnsupportedError
+from edgekd.errors import BundleError, UnsupportedError
 from edgekd.footprint import footprint
 from edgekd.progress import bar
 from edgekd.records import MODEL_FILES
@@ -122,6 +122,25 @@ def _dev_set(dev: Any, manifest: Manifest) -> DevSet:
     return DevSet(task=task.name, problem=task.problem, labels=list(task.labels), sha256=dev.fingerprint, gold=gold)
 
 
+def selected_on_dev(bundle: Bundle) -> bool | None:
+    """Whether the trained model a bundle descends from chose its checkpoints on dev: its manifest's `splits` record
+    says where it did (never dev, since selection splits exist); None when the lineage does not reach a trained
+    bundle that records it."""
+    seen = 0
+    while bundle.manifest.produced_by.stage not in ("teacher", "distill") and bundle.manifest.parent is not None and seen < 32:
+        try:
+            parent = Bundle.open(bundle.manifest.parent.path)
+        except BundleError:
+            return None
+        if parent.sha256 != bundle.manifest.parent.sha256:
+            return None
+        bundle, seen = parent, seen + 1
+    splits = bundle.manifest.metrics.splits
+    if bundle.manifest.produced_by.stage not in ("teacher", "distill") or splits is None:
+        return None
+    return bool(splits.get("dev", {}).get("used_for_selection", False))
+
+
 def _teacher_score(path: str, dev: Any, first: Manifest) -> TeacherScore:
     """The teacher's dev metric and per-example predictions, measured now on the dev examples every model is scored
     on (a torch teacher through its torch model). Without `dev` (accuracy off), its full-dev metric as its manifest
@@ -198,7 +217,7 @@ def _model_result(bundle: Bundle, runs: list[Run], dev: Any, texts: list[tuple[s
         outputs = classifier.logits(dev.texts)
         value = metrics.compute([task_metric], outputs, dev.labels, m.task.problem)[task_metric]
         accuracy = Accuracy(metric=task_metric, value=round(float(value), 6), examples=len(dev),
-                            predictions=_predictions(outputs, m.task.problem))
+                            predictions=_predictions(outputs, m.task.problem), selected_on_dev=selected_on_dev(bundle))
     lengths = [max(len(v) for v in e.values() if hasattr(v, "__len__")) for e in classifier.encoder.encode(texts)]
     mean_length = float(np.mean(lengths))
     result = ModelResult(

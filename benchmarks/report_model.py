@@ -162,6 +162,10 @@ class Accuracy(_Record):
     # Per dev example (the report's `dev`), so that the gate computes any metric with a paired interval; absent in
     # reports written before they were recorded.
     predictions: Predictions | None = None
+    # Whether the model's checkpoints were chosen on this same dev split: false for a model whose training recorded
+    # its selection split (edgekd chooses on one carved from train), null when its lineage does not say (trained
+    # before selection splits were recorded, or its trained ancestor is not at hand).
+    selected_on_dev: bool | None = None
 
 
 class DevSet(_Record):

