@@ -87,6 +87,9 @@ def lineage(bundle: Bundle, step: Step) -> tuple[Any, str | None]:
         config = teacher_lineage(config)
     elif step.stage == "distill":
         config = student_lineage(config, step.student)
+    if step.stage in ("teacher", "distill"):
+        # A model trained before selection splits chose its checkpoints on dev: never taken as cached.
+        config = {**config, "selection_split": bundle.manifest.metrics.splits is not None}
     parent = bundle.manifest.parent.sha256 if bundle.manifest.parent else None
     return {"stage": made.stage, "config": config}, parent
 
@@ -109,10 +112,10 @@ def wanted(recipe: Recipe, step: Step, parent: Bundle | None) -> tuple[Any, str 
     """What the recipe asks a step's bundle to be made from, in the form `lineage` reads back."""
     raw = to_dict(recipe)
     if step.stage == "teacher":
-        return {"stage": "teacher", "config": teacher_lineage(raw)}, None
+        return {"stage": "teacher", "config": {**teacher_lineage(raw), "selection_split": True}}, None
     assert parent is not None
     if step.stage == "distill":
-        return {"stage": "distill", "config": student_lineage({**raw, "seed": step.seed}, step.student)}, parent.sha256
+        return {"stage": "distill", "config": {**student_lineage({**raw, "seed": step.seed}, step.student), "selection_split": True}}, parent.sha256
     artifact = recipe.artifacts[step.name]
     config = {artifact.stage: to_dict(artifact.config), "data": lineage_data(parent).model_dump(mode="json")}
     return {"stage": artifact.stage, "config": config}, parent.sha256

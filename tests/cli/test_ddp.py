@@ -33,4 +33,4 @@ def test_two_processes_train_one_student(tmp_path: Path, tiny_encoder: Path, sin
     assert result.stdout.count("student bilstm:") == 1, "only the main process reports"
     bundle = Bundle.open(tmp_path / "run" / "bilstm")
     stage = bundle.manifest.metrics.stages[0]
-    assert stage["processes"] == 2 and stage["steps"] == 32  # 16 batches / 2 processes * 4 epochs
+    assert stage["processes"] == 2 and stage["steps"] == 28  # 15 batches of the 230 train examples / 2 processes * 4 epochs

@@ -71,3 +71,21 @@ def test_a_recipes_seeds_are_steps_of_run_each_cached(tmp_path: Path, tiny_encod
     (tmp_path / "run" / "bilstm.seeds.json").unlink()
     assert main(["run", str(path)]) == 0, "the summary is written again from the cached runs"
     assert (tmp_path / "run" / "bilstm.seeds.json").is_file()
+
+
+def test_a_model_trained_before_selection_splits_is_not_taken_as_cached(tmp_path: Path, tiny_encoder: Path, single_task: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgekd.pipeline import lineage, wanted
+    from edgekd.records import Metrics
+
+    path = _recipe(tmp_path, tiny_encoder, single_task)
+    recipe = load_recipe(path)
+    assert main(["teacher", str(path)]) == 0
+    step = plan(recipe)[0]
+    bundle = Bundle.open(tmp_path / "run" / "teacher")
+    assert lineage(bundle, step) == wanted(recipe, step, None)
+    # The same manifest without the `splits` record, as a teacher trained before selection splits wrote it.
+    old_metrics = Metrics.model_validate({k: v for k, v in bundle.manifest.metrics.model_dump().items() if k != "splits"})
+    old = SimpleNamespace(manifest=bundle.manifest.model_copy(update={"metrics": old_metrics}))
+    assert lineage(old, step) != wanted(recipe, step, None)  # type: ignore[arg-type]
