@@ -49,7 +49,8 @@ def test_run_and_predict_on_other_task_kinds(case: str, tiny_encoder: Path, tmp_
     testing.write_rows(task / "dev.tsv", rows(48, seed=2))
     raw = testing.tiny_recipe(task, tiny_encoder, tmp_path / "run", data["kind"])
     raw["data"].update(data)
-    raw["students"] = testing.tiny_students()
+    # The TinyBERT at 5e-3 here: at the fixture's 1e-2 its three-class logits end near-tied, and INT8 flips them.
+    raw["students"] = testing.tiny_students({"learning_rate": 5e-3} if case == "three-class" else None)
     if case == "regression":  # scores, not classes: MSE on the teacher's outputs
         raw["teacher"]["train"].update(epochs=10)  # a score read from both halves takes the tiny teacher more epochs
         for student in raw["students"].values():
