@@ -244,7 +244,8 @@ def _write_bundle(
             metrics={
                 **{name: {**{k: round(v, 6) for k, v in values.items()}, "examples": len(getattr(data, name))}
                    for name, values in measured.items()},
-                "splits": data.split_facts(),
+                # An imported classifier is only evaluated here: nothing was chosen on the selection split.
+                "splits": data.split_facts(selected=cfg.mode == "finetune"),
                 "train_examples": len(data.train),
                 "data_source": data.source,
                 "model_source": cfg.model,

@@ -71,11 +71,11 @@ class TaskData:
     # How the selection split was made: `carved from train (...)` or the named split's source.
     selection_source: str = ""
 
-    def split_facts(self) -> dict[str, dict[str, Any]]:
+    def split_facts(self, selected: bool = True) -> dict[str, dict[str, Any]]:
         """The manifest's `splits` record: each evaluated split's size, where it came from, and whether checkpoints
-        were chosen on it."""
+        were chosen on it (`selected`: on the selection split, by a model that was trained; dev and test: never)."""
         facts = {
-            "selection": {"examples": len(self.selection), "source": self.selection_source, "used_for_selection": True},
+            "selection": {"examples": len(self.selection), "source": self.selection_source, "used_for_selection": selected},
             "dev": {"examples": len(self.dev), "used_for_selection": False},
         }
         if self.test is not None:
