@@ -11,14 +11,15 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
 from edgekd import cli
+from edgekd import testing_reports as fake
 from edgekd.benchmarks import report as report_module
 from edgekd.config import Recipe, bench_models, bundle_formats, load_recipe
 
@@ -244,50 +245,28 @@ def test_the_budget_names_the_bundles_the_recipe_benchmarks() -> None:
 # The workflow's own edgekd commands, run in order through the CLI
 
 
-def _summary(p50: float) -> dict[str, Any]:
-    return {"queries": 64, "seconds": 1.2, "p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5, "min": p50 * 0.8, "max": p50 * 2,
-            "mean": p50, "std": 0.1, "p90_early_stopping": p50 * 1.3, "throughput_qps": 1000 / p50,
-            "valid_min_queries": True, "valid_min_duration": True}
-
-
 def _fixture_report(recipe: Recipe, ratios: dict[str, float]) -> dict[str, Any]:
-    """A report as `edgekd bench` writes it for the recipe's models: each candidate at its latency ratio, small, 3
-    points below the teacher; the reference; the architecture-only BERT-base shape when the recipe measures it."""
+    """A report as `edgekd bench` writes it for the recipe's models: each candidate at its latency ratio, small, 1
+    point below the reference; the reference; the architecture-only BERT-base shape when the recipe measures it."""
     bench = recipe.bench
     assert bench is not None
     formats = bundle_formats(recipe)
     gold = [i % 2 for i in range(1000)]
 
     def model(name: str, role: str, ratio: float | None, *, architecture_only: bool = False) -> dict[str, Any]:
-        runs = [{"threads": t, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
-                 "padded_tokens": 64, "memory_kb": 60_000, "latencies_ms": {"real": [2.0], "padded": [4.0]},
-                 "vs_reference": None if ratio is None else
-                 {"median": ratio, "low": ratio * 0.95, "high": ratio * 1.05, "pairs": 200, "confidence": 0.95}}
-                for t in bench.threads]
         # Per-example predictions of a 1,000-example dev set: the reference wrong on the first 110, a candidate on the
         # first 120 (the gate judges the drop, 1 point with its interval under the budget's 2, and the majority floor).
         wrong = 110 if role == "reference" else 120
-        accuracy = None if architecture_only else {"metric": "accuracy", "value": 0.88, "examples": 1000, "reference_value": 0.89,
-                                                   "drop": 0.0 if role == "reference" else 0.01,
-                                                   "predictions": [1 - g if i < wrong else g for i, g in enumerate(gold)]}
-        return {"name": name, "path": str(recipe.out / name), "sha256": "0" * 64, "format": formats.get(name, "onnx"), "role": role,
-                "architecture_only": architecture_only, "family": "bert", "macs": {}, "accuracy": accuracy, "runs": runs,
-                "size": {"bytes": 10_000_000, "gzip_bytes": 9_000_000, "parameters": 1, "nonzero_parameters": 1}}
+        return fake.report_model(name, [1 - g if i < wrong else g for i, g in enumerate(gold)], gold=gold, ratio=ratio, role=role,
+                                 threads=bench.threads, path=str(recipe.out / name), fmt=formats.get(name, "onnx"), size=10_000_000,
+                                 memory_kb=60_000, architecture_only=architecture_only,
+                                 accuracy={"reference_value": 0.89, "drop": 0.0 if role == "reference" else 0.01})
 
     models = [model(name, "candidate", ratios[name]) for name in bench_models(recipe)]
     if bench.bert_base_shape:
         models.append(model("bert-base-shape-v2", "candidate", 7.0, architecture_only=True))
     models.append(model(bench.reference, "reference", None))
-    return {
-        "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-30T00:00:00+00:00",
-        "target": {"name": "local", "latency_source": "measured_host"},
-        "machine": {"arch": "x86_64", "cpu": "test CPU", "flags": [], "cores": 4, "python": "3.11", "system": "Linux", "versions": {}},
-        "settings": {"threads": bench.threads, "queries": bench.queries, "seconds": bench.seconds, "texts": bench.texts, "batch": 1,
-                     "reference": str(recipe.out / bench.reference), "teacher": None, "data_overrides": []},
-        "baseline_vm_hwm_kb": 40_000, "models": models,
-        "dev": {"task": recipe.data.task, "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64,
-                "gold": gold},
-    }
+    return fake.report_data(models, gold, task=recipe.data.task, reference=str(recipe.out / bench.reference), threads=bench.threads)
 
 
 def test_the_workflows_edgekd_commands_run_on_a_fixture_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

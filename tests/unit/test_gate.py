@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
-from edgekd.benchmarks import gate, report as report_module
+from edgekd.benchmarks import gate
+from edgekd.benchmarks import report as report_module
 from edgekd.benchmarks.report_model import ModelResult, Ratio, Report
 from edgekd.cli import main
 from edgekd.config import Budget, ModelBudget
 from edgekd.errors import BundleError, ConfigError
-
-
-def _summary(p50: float) -> dict[str, Any]:
-    return {"queries": 64, "seconds": 1.2, "p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5, "min": p50 * 0.8, "max": p50 * 2,
-            "mean": p50, "std": 0.1, "p90_early_stopping": p50 * 1.3, "throughput_qps": 1000 / p50,
-            "valid_min_queries": True, "valid_min_duration": True}
-
+from edgekd.testing_reports import report_data, report_model
 
 # The dev set of the reports below: 1,000 examples, half of each class; the teacher is wrong on the first 100.
 EXAMPLES = 1000
@@ -36,29 +31,12 @@ def _student(drop: float) -> list[int]:
 
 
 def _model(name: str, ratio: tuple[float, float, float] | None, *, drop: float = 0.004, size: int = 14_000_000, memory_kb: int = 60_000) -> dict[str, Any]:
-    return {
-        "name": name, "path": f"/nowhere/{name}", "sha256": "0" * 64, "format": "onnx", "role": "candidate", "architecture_only": False,
-        "family": "bert", "size": {"bytes": size, "gzip_bytes": size // 2, "parameters": 1, "nonzero_parameters": 1}, "macs": {},
-        "accuracy": {"metric": "accuracy", "value": 0.9 - drop, "examples": EXAMPLES, "reference_value": 0.9, "drop": drop,
-                     "predictions": _student(drop)},
-        "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(2.0), "padded": _summary(4.0),
-                  "padded_tokens": 64, "memory_kb": memory_kb, "latencies_ms": {"real": [2.0], "padded": [4.0]},
-                  "vs_reference": None if ratio is None else {"median": ratio[0], "low": ratio[1], "high": ratio[2], "pairs": 200, "confidence": 0.95}}],
-    }
+    return report_model(name, _student(drop), gold=GOLD, ratio=ratio, size=size, memory_kb=memory_kb,
+                        accuracy={"reference_value": 0.9, "drop": drop})
 
 
 def _data(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> dict[str, Any]:
-    """A report's JSON form."""
-    return {
-        "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-22T00:00:00+00:00",
-        "target": {"name": target, "latency_source": source},
-        "machine": {"arch": "x86_64", "cpu": "test CPU", "flags": [], "cores": 2, "python": "3.11", "system": "Linux", "versions": {}},
-        "settings": {"threads": [1], "queries": 64, "seconds": 1.0, "texts": 200, "batch": 1, "reference": "bert-base-shape",
-                     "teacher": {"path": "/nowhere/teacher", "metric": "accuracy", "value": 0.9, "examples": EXAMPLES, "predictions": TEACHER},
-                     "data_overrides": []},
-        "baseline_vm_hwm_kb": 50_000, "models": list(models),
-        "dev": {"task": "sst2", "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64, "gold": GOLD},
-    }
+    return report_data(models, GOLD, teacher=TEACHER, reference="bert-base-shape", source=source, target=target)
 
 
 def _report(*models: dict[str, Any], source: str = "measured_host", target: str = "local") -> Report:

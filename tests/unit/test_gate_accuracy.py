@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekd.benchmarks import gate, report as report_module
+from edgekd import testing_reports as fake
+from edgekd.benchmarks import gate
+from edgekd.benchmarks import report as report_module
 from edgekd.benchmarks.report_model import Report
 from edgekd.benchmarks.stats import paired_metric_difference
 from edgekd.config import Budget, ModelBudget
@@ -19,46 +21,13 @@ from edgekd.metrics import accuracy, f1, pearson
 from edgekd.tasks import PRESETS, gate_metric
 
 
-def _summary() -> dict[str, Any]:
-    return {"queries": 64, "seconds": 1.2, "p50": 2.0, "p90": 2.4, "p99": 3.0, "min": 1.6, "max": 4.0, "mean": 2.0, "std": 0.1,
-            "p90_early_stopping": 2.6, "throughput_qps": 500.0, "valid_min_queries": True, "valid_min_duration": True}
-
-
-def report_data(students: dict[str, list[Any]], gold: list[Any], teacher: list[Any] | None, *, task: str = "sst2",
-                labels: tuple[str, ...] = ("negative", "positive"), problem: str = "classification") -> dict[str, Any]:
+def _data(students: dict[str, list[Any]], gold: list[Any], teacher: list[Any] | None, **dev: Any) -> dict[str, Any]:
     """A report's JSON form: each student with its per-example predictions, the teacher's, the dev set's gold labels."""
-    def model(name: str, predictions: list[Any]) -> dict[str, Any]:
-        return {
-            "name": name, "path": f"/nowhere/{name}", "sha256": "0" * 64, "format": "onnx", "role": "candidate", "architecture_only": False,
-            "size": {"bytes": 1000, "gzip_bytes": 500, "parameters": 1, "nonzero_parameters": 1}, "macs": {},
-            "accuracy": {"metric": "accuracy", "value": 0.5, "examples": len(gold), "predictions": predictions},
-            "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(), "padded": _summary(),
-                      "padded_tokens": 64, "memory_kb": 1000, "latencies_ms": {"real": [2.0], "padded": [4.0]}, "vs_reference": None}],
-        }
-    scored = None if teacher is None else {"path": "/nowhere/teacher", "metric": "accuracy", "value": 0.9, "examples": len(gold), "predictions": teacher}
-    return {
-        "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-30T00:00:00+00:00",
-        "target": {"name": "local", "latency_source": "measured_host"},
-        "machine": {"arch": "x86_64", "cpu": "test CPU", "cores": 2, "python": "3.11", "versions": {}},
-        "settings": {"threads": [1], "queries": 64, "seconds": 1.0, "texts": 20, "batch": 1, "reference": None, "teacher": scored,
-                     "data_overrides": []},
-        "baseline_vm_hwm_kb": 50_000, "models": [model(name, p) for name, p in students.items()],
-        "dev": {"task": task, "problem": problem, "labels": list(labels), "sha256": "a" * 64, "gold": gold},
-    }
+    return fake.report_data([fake.report_model(name, p) for name, p in students.items()], gold, teacher=teacher, **dev)
 
 
 def _report(*args: Any, **kwargs: Any) -> Report:
-    return report_module.validate(report_data(*args, **kwargs))
-
-
-def _worse(predictions: np.ndarray, gold: np.ndarray, points: float, seed: int = 0) -> np.ndarray:
-    """`predictions` with `points` percent of all examples, chosen among the correct ones, turned wrong (binary)."""
-    rng = np.random.default_rng(seed)
-    correct = np.flatnonzero(predictions == gold)
-    turned = rng.choice(correct, size=round(points / 100 * gold.size), replace=False)
-    worse = predictions.copy()
-    worse[turned] = 1 - worse[turned]
-    return worse
+    return report_module.validate(_data(*args, **kwargs))
 
 
 RNG = np.random.default_rng(7)
@@ -70,7 +39,7 @@ def test_the_paired_bootstrap() -> None:
     same = paired_metric_difference(TEACHER, TEACHER, GOLD, accuracy)
     assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
     # Three points worse: the interval covers the true shift, and the same seed gives the same interval.
-    worse = _worse(TEACHER, GOLD, 3.0)
+    worse = fake.worse(TEACHER, GOLD, 3.0)
     shifted = paired_metric_difference(TEACHER, worse, GOLD, accuracy)
     assert shifted.value == pytest.approx(3.0) and shifted.low < 3.0 < shifted.high and shifted.low > 1.5
     assert paired_metric_difference(TEACHER, worse, GOLD, accuracy) == shifted
@@ -86,7 +55,7 @@ def test_the_paired_bootstrap() -> None:
 
 @pytest.mark.parametrize(("points", "verdict"), [(0.3, "PASS"), (2.0, "INCONCLUSIVE"), (4.0, "FAIL")])
 def test_drop_verdicts(points: float, verdict: str) -> None:
-    student = _worse(TEACHER, GOLD, points)
+    student = fake.worse(TEACHER, GOLD, points)
     report = _report({"s": student.tolist()}, GOLD.tolist(), TEACHER.tolist())
     drop = next(c for c in gate.judge(report, Budget(default=ModelBudget(max_accuracy_drop=2.0))) if c.name == "accuracy drop")
     assert drop.verdict == verdict, drop.line()
@@ -103,7 +72,7 @@ def test_the_metric_by_task_default_and_by_budget() -> None:
     def drop_line(report: Report, budget: Budget) -> str:
         return next(c.measured for c in gate.judge(report, budget) if c.name == "accuracy drop")
 
-    worse = _worse(TEACHER, GOLD, 1.0).tolist()
+    worse = fake.worse(TEACHER, GOLD, 1.0).tolist()
     loose = ModelBudget(max_accuracy_drop=5.0)
     assert drop_line(_report({"s": worse}, GOLD.tolist(), TEACHER.tolist(), task="mrpc", labels=("no", "yes")), Budget(default=loose)).startswith("f1 drop")
     three = _report({"s": [2 if g == 1 else p for p, g in zip(worse, GOLD)]}, GOLD.tolist(), TEACHER.tolist(), task="t3", labels=("a", "b", "c"))
@@ -157,7 +126,7 @@ def test_the_majority_floor() -> None:
 
 
 def test_an_old_report_is_inconclusive_with_a_note() -> None:
-    data = report_data({"s": TEACHER.tolist()}, GOLD.tolist(), TEACHER.tolist())
+    data = _data({"s": TEACHER.tolist()}, GOLD.tolist(), TEACHER.tolist())
     # As written before per-example predictions: no dev set, no predictions, a point-estimate drop.
     del data["dev"], data["settings"]["teacher"]["predictions"]
     data["models"][0]["accuracy"] = {"metric": "accuracy", "value": 0.85, "examples": 872, "reference_value": 0.9, "drop": 0.05}
@@ -168,13 +137,14 @@ def test_an_old_report_is_inconclusive_with_a_note() -> None:
 
 
 def test_predictions_must_pair_with_the_dev_set() -> None:
-    data = report_data({"s": TEACHER.tolist()[:-1]}, GOLD.tolist(), TEACHER.tolist())
+    data = _data({"s": TEACHER.tolist()[:-1]}, GOLD.tolist(), TEACHER.tolist())
     with pytest.raises(Exception, match="has 1999 predictions; the report's dev set has 2000 examples"):
         report_module.validate(data)
 
 
 def test_the_accuracy_trust_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edgekd.benchmarks.gate_trust_accuracy import main as trust, reshuffled, worse
+    from edgekd.benchmarks.gate_trust_accuracy import main as trust
+    from edgekd.benchmarks.gate_trust_accuracy import reshuffled, worse
 
     rng = np.random.default_rng(0)
     # The worse copy is `points` worse in expectation; the reshuffled one exactly as good, with other errors.
@@ -183,7 +153,7 @@ def test_the_accuracy_trust_figures(tmp_path: Path, capsys: pytest.CaptureFixtur
     other = reshuffled(TEACHER, GOLD, 2, 2.0, rng)
     assert np.mean(other == GOLD) == np.mean(TEACHER == GOLD) and np.sum(other != TEACHER) == 80
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(report_data({"s": TEACHER.tolist()}, GOLD.tolist(), TEACHER.tolist())))
+    path.write_text(json.dumps(_data({"s": TEACHER.tolist()}, GOLD.tolist(), TEACHER.tolist())))
     assert trust([str(path), "s", "--trials", "3"]) == 0
     summary = json.loads(capsys.readouterr().out)
     for check in ("baseline", "teacher"):

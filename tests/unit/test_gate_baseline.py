@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekd.benchmarks import gate_baseline, report as report_module
+from edgekd import testing_reports as fake
+from edgekd.benchmarks import gate_baseline
+from edgekd.benchmarks import report as report_module
 from edgekd.benchmarks.report_model import ModelResult, Ratio
 from edgekd.bundle import Bundle
 from edgekd.cli import main
@@ -23,39 +25,16 @@ GOLD = RNG.integers(0, 2, size=1000)
 STUDENT = np.where(RNG.random(1000) < 0.88, GOLD, 1 - GOLD)
 
 
-def _summary() -> dict[str, Any]:
-    return {"queries": 64, "seconds": 1.2, "p50": 2.0, "p90": 2.4, "p99": 3.0, "min": 1.6, "max": 4.0, "mean": 2.0, "std": 0.1,
-            "p90_early_stopping": 2.6, "throughput_qps": 500.0, "valid_min_queries": True, "valid_min_duration": True}
-
-
 def _model(name: str, predictions: list[int], path: str | None = None, sha256: str = "0" * 64) -> dict[str, Any]:
-    return {
-        "name": name, "path": path or f"/nowhere/{name}", "sha256": sha256, "format": "onnx", "role": "candidate", "architecture_only": False,
-        "size": {"bytes": 1000, "gzip_bytes": 500, "parameters": 1, "nonzero_parameters": 1}, "macs": {},
-        "accuracy": {"metric": "accuracy", "value": float(np.mean(np.asarray(predictions) == GOLD)), "examples": len(GOLD), "predictions": predictions},
-        "runs": [{"threads": 1, "startup_ms": 100.0, "first_inference_ms": 3.0, "real": _summary(), "padded": _summary(),
-                  "padded_tokens": 64, "memory_kb": 1000, "latencies_ms": {"real": [2.0], "padded": [4.0]}, "vs_reference": None}],
-    }
+    return fake.report_model(name, predictions, gold=GOLD, path=path, sha256=sha256)
 
 
 def _data(*models: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema_version": 1, "edgekd_version": "0.1.0", "created": "2026-11-30T00:00:00+00:00",
-        "target": {"name": "local", "latency_source": "measured_host"},
-        "machine": {"arch": "x86_64", "cpu": "test CPU", "cores": 2, "python": "3.11", "versions": {}},
-        "settings": {"threads": [1], "queries": 64, "seconds": 1.0, "texts": 20, "batch": 1, "reference": None, "teacher": None,
-                     "data_overrides": []},
-        "baseline_vm_hwm_kb": 50_000, "models": list(models),
-        "dev": {"task": "sst2", "problem": "classification", "labels": ["negative", "positive"], "sha256": "a" * 64, "gold": GOLD.tolist()},
-    }
+    return fake.report_data(models, GOLD.tolist())
 
 
 def _worse(points: float, seed: int = 0) -> list[int]:
-    rng = np.random.default_rng(seed)
-    turned = rng.choice(np.flatnonzero(STUDENT == GOLD), size=round(points / 100 * GOLD.size), replace=False)
-    worse = STUDENT.copy()
-    worse[turned] = 1 - worse[turned]
-    return worse.tolist()
+    return fake.worse(STUDENT, GOLD, points, seed).tolist()
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:
