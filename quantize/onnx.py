@@ -31,6 +31,12 @@ _STATIC_OPS = ["MatMul", "Gemm", "Gather"]
 def quantize_dynamic(source: Path, target: Path, cfg: OnnxDynamicConfig, calibration: list[Example], pad_id: int) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
 
+    if cfg.operators == "ort-defaults":
+        # (DefaultTensorType only types the outputs of fused operators, which shape inference cannot: no other change.)
+        ort_quantize_dynamic(source, target, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": _COMMON["DefaultTensorType"]})
+        return {"backend": "onnxruntime.quantization", "weights": "int8", "activations": "uint8, dynamic ranges",
+                "operators": "quantize_dynamic's defaults (every operator it quantizes)"}
     shared_lstm = _shared_lstm_weights(source)
     # A sentence-pair BiLSTM runs both sentences through one LSTM's weights (two LSTM nodes); ONNX Runtime's
     # DynamicQuantizeLSTM then gets mis-shaped per-channel scales, so such LSTMs stay float (a small share of the

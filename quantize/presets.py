@@ -63,7 +63,8 @@ def host_saturation(cfg: object) -> str | None:
     ONNX Runtime's x86 kernels add pairs of u8*s8 products into saturating 16-bit sums; with full 8-bit weights the
     sums overflow, so agreement and SQNR measured here are lower than on a VNNI or ARM device (the `avx2` preset's
     7-bit weights avoid it)."""
-    if getattr(cfg, "method", None) not in ("onnx-dynamic", "onnx-static") or getattr(cfg, "reduce_range", True):
+    # (Optimum's presets keep full 8-bit weights: its config has no reduce_range.)
+    if getattr(cfg, "method", None) not in ("onnx-dynamic", "onnx-static", "optimum-dynamic") or getattr(cfg, "reduce_range", False):
         return None
     if host_preset() != "avx2":
         return None

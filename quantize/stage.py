@@ -37,7 +37,7 @@ Handler = Callable[..., dict[str, Any]]
 
 
 def _load_handlers() -> None:
-    from . import inc, onnx, tflite  # noqa: F401  (their `@HANDLERS.register` fill the table)
+    from . import inc, onnx, optimum_ort, tflite  # noqa: F401  (their `@HANDLERS.register` fill the table)
 
 
 # Quantization handlers by config type, each registered beside its code; the config class says which format it reads.

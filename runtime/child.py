@@ -4,6 +4,7 @@ logits, and write one JSON file. It imports only the runtime (numpy, pydantic, t
     python -m edgekd.runtime.child BUNDLE --out result.json [--texts texts.jsonl] [--threads 1]
     ... --bench [--queries N] [--seconds S] [--reference REF_BUNDLE]    # the benchmark protocol (runtime/latency.py)
     python -m edgekd.runtime.child --baseline --out result.json           # the runtime imported, no model: memory floor
+    python -m edgekd.runtime.child --side-by-side B1 B2 ... --texts T --lengths 16 64 --rounds N --out r.json  # rounds.py
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=MIN_WARMUP)
     parser.add_argument("--reference", type=Path, help="with --bench: also measure pairs against this bundle")
     parser.add_argument("--baseline", action="store_true", help="import the runtime, load nothing, report memory")
+    parser.add_argument("--side-by-side", type=Path, nargs="+", metavar="BUNDLE", help="measure these bundles in rounds (rounds.py)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64, 128], help="with --side-by-side: sequence lengths")
+    parser.add_argument("--rounds", type=int, default=2 * MIN_QUERIES, help="with --side-by-side: rounds per length")
     args = parser.parse_args(argv)
     from edgekd.errors import EdgekdError
     from edgekd.runtime.classifier import Classifier
@@ -115,9 +119,15 @@ def main(argv: list[str] | None = None) -> int:
 
         args.out.write_text(json.dumps({"machine": machine(), "vm_hwm_kb": peak_rss_kb()}), encoding="utf-8")
         return 0
-    if args.bundle is None:
-        parser.error("BUNDLE is required (or --baseline)")
+    if args.bundle is None and not args.side_by_side:
+        parser.error("BUNDLE is required (or --baseline, or --side-by-side)")
     try:
+        if args.side_by_side:
+            from edgekd.runtime.rounds import side_by_side
+
+            rounds = side_by_side(args.side_by_side, read_texts_file(args.texts), args.lengths, args.rounds, args.threads)
+            args.out.write_text(json.dumps(rounds), encoding="utf-8")
+            return 0
         if args.bench:
             result = _bench(args)
             args.out.write_text(json.dumps(result), encoding="utf-8")

@@ -165,6 +165,10 @@ class OnnxDynamicConfig(_QuantizeBase):
     per_channel: bool = True
     # 7-bit weights: needed where INT8 dot products saturate 16-bit sums (AVX2 without VNNI); see quantize.presets.
     reduce_range: bool = False
+    # `weights`: the operators that hold weights, MatMuls only where B is a weight (attention's activation products stay
+    # float). `ort-defaults`: `onnxruntime.quantization.quantize_dynamic` as its defaults have it (every operator it can
+    # quantize, activation-by-activation MatMuls too): the plain call a user writes, measured beside edgekd's choice.
+    operators: Literal["weights", "ort-defaults"] = "weights"
 
 
 class OnnxStaticConfig(_QuantizeBase):
@@ -210,6 +214,21 @@ class OnnxInt4Config(_QuantizeBase):
         if block_size & (block_size - 1):
             raise ValueError(f"block_size {block_size}: ONNX Runtime's 4-bit kernels take a power of two (16, 32, 64, 128)")
         return block_size
+
+
+class OptimumDynamicConfig(_QuantizeBase):
+    """Optimum's `ORTQuantizer` with one of its `AutoQuantizationConfig` presets, dynamic INT8: what a user gets from
+    Optimum in three lines. A method of its own so that edgekd's files are measured against it (benchmarks/peers)."""
+
+    parent_format: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = "optimum"
+    method: Literal["optimum-dynamic"] = "optimum-dynamic"
+    # The preset's name in optimum.onnxruntime.AutoQuantizationConfig; its other arguments are Optimum's defaults.
+    preset: Literal["avx512_vnni", "avx512", "avx2", "arm64"] = "avx512_vnni"
+    per_channel: bool = True
+
+    def output_suffix(self) -> str:
+        return f"optimum-{self.preset.replace('_', '-')}"
 
 
 class TfliteDynamicConfig(_QuantizeBase):
@@ -259,7 +278,7 @@ def method_names(union: Any) -> list[str]:
 
 
 QuantizeConfig = typing.Annotated[
-    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | OnnxInt4Config | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
+    OnnxDynamicConfig | OnnxStaticConfig | OnnxFp16Config | OnnxInt4Config | OptimumDynamicConfig | TfliteDynamicConfig | TfliteInt8Config | TfliteFp16Config | IncConfig,
     Field(discriminator="method"),
 ]
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgekd.bundle import Bundle
 from edgekd.cli import main
-from edgekd.config import ExportConfig, IncConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig, TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config
+from edgekd.config import ExportConfig, IncConfig, OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig, OptimumDynamicConfig, TfliteDynamicConfig, TfliteFp16Config, TfliteInt8Config
 from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.export.stage import export
 from edgekd.quantize import presets
@@ -32,6 +32,10 @@ def exported(tiny_bundles: dict[str, Bundle], tmp_path_factory: pytest.TempPathF
 CASES = [
     ("tinybert-onnx", OnnxDynamicConfig(), 25.0),
     ("tinybert-onnx", OnnxDynamicConfig(per_channel=False, reduce_range=True), 20.0),
+    ("tinybert-onnx", OnnxDynamicConfig(per_channel=False, operators="ort-defaults"), 20.0),
+    ("tinybert-onnx-fused", OnnxDynamicConfig(per_channel=False, operators="ort-defaults"), 20.0),
+    ("tinybert-onnx", OptimumDynamicConfig(), 25.0),
+    ("tinybert-onnx", OptimumDynamicConfig(preset="arm64", per_channel=False), 20.0),
     ("tinybert-onnx-fused", OnnxDynamicConfig(), 25.0),
     ("bilstm-onnx", OnnxDynamicConfig(), 25.0),
     ("tinybert-onnx", OnnxStaticConfig(samples=32), 15.0),
