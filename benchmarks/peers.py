@@ -123,7 +123,8 @@ def markdown(result: dict[str, Any]) -> str:
     lengths = result["lengths"]
     head = f"| file | method | MB | {' | '.join(f'p50 L{n} ms (x ref)' for n in lengths)} | dev {result['metric']} | vs ref (points, 95% CI) |"
     lines = [f"# Peers of {result['student']}", "",
-             f"Measured on {result['target']['name']} ({result['target']['latency_source']}, {result['machine']['cpu']}), "
+             f"Measured on {result['target']['name']} ({result['target']['latency_source']}, {result['machine']['cpu']}, "
+             f"CPU flags: {', '.join(result['machine'].get('flags') or ['none of interest'])}), "
              f"{result['threads']} thread(s), batch 1, {result['rounds']} interleaved rounds per length, all files in one "
              f"process; the reference is `{result['reference']}`. Dev: {result['dev_examples']} examples, whole split.",
              "", f"Command: `{result['command']}`", "", head, "|" + "---|" * (5 + len(lengths))]
