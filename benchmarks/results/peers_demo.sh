@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 23: the demo's students (runs/demo, from `make demo`) against what a user gets from Optimum and from ONNX
-# Runtime's plain quantize_dynamic, side by side in one child (benchmarks/peers.py), with the ONNX INT8 variants edgekd
+# Runtime's plain quantize_dynamic, side by side in one child (edgekd/peers.py), with the ONNX INT8 variants edgekd
 # can make. Candidates go to runs/peers-demo/cand, the reports to runs/peers-demo/{tinybert,bilstm}; run on a quiet
 # machine. Copy peers.json and peers.md to benchmarks/results/peers-demo/ afterwards.
 set -euo pipefail
@@ -16,8 +16,8 @@ q tinybert-fused-dynamic-per-tensor $C/tinybert-onnx-fused --method onnx-dynamic
 q tinybert-int4 $D/tinybert-onnx --method onnx-int4
 q bilstm-dynamic-per-channel $D/bilstm-onnx --method onnx-dynamic
 q bilstm-dynamic-per-tensor $D/bilstm-onnx --method onnx-dynamic --per-tensor
-$P -m edgekd.benchmarks.peers $D/tinybert-onnx -o runs/peers-demo/tinybert --rounds 200 \
+$P -m edgekd.peers $D/tinybert-onnx -o runs/peers-demo/tinybert --rounds 200 \
   --with $C/tinybert-static-minmax --with $C/tinybert-dynamic-per-channel --with $C/tinybert-dynamic-per-tensor \
   --with $C/tinybert-onnx-fused --with $C/tinybert-fused-dynamic-per-tensor --with $C/tinybert-int4 --with $D/tinybert-tflite-int8
-$P -m edgekd.benchmarks.peers $D/bilstm-onnx -o runs/peers-demo/bilstm --rounds 200 \
+$P -m edgekd.peers $D/bilstm-onnx -o runs/peers-demo/bilstm --rounds 200 \
   --with $C/bilstm-dynamic-per-channel --with $C/bilstm-dynamic-per-tensor

@@ -218,7 +218,7 @@ class OnnxInt4Config(_QuantizeBase):
 
 class OptimumDynamicConfig(_QuantizeBase):
     """Optimum's `ORTQuantizer` with one of its `AutoQuantizationConfig` presets, dynamic INT8: what a user gets from
-    Optimum in three lines. A method of its own so that edgekd's files are measured against it (benchmarks/peers)."""
+    Optimum in three lines. A method of its own so that edgekd's files are measured against it (edgekd/peers.py)."""
 
     parent_format: ClassVar[str] = "onnx"
     suffix: ClassVar[str] = "optimum"

@@ -1,4 +1,4 @@
-"""The peer harness (benchmarks/peers.py): Optimum's and ONNX Runtime's plain INT8 files of a student, measured beside
+"""The peer harness (edgekd/peers.py, edgekd/benchmarks/peers.py): Optimum's and ONNX Runtime's plain INT8 files of a student, measured beside
 edgekd's in one child in rounds at fixed lengths, with dev accuracy; and the rounds' inputs (runtime/rounds.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgekd.benchmarks import peers
+from edgekd import peers
 from edgekd.bundle import Bundle
 from edgekd.config import OnnxDynamicConfig
 from edgekd.runtime.classifier import Classifier
