@@ -115,7 +115,7 @@ class ExportConfig(MethodConfig):
     fuse: bool = False
     # TFLite only: fixed sequence lengths, one signature each; the runtime picks the smallest that fits. Lengths past
     # the tokenizer's max_length are dropped (the max_length itself becomes the largest bucket).
-    buckets: list[int] = Field(default=[32, 64, 128], min_length=1)
+    buckets: list[int] = Field(default=[16, 32, 64, 128], min_length=1)
     # Dev examples compared with the parent (spread over the length range), or `all` for the whole dev set.
     parity_samples: int | Literal["all"] = 256
 
