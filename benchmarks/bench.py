@@ -197,9 +197,11 @@ def _run(raw: dict[str, Any], threads: int, baseline_kb: int | None) -> Run:
         first_inference_ms=raw["first_inference_seconds"] * 1e3,
         real=summarize(np.asarray(raw["real"])),
         padded=summarize(np.asarray(raw["padded"])),
+        end_to_end=summarize(np.asarray(raw["end_to_end"])) if raw.get("end_to_end") else None,
         padded_tokens=raw["padded_tokens"],
         memory_kb=(raw["vm_hwm_kb"] - baseline_kb) if raw.get("vm_hwm_kb") and baseline_kb else None,
-        latencies_ms=Latencies(real=[round(x * 1e3, 4) for x in raw["real"]], padded=[round(x * 1e3, 4) for x in raw["padded"]]),
+        latencies_ms=Latencies(real=[round(x * 1e3, 4) for x in raw["real"]], padded=[round(x * 1e3, 4) for x in raw["padded"]],
+                               end_to_end=[round(x * 1e3, 4) for x in raw["end_to_end"]] if raw.get("end_to_end") else None),
         vs_reference=paired_ratio(np.asarray(pairs["candidate"]), np.asarray(pairs["reference"])) if pairs else None,
     )
 

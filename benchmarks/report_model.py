@@ -110,10 +110,12 @@ class Ratio(_Record):
 
 
 class Latencies(_Record):
-    """Every measured query's latency in ms, on real inputs and on the padded worst case."""
+    """Every measured query's latency in ms, on real inputs, on the padded worst case, and from the text."""
 
     real: list[float]
     padded: list[float]
+    # Text in, probabilities out (tokenization included); absent from reports written before it was measured.
+    end_to_end: list[float] | None = None
 
 
 class Run(_Record):
@@ -124,6 +126,8 @@ class Run(_Record):
     first_inference_ms: float
     real: LatencySummary
     padded: LatencySummary
+    # The real texts from the string: tokenization, the model and the softmax (null in reports written before).
+    end_to_end: LatencySummary | None = None
     padded_tokens: int
     # Peak resident set above the baseline child's; null where /proc is not there to read.
     memory_kb: int | None

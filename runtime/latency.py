@@ -53,6 +53,20 @@ def measure(classifier: Classifier, examples: list[Example], queries: int, secon
     return latencies
 
 
+def measure_end_to_end(classifier: Classifier, texts: list[tuple[str, ...]], queries: int, seconds: float) -> list[float]:
+    """Per-query latencies (s) from text to label probabilities, as an app calls it: tokenization (the BiLSTM's
+    word tokenizer is pure Python), the model, the softmax; over at least `queries` queries and `seconds`, cycling
+    through the texts."""
+    latencies: list[float] = []
+    total = 0.0
+    while len(latencies) < queries or total < seconds:
+        started = time.perf_counter()
+        classifier.predict([texts[len(latencies) % len(texts)]])
+        latencies.append(time.perf_counter() - started)
+        total += latencies[-1]
+    return latencies
+
+
 def measure_pairs(
     candidate: Classifier, reference: Classifier, candidate_examples: list[Example], reference_examples: list[Example], pairs: int, seed: int = 0
 ) -> tuple[list[float], list[float]]:

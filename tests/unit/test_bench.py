@@ -43,6 +43,10 @@ def test_report_follows_the_protocol(measured: dict[str, Any]) -> None:
         assert summary.queries >= MIN_QUERIES and summary.seconds >= MIN_SECONDS and summary.valid_min_queries and summary.valid_min_duration
         assert summary.min <= summary.p50 <= summary.p90 <= summary.p99 <= summary.max
         assert len(latencies) == summary.queries
+    # From the text: the same protocol's minimums, one latency per query, and tokenization on top of the model.
+    e2e = run.end_to_end
+    assert e2e is not None and e2e.queries >= MIN_QUERIES and e2e.seconds >= MIN_SECONDS and len(run.latencies_ms.end_to_end or []) == e2e.queries
+    assert e2e.min <= e2e.p50 <= e2e.p90 and e2e.p50 > 0.5 * run.real.p50
     assert run.padded_tokens == 32 and run.startup_ms > 0 and run.first_inference_ms > 0
     assert run.memory_kb is not None and run.memory_kb > 0
     ratio = run.vs_reference
@@ -65,6 +69,7 @@ def test_report_files_and_markdown(measured: dict[str, Any], tmp_path: Path) -> 
     text = paths["md"].read_text()
     assert "measured on this host" in text and "latency vs reference" in text and "tinybert-onnx" in text
     assert "| 1.000 (reference) | 1.0x |" in text and "## How to read the table" in text
+    assert "p50 / p90 ms (text in)" in text and "| not measured |" not in text
     assert not list((tmp_path / "out").glob("*.partial*"))
     page = paths["html"].read_text()
     for key in ("accuracy_latency", "latency_distribution", "size"):
