@@ -36,6 +36,8 @@ VERBS: dict[str, tuple[str, str]] = {
               "edgekd bench runs/demo/tinybert-onnx --reference bert-base-shape -o runs/demo/bench"),
     "gate": ("judge a benchmark report against a budget file and/or a baseline report: PASS/FAIL/INCONCLUSIVE per check (exit 0, 1; 2 bad input)",
              "edgekd gate runs/demo/bench/report.json --budget budget.yaml --baseline main/report.json --junit gate.xml"),
+    "optimize": ("search quantizations of a student's ONNX file for the fastest one within a budget, measured side by side (exit 1: none fits)",
+                 "edgekd optimize runs/demo/tinybert-onnx --budget budget.yaml -o runs/demo/optimize"),
     "inspect": ("print a readable summary of bundles (checks every file's hash)", "edgekd inspect runs/demo/teacher --json"),
     "pack": ("write a verified bundle into one .tar.gz or .zip file to ship it", "edgekd pack runs/demo/tinybert-int8 tinybert-int8.tar.gz"),
     "import": ("unpack a bundle archive, refusing unsafe members, and verify it before it appears",
@@ -50,7 +52,7 @@ OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+|\[\d+\])*=")
 # import pydantic.
 OVERRIDE_HELP = "recipe overrides: key.sub=value (a list entry: key.0.sub=value or key[0].sub=value); values are YAML"
 # The verbs that read overrides; the others' positional arguments are taken as they are (`predict`'s texts).
-TAKE_OVERRIDES = ("run", "teacher", "distill", "export", "quantize", "prune", "target", "bench", "validate")
+TAKE_OVERRIDES = ("run", "teacher", "distill", "export", "quantize", "prune", "target", "bench", "optimize", "validate")
 
 
 def _epilog() -> str:
@@ -211,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--no-remeasure", action="store_true", help="leave an inconclusive latency ratio as it is")
     gate.add_argument("--target", help="where to measure again (default: the report's target)")
     gate.set_defaults(run=HANDLERS["gate"])
+
+    optimize = add("optimize")
+    optimize.add_argument("student", type=Path, metavar="STUDENT_ONNX", help="the student's FP32 ONNX bundle (edgekd export STUDENT --to onnx)")
+    optimize.add_argument("overrides", nargs="*", metavar="data.key=value", help="where calibration and dev text come from")
+    optimize.add_argument("--budget", type=Path, required=True, help="a budget YAML; its `default` limits: points below the FP32 file, bytes, latency ratio")
+    optimize.add_argument("-o", "--output", type=Path, help="folder for the candidates, optimize.json/.md and the winner `best` (default STUDENT-optimize)")
+    optimize.add_argument("--target", default="local", help="where to measure: local, ssh://user@host, qemu-aarch64://ROOTFS")
+    optimize.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    optimize.add_argument("--lengths", default="16,32,64,128", help="sequence lengths measured (default 16,32,64,128)")
+    optimize.add_argument("--rounds", type=int, default=100, help="interleaved rounds per length (default 100)")
+    optimize.set_defaults(run=HANDLERS["optimize"])
 
     inspect = add("inspect")
     inspect.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")

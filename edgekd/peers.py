@@ -22,36 +22,36 @@ import numpy as np
 
 from edgekd.benchmarks.peers import REFERENCE, markdown, measure, summarize
 from edgekd.bundle import Bundle
-from edgekd.config import OnnxDynamicConfig, OptimumDynamicConfig
+from edgekd.config import OnnxDynamicConfig, OptimumDynamicConfig, QuantizeConfig
 from edgekd.config.base import to_dict
 from edgekd.data import lineage_data, load_task_data
 from edgekd.errors import ConfigError, EdgekdError, UnsupportedError
 from edgekd.records import MODEL_FILES
 
 # What a user gets without edgekd, by the name each peer's bundle gets under DIR.
-PEERS = {
+PEERS: dict[str, QuantizeConfig] = {
     REFERENCE: OptimumDynamicConfig(preset="avx512_vnni"),
     "optimum-arm64": OptimumDynamicConfig(preset="arm64"),
     "ort-quantize-dynamic": OnnxDynamicConfig(per_channel=False, operators="ort-defaults"),
 }
 
 
-def _student(path: Path) -> Bundle:
+def fp32_onnx(path: Path) -> Bundle:
     bundle = Bundle.open(path)
     m = bundle.manifest
     if m.format != "onnx" or m.architecture.quantize:
         what = "a quantized ONNX bundle" if m.architecture.quantize else f"a {m.format} bundle"
-        raise UnsupportedError(f"{path}: is {what}; the peers quantize the student's FP32 ONNX export (edgekd export STUDENT --to onnx)")
+        raise UnsupportedError(f"{path}: is {what}; give the student's FP32 ONNX export (edgekd export STUDENT --to onnx)")
     return bundle
 
 
-def make_peers(student: Bundle, out: Path, overrides: Sequence[str] = ()) -> dict[str, Bundle]:
-    """Each peer of `student` as a bundle under `out`: the one there when it was made from this student by the same
-    method, else made now."""
+def derived_under(student: Bundle, methods: dict[str, QuantizeConfig], out: Path, overrides: Sequence[str] = ()) -> dict[str, Bundle]:
+    """Each method's quantization of `student` as the bundle `out/<name>`: the one there when it was made from this
+    student by the same method, else made now (the quantize stage evaluates it against the student)."""
     from edgekd.quantize.stage import quantize
 
     made = {}
-    for name, cfg in PEERS.items():
+    for name, cfg in methods.items():
         target = out / name
         try:
             existing = Bundle.open(target)
@@ -64,7 +64,7 @@ def make_peers(student: Bundle, out: Path, overrides: Sequence[str] = ()) -> dic
 
 def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths: Sequence[int] = (16, 32, 64, 128), rounds: int = 200,
           threads: int = 1, target: str = "local", overrides: Sequence[str] = (), command: str = "") -> dict[str, Any]:
-    student = _student(student_path)
+    student = fp32_onnx(student_path)
     with_bundles = {}
     for path in others:
         bundle = Bundle.open(path)
@@ -72,7 +72,7 @@ def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths
             raise UnsupportedError(f"{path}: is a {bundle.manifest.format} bundle; --with takes ONNX or TFLite bundles")
         with_bundles[path.name] = bundle
     dev = load_task_data(lineage_data(student, list(overrides))).dev
-    models = {student.path.name: student, **make_peers(student, out, overrides), **with_bundles}
+    models = {student.path.name: student, **derived_under(student, PEERS, out, overrides), **with_bundles}
     picks = np.random.default_rng(0).choice(len(dev), size=min(200, len(dev)), replace=False)
     measured = measure(models, target, list(lengths), rounds, threads, [dev.texts[i] for i in picks])
     result = {

@@ -467,8 +467,32 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimize(args: argparse.Namespace) -> int:
+    from edgekd.benchmarks.gate import load_budget
+    from edgekd.errors import ConfigError
+    from edgekd.runtime.targets import parse_target
+
+    try:
+        lengths = [int(n) for n in args.lengths.split(",") if n.strip()]
+    except ValueError:
+        lengths = []
+    if not lengths or any(n < 2 for n in lengths) or args.rounds < 10 or args.threads < 1:
+        raise ConfigError(f"optimize: --lengths {args.lengths!r} --rounds {args.rounds} --threads {args.threads}: lengths of at least 2 "
+                          "(e.g. 16,32,64,128), at least 10 rounds and 1 thread")
+    parse_target(args.target)  # an unknown target is refused here, before any candidate is made (nothing is opened yet)
+    budget = load_budget(args.budget)
+    with _loading("optimize"):
+        from edgekd.optimize import limits, optimize
+    limits(budget)
+    out = args.output or args.student.with_name(args.student.name + "-optimize")
+    result = optimize(args.student, budget, out, target=args.target, lengths=lengths, rounds=args.rounds, threads=args.threads,
+                      overrides=args.overrides)
+    print(f"optimize: chose {result['best']} (Pareto front: {', '.join(result['pareto'])}); {out / 'best'}, {out / 'optimize.md'}")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run, "teacher": _teacher, "distill": _distill, "export": _export, "quantize": _quantize, "prune": _prune,
-    "predict": _predict, "target check": _target_check, "target setup": _target_setup, "bench": _bench, "gate": _gate,
+    "predict": _predict, "target check": _target_check, "target setup": _target_setup, "bench": _bench, "gate": _gate, "optimize": _optimize,
     "inspect": _inspect, "pack": _pack, "import": _import, "validate": _validate,
 }

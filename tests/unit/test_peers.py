@@ -60,7 +60,7 @@ def test_bad_peer_inputs_are_one_line_exit_2(untrained_onnx: dict[str, Bundle], 
     student = untrained_onnx["tinybert-single"]
     quantized = quantize(student.path, OnnxDynamicConfig(), tmp_path / "q")
     assert peers.main([str(quantized.path), "-o", str(tmp_path / "a")]) == 2
-    assert "is a quantized ONNX bundle; the peers quantize the student's FP32 ONNX export" in capsys.readouterr().err
+    assert "is a quantized ONNX bundle; give the student's FP32 ONNX export" in capsys.readouterr().err
     assert peers.main([str(student.path), "-o", str(tmp_path / "b"), "--rounds", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at least 10 rounds" in err
