@@ -43,14 +43,17 @@ def summarize(models: dict[str, Bundle], measured: dict[str, Any], dev: Any, ref
 
     names = list(models)
     metric = "accuracy" if models[reference].manifest.task.problem == "classification" else "pearson"
-    outputs = {name: Classifier.load(bundle).logits(dev.texts) for name, bundle in models.items()}
+    # An architecture-only model (bert-base-shape: random weights) is timed, never scored.
+    outputs = {name: Classifier.load(bundle).logits(dev.texts) for name, bundle in models.items()
+               if not bundle.manifest.architecture.architecture_only}
     problem = models[reference].manifest.task.problem
     predictions = {n: o.reshape(-1) if problem == "regression" else np.argmax(o, axis=-1) for n, o in outputs.items()}
     score = metrics.METRIC_FUNCTIONS[metric]
     rows = []
     for index, name in enumerate(names):
         bundle = models[name]
-        difference = paired_metric_difference(predictions[name], predictions[reference], dev.labels, score)
+        scored = name in predictions
+        difference = paired_metric_difference(predictions[name], predictions[reference], dev.labels, score) if scored else None
         latency: dict[str, Any] = {}
         for length, by_model in measured["latencies"].items():
             own, ref = by_model[str(index)], by_model[str(names.index(reference))]
@@ -66,8 +69,9 @@ def summarize(models: dict[str, Bundle], measured: dict[str, Any], dev: Any, ref
             "name": name, "path": str(bundle.path), "sha256": bundle.sha256, "format": bundle.manifest.format,
             "method": quantized.get("method", "none (float)"), "bytes": footprint(bundle.file(MODEL_FILES[bundle.manifest.format]))["bytes"],
             "startup_ms": round(measured["models"][index]["startup_seconds"] * 1e3, 2),
-            "dev": {"metric": metric, "value": round(float(score(predictions[name], dev.labels)), 6), "examples": len(dev),
-                    "vs_reference_points": {"value": difference.value, "low": difference.low, "high": difference.high}},
+            "dev": None if difference is None else {
+                "metric": metric, "value": round(float(score(predictions[name], dev.labels)), 6), "examples": len(dev),
+                "vs_reference_points": {"value": difference.value, "low": difference.low, "high": difference.high}},
             "latency": latency,
         })
     return rows
@@ -87,9 +91,12 @@ def markdown(result: dict[str, Any]) -> str:
         for n in lengths:
             at = row["latency"].get(str(n))
             cells.append("-" if at is None else f"{at['p50_ms']:.2f} ({at['vs_reference']['median']:.2f}x)" if at["vs_reference"] else f"{at['p50_ms']:.2f}")
-        diff = row["dev"]["vs_reference_points"]
-        lines.append(f"| {row['name']} | {row['method']} | {row['bytes'] / 1e6:.1f} | {' | '.join(cells)} | "
-                     f"{100 * row['dev']['value']:.2f} | {diff['value']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] |")
+        if row["dev"] is None:
+            scored = "n/a (architecture only) | |"
+        else:
+            diff = row["dev"]["vs_reference_points"]
+            scored = f"{100 * row['dev']['value']:.2f} | {diff['value']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] |"
+        lines.append(f"| {row['name']} | {row['method']} | {row['bytes'] / 1e6:.1f} | {' | '.join(cells)} | {scored}")
     return "\n".join(lines) + "\n"
 
 

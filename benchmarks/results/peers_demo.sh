@@ -26,3 +26,8 @@ $P -m edgekd.peers $D/bilstm-onnx -o runs/peers-demo/bilstm --rounds 200 \
   --with $C/bilstm-dynamic-per-channel --with $C/bilstm-dynamic-per-tensor
 $P -m edgekd.peers $D/tinybert-onnx -o runs/peers-demo/tflite --rounds 100 --lengths 16 32 64 \
   --with $C/tinybert-dynamic-per-tensor --with $D/tinybert-tflite-int8 --with $C/tinybert-tflite-b16-dynamic --with $C/tinybert-tflite-b16-int8
+# The BERT-base shape (built by `edgekd bench --reference bert-base-shape`, cached in ~/.cache/edgekd) beside the best files.
+B=$($P -c "from pathlib import Path; from edgekd.bundle import Bundle; from edgekd.benchmarks.reference import bert_base_shape; print(bert_base_shape(Bundle.open(Path('$D/tinybert-onnx'))).path)")
+ln -sfn "$B" $C/bert-base-shape
+$P -m edgekd.peers $D/tinybert-onnx -o runs/peers-demo/vs-bert-base --rounds 60 --with $C/bert-base-shape \
+  --with $C/tinybert-dynamic-per-tensor --with $C/tinybert-tflite-b16-dynamic

@@ -78,3 +78,20 @@ def test_an_input_at_each_length_or_none_past_the_largest_bucket(untrained_onnx:
             assert np.isfinite(classifier.backend.run([example])).all()
         bucketed = SimpleNamespace(backend=SimpleNamespace(buckets={8: "seq8"}), bundle=classifier.bundle)
         assert at_length(bucketed, columns, 16) is None  # type: ignore[arg-type]
+
+
+def test_an_architecture_only_model_is_timed_never_scored(untrained_onnx: dict[str, Bundle]) -> None:
+    from edgekd.benchmarks.peers import markdown, measure, summarize
+    from edgekd.data import lineage_data, load_task_data
+
+    student = untrained_onnx["tinybert-single"]
+    m = student.manifest
+    shape = Bundle(student.path, m.model_copy(update={"architecture": m.architecture.model_copy(update={"architecture_only": True})}), student.sha256)
+    models = {"student": student, "shape": shape}
+    dev = load_task_data(lineage_data(student)).dev
+    rows = summarize(models, measure(models, "local", [8], 10, 1, dev.texts[:20]), dev, "student")
+    assert rows[0]["dev"]["value"] >= 0 and rows[1]["dev"] is None and rows[1]["latency"]["8"]["p50_ms"] > 0
+    page = markdown({"student": "s", "target": {"name": "local", "latency_source": "measured_host"}, "machine": {"cpu": "c", "flags": []},
+                     "threads": 1, "rounds": 10, "lengths": [8], "reference": "student", "dev_examples": len(dev), "metric": "accuracy",
+                     "command": "c", "models": rows})
+    assert "| shape | none (float) |" in page and "n/a (architecture only)" in page
