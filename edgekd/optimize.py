@@ -27,12 +27,20 @@ from typing import Any
 import numpy as np
 
 from edgekd.benchmarks.peers import measure, summarize
-from edgekd.bundle import Bundle
-from edgekd.config import Budget, ModelBudget, OnnxDynamicConfig, OnnxFp16Config, OnnxInt4Config, OnnxStaticConfig, QuantizeConfig
+from edgekd.config import (
+    Budget,
+    ModelBudget,
+    OnnxDynamicConfig,
+    OnnxFp16Config,
+    OnnxInt4Config,
+    OnnxStaticConfig,
+    QuantizeConfig,
+)
 from edgekd.data import lineage_data, load_task_data
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.peers import derived_under, fp32_onnx
 from edgekd.records import MODEL_FILES
+from edgekd.writer import BundleWriter, check_output
 
 # The candidates, by the name of their bundle under DIR/candidates.
 SPACE: dict[str, QuantizeConfig] = {
@@ -97,6 +105,7 @@ def optimize(student_path: Path, budget: Budget, out: Path, *, target: str = "lo
              rounds: int = 100, threads: int = 1, overrides: Sequence[str] = (), space: dict[str, QuantizeConfig] | None = None) -> dict[str, Any]:
     limit = limits(budget)
     student = fp32_onnx(student_path)
+    check_output(out / "best", overwrite=True)  # what the winner would replace, refused before any candidate is made
     dev = load_task_data(lineage_data(student, list(overrides))).dev
     candidates = derived_under(student, space or SPACE, out / "candidates", overrides)
     # 1. Accuracy and size from the quantize stage's own evaluation (whole dev set, through the runtime): no latency
@@ -129,13 +138,10 @@ def optimize(student_path: Path, budget: Budget, out: Path, *, target: str = "lo
     }
     out.mkdir(parents=True, exist_ok=True)
     if best is not None:
-        chosen = out / "best"
-        partial = out / "best.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(candidates[best["name"]].path, partial)
-        Bundle.open(partial)  # the copy verifies before it replaces the previous winner
-        shutil.rmtree(chosen, ignore_errors=True)
-        partial.rename(chosen)
+        # The winner's copy is checked against its manifest before it replaces the previous one (atomically).
+        with BundleWriter(out / "best", overwrite=True) as writer:
+            shutil.copytree(candidates[best["name"]].path, writer.path, dirs_exist_ok=True)
+            writer.commit_existing()
     (out / "optimize.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (out / "optimize.md").write_text(markdown(result), encoding="utf-8")
     if best is None:
