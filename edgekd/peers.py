@@ -70,6 +70,8 @@ def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths
         bundle = Bundle.open(path)
         if bundle.manifest.format not in MODEL_FILES or bundle.manifest.format == "torch":
             raise UnsupportedError(f"{path}: is a {bundle.manifest.format} bundle; --with takes ONNX or TFLite bundles")
+        if path.name in with_bundles or path.name in PEERS or path.name == student.path.name:
+            raise ConfigError(f"--with {path}: another file measured here is already named {path.name!r}; each needs its own folder name")
         with_bundles[path.name] = bundle
     dev = load_task_data(lineage_data(student, list(overrides))).dev
     models = {student.path.name: student, **derived_under(student, PEERS, out, overrides), **with_bundles}

@@ -64,7 +64,9 @@ def test_bad_peer_inputs_are_one_line_exit_2(untrained_onnx: dict[str, Bundle], 
     assert peers.main([str(student.path), "-o", str(tmp_path / "b"), "--rounds", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at least 10 rounds" in err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert peers.main([str(student.path), "-o", str(tmp_path / "c"), "--with", str(student.path)]) == 2
+    assert "is already named" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_an_input_at_each_length_or_none_past_the_largest_bucket(untrained_onnx: dict[str, Bundle]) -> None:
