@@ -105,7 +105,8 @@ def _measure(session: ChildSession, bundle: Bundle, threads: int, reference: Bun
     return session.run(args, cfg.timeout)
 
 
-def _task_metric(manifest: Manifest) -> str:
+def task_metric(manifest: Manifest) -> str:
+    """The metric a report scores a model of this task on: accuracy, or Pearson for a regression."""
     return "accuracy" if manifest.task.problem == "classification" else "pearson"
 
 
@@ -147,7 +148,7 @@ def _teacher_score(path: str, dev: Any, first: Manifest) -> TeacherScore:
     records it."""
     bundle = Bundle.open(path)
     manifest = bundle.manifest
-    metric = _task_metric(manifest)
+    metric = task_metric(manifest)
     if (manifest.task.name, manifest.task.problem, manifest.task.labels) != (first.task.name, first.task.problem, first.task.labels):
         raise UnsupportedError(f"{path}: the teacher is of task {manifest.task.name} {manifest.task.labels}; the measured bundles "
                                f"are of {first.task.name} {first.task.labels}; give the teacher they were distilled from")
@@ -215,10 +216,10 @@ def _model_result(bundle: Bundle, runs: list[Run], dev: Any, texts: list[tuple[s
     classifier = Classifier.load(bundle)
     accuracy = None
     if not m.architecture.architecture_only and dev is not None:
-        task_metric = _task_metric(m)
+        task_metric_name = task_metric(m)
         outputs = classifier.logits(dev.texts)
-        value = metrics.compute([task_metric], outputs, dev.labels, m.task.problem)[task_metric]
-        accuracy = Accuracy(metric=task_metric, value=round(float(value), 6), examples=len(dev),
+        value = metrics.compute([task_metric_name], outputs, dev.labels, m.task.problem)[task_metric_name]
+        accuracy = Accuracy(metric=task_metric_name, value=round(float(value), 6), examples=len(dev),
                             predictions=_predictions(outputs, m.task.problem), selected_on_dev=selected_on_dev(bundle))
     lengths = [max(len(v) for v in e.values() if hasattr(v, "__len__")) for e in classifier.encoder.encode(texts)]
     mean_length = float(np.mean(lengths))

@@ -18,6 +18,7 @@ from edgekd.footprint import footprint
 from edgekd.records import MODEL_FILES
 from edgekd.runtime.targets import ChildSession, parse_target
 
+from .bench import task_metric
 from .stats import paired_metric_difference, paired_ratio
 
 # The peer the others are measured against: Optimum's dynamic INT8 for x86 with VNNI.
@@ -42,7 +43,7 @@ def summarize(models: dict[str, Bundle], measured: dict[str, Any], dev: Any, ref
     from edgekd.runtime.classifier import Classifier
 
     names = list(models)
-    metric = "accuracy" if models[reference].manifest.task.problem == "classification" else "pearson"
+    metric = task_metric(models[reference].manifest)
     # An architecture-only model (bert-base-shape: random weights) is timed, never scored.
     outputs = {name: Classifier.load(bundle).logits(dev.texts) for name, bundle in models.items()
                if not bundle.manifest.architecture.architecture_only}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.benchmarks.bench import task_metric
 from edgekd.benchmarks.peers import measure, summarize
 from edgekd.config import (
     Budget,
@@ -114,7 +115,7 @@ def optimize(student_path: Path, budget: Budget, out: Path, *, target: str = "lo
     facts: dict[str, dict[str, Any]] = {}
     for name, bundle in candidates.items():
         metrics = bundle.manifest.metrics
-        metric = "accuracy" if student.manifest.task.problem == "classification" else "pearson"
+        metric = task_metric(student.manifest)
         drop = 100 * (metrics.parent_dev[metric] - metrics.dev[metric])
         row = {"dev": {"vs_reference_points": {"value": -drop}}, "bytes": bundle.file(MODEL_FILES[bundle.manifest.format]).stat().st_size}
         screened[name], facts[name] = misses(row, limit), row

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.benchmarks.bench import task_metric
 from edgekd.benchmarks.peers import REFERENCE, markdown, measure, summarize
 from edgekd.bundle import Bundle
 from edgekd.config import OnnxDynamicConfig, OptimumDynamicConfig, QuantizeConfig
@@ -80,7 +81,7 @@ def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths
     result = {
         "student": str(student.path), "command": command, "target": measured["target"], "machine": measured["machine"],
         "threads": threads, "rounds": rounds, "lengths": list(lengths), "reference": REFERENCE, "dev_examples": len(dev),
-        "metric": "accuracy" if student.manifest.task.problem == "classification" else "pearson",
+        "metric": task_metric(student.manifest),
         "models": summarize(models, measured, dev, REFERENCE),
     }
     out.mkdir(parents=True, exist_ok=True)

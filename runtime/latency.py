@@ -45,10 +45,15 @@ def warm_up(classifier: Classifier, examples: list[Example], runs: int, seconds:
 def measure(classifier: Classifier, examples: list[Example], queries: int, seconds: float) -> list[float]:
     """Per-query latencies (s) over at least `queries` queries whose latencies add up to at least `seconds`,
     cycling through the examples."""
+    return _repeated(lambda i: one_query(classifier, examples[i % len(examples)]), queries, seconds)
+
+
+def _repeated(query: Callable[[int], float], queries: int, seconds: float) -> list[float]:
+    """`query(i)`'s latencies (s) for i = 0, 1, ... until at least `queries` ran and they add up to `seconds`."""
     latencies: list[float] = []
     total = 0.0
     while len(latencies) < queries or total < seconds:
-        latencies.append(one_query(classifier, examples[len(latencies) % len(examples)]))
+        latencies.append(query(len(latencies)))
         total += latencies[-1]
     return latencies
 
@@ -57,14 +62,12 @@ def measure_end_to_end(classifier: Classifier, texts: list[tuple[str, ...]], que
     """Per-query latencies (s) from text to label probabilities, as an app calls it: tokenization (the BiLSTM's
     word tokenizer is pure Python), the model, the softmax; over at least `queries` queries and `seconds`, cycling
     through the texts."""
-    latencies: list[float] = []
-    total = 0.0
-    while len(latencies) < queries or total < seconds:
+    def query(i: int) -> float:
         started = time.perf_counter()
-        classifier.predict([texts[len(latencies) % len(texts)]])
-        latencies.append(time.perf_counter() - started)
-        total += latencies[-1]
-    return latencies
+        classifier.predict([texts[i % len(texts)]])
+        return time.perf_counter() - started
+
+    return _repeated(query, queries, seconds)
 
 
 def measure_pairs(
@@ -86,9 +89,13 @@ def measure_pairs(
     return first, second
 
 
+def repeated_words(texts: list[tuple[str, ...]], length: int) -> tuple[str, ...]:
+    """A text (a pair where the texts are pairs) of real words repeated past `length` tokens, for truncation to cut."""
+    words = " ".join(part for text in texts[:50] for part in text).split() or ["word"]
+    long_text = " ".join(words * (length * 2 // len(words) + 1))
+    return (long_text,) * (len(texts[0]) if texts else 1)
+
+
 def padded_worst_case(classifier: Classifier, texts: list[tuple[str, ...]]) -> Example:
     """An input at the tokenizer's maximum length: real words repeated until truncation cuts them."""
-    words = " ".join(part for text in texts[:50] for part in text).split() or ["word"]
-    long_text = " ".join(words * (classifier.encoder.max_length * 2 // len(words) + 1))
-    columns = len(texts[0]) if texts else 1
-    return classifier.encoder.encode([(long_text,) * columns])[0]
+    return classifier.encoder.encode([repeated_words(texts, classifier.encoder.max_length)])[0]

@@ -17,7 +17,7 @@ from edgekd.protocol import MIN_SECONDS, MIN_WARMUP
 from .child import machine
 from .classifier import Classifier
 from .encoder import Example, bundle_encoder, sequence_length
-from .latency import one_query, warm_up
+from .latency import one_query, repeated_words, warm_up
 
 
 def at_length(classifier: Classifier, texts: list[tuple[str, ...]], length: int) -> Example | None:
@@ -26,10 +26,7 @@ def at_length(classifier: Classifier, texts: list[tuple[str, ...]], length: int)
     buckets = getattr(classifier.backend, "buckets", None)
     if buckets and length > max(buckets):
         return None
-    words = " ".join(part for text in texts[:50] for part in text).split() or ["word"]
-    long_text = " ".join(words * (length * 2 // len(words) + 1))
-    columns = len(texts[0]) if texts else 1
-    example = bundle_encoder(classifier.bundle, max_length=length).encode([(long_text,) * columns])[0]
+    example = bundle_encoder(classifier.bundle, max_length=length).encode([repeated_words(texts, length)])[0]
     return example if sequence_length(example) == length else None
 
 
