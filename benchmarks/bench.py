@@ -25,7 +25,7 @@ from edgekd.data import lineage_data, load_task_data
 from edgekd.errors import BundleError, UnsupportedError
 from edgekd.footprint import footprint
 from edgekd.progress import bar
-from edgekd.records import MODEL_FILES
+from edgekd.records import DEPLOYABLE_FORMATS, MODEL_FILES
 from edgekd.runtime.targets import ChildSession, parse_target
 
 from .macs import macs
@@ -47,8 +47,6 @@ from .report_model import (
 from .stats import paired_ratio, summarize
 
 logger = logging.getLogger(__name__)
-# The formats a device runs (a torch bundle is exported first).
-DEPLOYABLE = ("onnx", "tflite")
 
 
 def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) -> Report:
@@ -176,7 +174,7 @@ def _compared(model: ModelResult, metric: str, value: float) -> ModelResult:
 
 
 def _deployable(bundle: Bundle) -> Bundle:
-    if bundle.manifest.format not in DEPLOYABLE:
+    if bundle.manifest.format not in DEPLOYABLE_FORMATS:
         raise UnsupportedError(f"{bundle.path}: is a {bundle.manifest.format} bundle; bench measures onnx or tflite bundles (edgekd export first)")
     return bundle
 

@@ -190,7 +190,7 @@ class ModelResult(_Record):
     name: str
     path: str
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
-    format: Literal["onnx", "tflite"]
+    format: Literal["onnx", "tflite", "executorch"]
     role: Literal["candidate", "reference"]
     # A reference with random weights (bert-base-shape): measured for comparison, never judged, no accuracy.
     architecture_only: bool

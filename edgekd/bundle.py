@@ -187,7 +187,7 @@ class Manifest(_Frozen):
     schema_version: int
     edgekd_version: str
     kind: Literal["teacher", "student"]
-    format: Literal["torch", "onnx", "tflite"]
+    format: Literal["torch", "onnx", "tflite", "executorch"]
     task: TaskInfo
     architecture: Architecture
     files: dict[str, FileEntry]

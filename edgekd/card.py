@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekd.records import DEPLOYABLE_FORMATS
+
 if TYPE_CHECKING:
     from edgekd.bundle import Manifest
 
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 # The hub ids of the packaged teachers (`edgekd.packaged`).
 PACKAGED_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 # `library_name` by format: transformers for Hugging Face families in torch; the hub's file-format libraries otherwise.
-_LIBRARY = {"torch": "transformers", "onnx": "onnx", "tflite": "tflite"}
+_LIBRARY = {"torch": "transformers", "onnx": "onnx", "tflite": "tflite", "executorch": "executorch"}
 # Parents followed when tracing a bundle's lineage (teacher -> student -> export -> quantize is four).
 _MAX_ANCESTORS = 8
 _EXAMPLE = {"single": ("what a lovely day",), "pair": ("The cat sat on the mat.", "A cat was sitting on the mat.")}
@@ -266,8 +268,8 @@ def _snippets(m: Manifest) -> list[str]:
             'classifier = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained("."))',
             f"print(classifier({pipeline_input}))",
         ]))
-    if m.format in ("onnx", "tflite"):
-        blocks.append(("With edgekd's runtime (numpy, tokenizers and ONNX Runtime or LiteRT; no torch), from this folder:", [
+    if m.format in DEPLOYABLE_FORMATS:
+        blocks.append(("With edgekd's runtime (numpy, tokenizers and ONNX Runtime, LiteRT or ExecuTorch), from this folder:", [
             "from edgekd.runtime.classifier import Classifier",
             "",
             f'print([p.label for p in Classifier.load(".").predict([{runtime_input}])])',

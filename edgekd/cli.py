@@ -26,7 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
             "edgekd run demo"),
     "teacher": ("fine-tune (or import) the teacher of a recipe and write a teacher bundle", "edgekd teacher demo teacher.train.epochs=1"),
     "distill": ("distil the recipe's students from its teacher bundle", "edgekd distill sst2-bilstm --student bilstm"),
-    "export": ("export a torch bundle to ONNX or TFLite, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
+    "export": ("export a torch bundle to ONNX, TFLite or ExecuTorch, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
     "predict": ("classify texts with a bundle: torch, ONNX or TFLite (JSON lines out; --format pipeline as transformers gives)",
@@ -123,11 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export")
     export.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch bundle (teacher or student)")
     export.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the parity dev examples come from, e.g. data.path=DIR")
-    export.add_argument("--to", dest="format", required=True, help="onnx or tflite")
-    export.add_argument("-o", "--output", type=Path, help="bundle directory to write (default BUNDLE-onnx, BUNDLE-onnx-fused, BUNDLE-tflite)")
+    export.add_argument("--to", dest="format", required=True, help="onnx, tflite or executorch")
+    export.add_argument("-o", "--output", type=Path, help="bundle directory to write (default BUNDLE-onnx, BUNDLE-onnx-fused, BUNDLE-tflite, "
+                        "BUNDLE-executorch[-int8])")
     export.add_argument("--fuse", action="store_true", help="ONNX: apply ONNX Runtime's transformer fusions (BERT family)")
     export.add_argument("--opset", type=int, help=f"ONNX opset ({_default('ExportConfig', 'opset')})")
-    export.add_argument("--buckets", help=f"TFLite: comma-separated sequence lengths ({_default('ExportConfig', 'buckets')})")
+    export.add_argument("--buckets", help=f"TFLite, ExecuTorch: comma-separated sequence lengths ({_default('ExportConfig', 'buckets')})")
+    export.add_argument("--int8", choices=["static", "dynamic"], help="ExecuTorch: INT8 through its XNNPACK quantizer, static (calibrated on "
+                        "training text) or dynamic")
+    export.add_argument("--calibration-samples", type=int, help=f"ExecuTorch --int8 static: training examples run to calibrate "
+                        f"({_default('ExportConfig', 'calibration_samples')})")
     export.add_argument("--parity-samples", help=f"dev examples compared with the parent, or 'all' ({_default('ExportConfig', 'parity_samples')})")
     export.add_argument("--force", action="store_true", help="replace an existing bundle at the output path")
     export.set_defaults(run=HANDLERS["export"])

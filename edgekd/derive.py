@@ -84,7 +84,7 @@ class Parent:
         """The parent's logits of encoded examples: its torch model, or its file through the runtime backend."""
         if self.manifest.format == "torch":
             return family_spec(self.manifest.architecture).runner(self.model, pad_id)
-        return open_backend(self.model_file(), pad_id).run
+        return open_backend(self.model_file(), pad_id, input_names=[s.name for s in self.manifest.inputs]).run
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch import nn
 
 from edgekd.errors import UnsupportedError
 from edgekd.hf_families import HF_FAMILIES, SEGMENT_INPUT, TEXT_INPUTS, HfFamily, model_inputs
-from edgekd.records import Architecture
+from edgekd.records import DEPLOYABLE_FORMATS, Architecture
 from edgekd.runtime.encoder import Example, collate
 from edgekd.runtime.golden import DEFAULT_ATOL, FAMILY_ATOL
 
@@ -113,7 +113,7 @@ class FamilySpec:
 # import this torch-side module); a family without its own number takes the loosest float bound there.
 def _tolerance(name: str) -> dict[str, Tolerance]:
     atol = FAMILY_ATOL.get(name, DEFAULT_ATOL)
-    return {fmt: Tolerance(atol=atol, min_agreement=0.995) for fmt in ("onnx", "tflite")}
+    return {fmt: Tolerance(atol=atol, min_agreement=0.995) for fmt in DEPLOYABLE_FORMATS}
 
 
 def _hf_spec(family: HfFamily, segments: bool) -> FamilySpec:

@@ -1,7 +1,7 @@
 """What a model file costs on a device: bytes, gzip bytes (an app download), parameters and non-zero parameters.
 
 Parameters are the elements of the file's constant tensors (ONNX initializers, TFLite buffers; a buffer shared by
-several TFLite signatures counts once); 4-bit weights packed two to a byte count one per byte. Non-zero counts stored values: for a quantized tensor that is the non-zero
+several TFLite signatures counts once; an ExecuTorch program's counts are stored in it by its exporter); 4-bit weights packed two to a byte count one per byte. Non-zero counts stored values: for a quantized tensor that is the non-zero
 integer codes, which equals the non-zero weights when the zero point is 0 (symmetric INT8 weights).
 """
 
@@ -14,16 +14,20 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import BundleError
+from edgekd.logs import native_stderr_filtered
 
+# The constant methods in which edgekd's ExecuTorch export stores the program's weight counts.
+PARAMETERS_METHOD, NONZERO_METHOD = "edgekd_parameters", "edgekd_nonzero_parameters"
 # TFLite TensorType codes (schema.fbs) and their numpy types.
 _TFLITE_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64}
 
 
 def footprint(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
-    counters = {".onnx": lambda: _onnx_counts(path), ".tflite": lambda: _tflite_counts(data, path), ".safetensors": lambda: _safetensors_counts(path)}
+    counters = {".onnx": lambda: _onnx_counts(path), ".tflite": lambda: _tflite_counts(data, path),
+                ".safetensors": lambda: _safetensors_counts(path), ".pte": lambda: _pte_counts(path)}
     if path.suffix not in counters:
-        raise BundleError(f"{path}: not a model file edgekd measures (.onnx, .tflite or .safetensors)")
+        raise BundleError(f"{path}: not a model file edgekd measures (.onnx, .tflite, .pte or .safetensors)")
     counts = counters[path.suffix]()
     parameters, nonzero = counts
     return {
@@ -33,6 +37,19 @@ def footprint(path: Path) -> dict[str, Any]:
         "parameters": parameters,
         "nonzero_parameters": nonzero,
     }
+
+
+def _pte_counts(path: Path) -> tuple[int, int]:
+    """An ExecuTorch program's counts, as its exporter stored them (constant methods; see `export/executorch.py`)."""
+    from executorch.runtime import Runtime
+
+
+    try:
+        with native_stderr_filtered():
+            program = Runtime.get().load_program(path)
+            return tuple(int(program.load_method(name).execute([])[0]) for name in (PARAMETERS_METHOD, NONZERO_METHOD))  # type: ignore[return-value]
+    except (RuntimeError, ValueError) as exc:
+        raise BundleError(f"{path}: not an ExecuTorch program edgekd exported (no {PARAMETERS_METHOD} method: {exc})") from None
 
 
 def _safetensors_counts(path: Path) -> tuple[int, int]:

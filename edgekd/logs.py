@@ -23,7 +23,8 @@ from typing import Literal
 OWN = "edgekd"
 Verbosity = Literal["quiet", "normal", "verbose", "debug"]
 # Lines that C/C++ libraries write to file descriptor 2 themselves, which no Python setting reaches.
-NATIVE_NOISE = re.compile(r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog\(\)")
+# ExecuTorch's runtime probes the CPU at its first program load and logs each step ("[cpuinfo_utils.cpp:71] ...").
+NATIVE_NOISE = re.compile(r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog\(\)|^\[cpuinfo_utils\.cpp:\d+\]")
 
 _show_third_party = False
 

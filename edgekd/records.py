@@ -13,7 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 # The model files a bundle's stage writes, by format.
-MODEL_FILES = {"torch": "model.safetensors", "onnx": "model.onnx", "tflite": "model.tflite"}
+MODEL_FILES = {"torch": "model.safetensors", "onnx": "model.onnx", "tflite": "model.tflite", "executorch": "model.pte"}
+# The formats the runtime runs and the benchmark measures (a torch bundle is exported first).
+DEPLOYABLE_FORMATS = ("onnx", "tflite", "executorch")
+# The formats whose file fixes the sequence length: one signature or method per bucket (seq16, seq32, ...).
+BUCKETED_FORMATS = ("tflite", "executorch")
 # Metric values are stored to this many decimals (a millionth of an accuracy is far below any real difference).
 DECIMALS = 6
 

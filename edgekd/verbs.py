@@ -100,12 +100,14 @@ def _export(args: argparse.Namespace) -> int:
 
     from edgekd.config import ExportConfig
     from edgekd.errors import ConfigError
+    from edgekd.records import DEPLOYABLE_FORMATS
 
-    formats = ("onnx", "tflite")
+    formats = DEPLOYABLE_FORMATS
     if args.format not in formats:
         raise ConfigError(f"--to {args.format!r} is not an export format; valid: {', '.join(formats)}")
     # Only the options given: the config's own defaults apply to the rest.
-    given: dict[str, object] = {"format": args.format, "fuse": args.fuse, "opset": args.opset}
+    given: dict[str, object] = {"format": args.format, "fuse": args.fuse, "opset": args.opset, "int8": args.int8,
+                                "calibration_samples": args.calibration_samples}
     try:
         if args.buckets is not None:
             given["buckets"] = [int(b) for b in args.buckets.split(",") if b.strip()]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ class Source:
     trace_examples: list[Example]
     # Facts written into the model file's metadata (labels, tokenizer, task).
     metadata: dict[str, Any]
+    # Training examples spread over the length range, for an export that quantizes while it converts (ExecuTorch INT8).
+    calibration: list[Example] = field(default_factory=list)
 
     @property
     def pair(self) -> bool:

@@ -21,19 +21,23 @@ from edgekd.errors import ConfigError, ParityError, UnsupportedError
 from edgekd.families import FamilySpec, family_spec
 from edgekd.parity import OutputParity, check
 from edgekd.progress import step
-from edgekd.runtime.encoder import Example, collate
+from edgekd.records import BUCKETED_FORMATS
+from edgekd.batching import spread_by_length
+from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .base import Exported, Source
 
 logger = logging.getLogger(__name__)
 
 # How the formats are written in what the user reads.
-FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite"}
+FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite", "executorch": "ExecuTorch"}
+# The top-1 agreement with the parent on dev an export that quantizes must keep (as `edgekd quantize`'s default floor).
+INT8_MIN_AGREEMENT = 0.9
 Exporter = Callable[[nn.Module, FamilySpec, Source, ExportConfig, Path], Exported]
 
 
 def _load_exporters() -> None:
-    from . import onnx, tflite  # noqa: F401  (their `@register` enter them)
+    from . import executorch, onnx, tflite  # noqa: F401  (their `@register` enter them)
 
 
 # Exporters by config type and format, each registered beside its code (`@register(ExportConfig, "onnx")`).
@@ -71,7 +75,7 @@ def _export(parent: Parent, cfg: ExportConfig, directory: Path) -> Derived:
     training_encoder = parent.encoder()
     _check_tokenizer(golden, training_encoder.encode(golden_texts), training_encoder.pad_id, parent.path)
     # TFLite's largest bucket may be shorter than the parent's max length: both sides then see the same truncation.
-    max_length = min(manifest.tokenizer.max_length, max(cfg.buckets)) if cfg.format == "tflite" else manifest.tokenizer.max_length
+    max_length = min(manifest.tokenizer.max_length, max(cfg.buckets)) if cfg.format in BUCKETED_FORMATS else manifest.tokenizer.max_length
     encoder = parent.encoder(max_length)
     metadata = {
         "task": manifest.task.model_dump(),
@@ -80,12 +84,28 @@ def _export(parent: Parent, cfg: ExportConfig, directory: Path) -> Derived:
         "family": spec.name,
         "parent_sha256": parent.bundle.sha256,
     }
-    source_info = Source(parent=parent.bundle, encoder=encoder, trace_examples=encoder.encode(golden_texts), metadata=metadata)
+    calibration: list[Example] = []
+    if cfg.int8 == "static":
+        # Real task text spread over the length range, so every bucket's activation ranges come from its lengths.
+        train = encoder.encode(parent.data.train.texts)
+        calibration = [train[i] for i in spread_by_length(np.asarray([sequence_length(e) for e in train]), cfg.calibration_samples)]
+    source_info = Source(parent=parent.bundle, encoder=encoder, trace_examples=encoder.encode(golden_texts), metadata=metadata,
+                         calibration=calibration)
     with step(f"export: converting to {FORMAT_NAMES.get(cfg.format, cfg.format)}"):
         exported = exporter(cfg)(parent.model, spec, source_info, cfg, directory)
     tolerance = spec.tolerance[cfg.format]
 
     def judge(results: list[OutputParity]) -> dict[str, Any]:
+        if cfg.int8:
+            # A quantizing export is judged as `edgekd quantize` judges its outputs: top-1 agreement on dev, not logits.
+            dev = results[-1]
+            if dev.agreement < INT8_MIN_AGREEMENT:
+                raise ParityError(
+                    f"the {cfg.format} INT8 ({cfg.int8}) export of {parent.path}: top-1 agreement with the parent "
+                    f"{dev.agreement:.4f} is below {INT8_MIN_AGREEMENT} on {dev.examples} dev examples (SQNR {dev.sqnr_db:.1f} dB); "
+                    "the quantized program is broken for this model. Try the other --int8 mode; no bundle was written."
+                )
+            return {"min_agreement": INT8_MIN_AGREEMENT}
         check(results, tolerance, f"the {cfg.format} export of {parent.path}")
         return {"tolerance": vars(tolerance)}
 

@@ -55,7 +55,7 @@ def export_tflite(model: nn.Module, spec: FamilySpec, source: Source, cfg: Expor
     with root_filter(lambda r: "downcasts 64-bit" in r.getMessage()), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # deprecations inside torch.export
         for size in buckets:
-            sample = to_torch(collate([_fit(example, size)], source.encoder.pad_id, width=size))
+            sample = to_torch(collate([fit(example, size)], source.encoder.pad_id, width=size))
             kwargs = {name: sample[name] for name in names}
             converter = (converter or litert_torch).signature(f"seq{size}", module, sample_kwargs=kwargs)
         assert converter is not None
@@ -74,6 +74,6 @@ def export_tflite(model: nn.Module, spec: FamilySpec, source: Source, cfg: Expor
     )
 
 
-def _fit(example: Example, size: int) -> Example:
+def fit(example: Example, size: int) -> Example:
     """The example cut to `size` tokens (a trace sample only needs plausible ids)."""
     return {k: (v[:size] if not isinstance(v, int) else min(v, size)) for k, v in example.items()}

@@ -1,4 +1,5 @@
-"""Inference backends over one model file: onnxruntime for ONNX, ai-edge-litert for TFLite.
+"""Inference backends over one model file: onnxruntime for ONNX, ai-edge-litert for TFLite, ExecuTorch for `.pte`
+(`pte.py`).
 
 A backend takes encoded examples (`encoder.Encoder.encode`) and returns logits (examples, labels). ONNX pads a batch to
 its longest member (dynamic axes); TFLite runs each example in the smallest sequence bucket that holds it. Threads are
@@ -12,7 +13,7 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,10 +30,10 @@ BUCKET_SIGNATURE = re.compile(r"^seq(\d+)$")
 
 
 # What installs each backend, for the one-line hint when it is missing: (its name, the extra of edgekd).
-BACKEND_EXTRAS = {"onnxruntime": ("onnxruntime", "runtime"), "ai_edge_litert": ("LiteRT", "runtime-tflite")}
+BACKEND_EXTRAS = {"onnxruntime": ("onnxruntime", "runtime"), "ai_edge_litert": ("LiteRT", "runtime-tflite"), "executorch": ("ExecuTorch", "mobile")}
 
 
-def _import_backend(module: str, path: Path) -> Any:
+def import_backend(module: str, path: Path) -> Any:
     """The backend's module; an install without it is told which extra brings it (UnsupportedError, exit 2)."""
     try:
         return importlib.import_module(module)
@@ -44,6 +45,15 @@ def _import_backend(module: str, path: Path) -> Any:
         raise UnsupportedError(f"{path}: this bundle needs {what}, which is not installed here: pip install 'edgekd[{extra}]'") from None
 
 
+def smallest_bucket(buckets: Iterable[int], length: int, what: str) -> int:
+    """The smallest of a file's fixed sequence lengths (ascending) that holds `length` tokens."""
+    sizes = list(buckets)
+    for size in sizes:
+        if length <= size:
+            return size
+    raise BundleError(f"an input of {length} tokens exceeds the largest {what} bucket ({max(sizes)}); the tokenizer truncates to it")
+
+
 class Backend(Protocol):
     input_names: tuple[str, ...]
     # The longest sequence the model takes, where the file fixes one (TFLite buckets); None for dynamic axes.
@@ -52,7 +62,7 @@ class Backend(Protocol):
     def run(self, examples: list[Example]) -> np.ndarray: ...
 
 
-def _backend_failure(path: Path, backend: str, exc: BaseException, shapes: dict[str, list[int]]) -> BundleError:
+def backend_failure(path: Path, backend: str, exc: BaseException, shapes: dict[str, list[int]]) -> BundleError:
     """A run the backend refused (a token id past the embedding table, a sequence past the position embeddings):
     the bundle's tokenizer and model do not fit together, which is a bad bundle, not a crash."""
     reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
@@ -66,7 +76,7 @@ class OnnxBackend:
     """An onnxruntime session; inputs the model does not take (token_type_ids of a single-sentence BERT) are dropped."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        ort = _import_backend("onnxruntime", path)
+        ort = import_backend("onnxruntime", path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -96,7 +106,7 @@ class OnnxBackend:
         try:
             (logits,) = self.session.run(["logits"], {n: feeds[n] for n in self.input_names})
         except self._run_errors as exc:
-            raise _backend_failure(self.path, "onnxruntime", exc, {n: list(feeds[n].shape) for n in self.input_names}) from None
+            raise backend_failure(self.path, "onnxruntime", exc, {n: list(feeds[n].shape) for n in self.input_names}) from None
         return logits
 
 
@@ -104,7 +114,7 @@ class TfliteBackend:
     """A LiteRT interpreter with one signature per sequence bucket (batch 1); examples run one by one."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        interpreter = _import_backend("ai_edge_litert.interpreter", path)
+        interpreter = import_backend("ai_edge_litert.interpreter", path)
         try:
             self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
             signatures = self.interpreter.get_signature_list()
@@ -132,11 +142,7 @@ class TfliteBackend:
         self._lock = threading.Lock()
 
     def bucket(self, length: int) -> int:
-        """The smallest bucket that holds `length` tokens."""
-        for size in self.buckets:
-            if length <= size:
-                return size
-        raise BundleError(f"an input of {length} tokens exceeds the largest TFLite bucket ({max(self.buckets)}); the tokenizer truncates to it")
+        return smallest_bucket(self.buckets, length, "TFLite")
 
     def run(self, examples: list[Example]) -> np.ndarray:
         rows = []
@@ -148,19 +154,24 @@ class TfliteBackend:
                 with self._lock:
                     outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
             except (RuntimeError, ValueError) as exc:  # LiteRT's kernels report a failed invoke as RuntimeError
-                raise _backend_failure(self.path, "LiteRT", exc, {n: list(feeds[n].shape) for n in dtypes}) from None
+                raise backend_failure(self.path, "LiteRT", exc, {n: list(feeds[n].shape) for n in dtypes}) from None
             (logits,) = outputs.values()
             rows.append(np.asarray(logits, dtype=np.float32).reshape(-1))
         return np.stack(rows)
 
 
-def open_backend(path: Path, pad_id: int, threads: int = 1) -> Backend:
-    """The backend for a model file, by its suffix (.onnx or .tflite)."""
+def open_backend(path: Path, pad_id: int, threads: int = 1, input_names: Sequence[str] = ()) -> Backend:
+    """The backend for a model file, by its suffix (.onnx, .tflite or .pte); a `.pte` method's inputs are positional,
+    in the order of `input_names` (the manifest's inputs)."""
     if path.suffix == ".onnx":
         return OnnxBackend(path, pad_id, threads)
     if path.suffix == ".tflite":
         return TfliteBackend(path, pad_id, threads)
-    raise BundleError(f"{path}: not a model file the runtime runs (.onnx or .tflite)")
+    if path.suffix == ".pte":
+        from .pte import PteBackend
+
+        return PteBackend(path, pad_id, input_names, threads)
+    raise BundleError(f"{path}: not a model file the runtime runs (.onnx, .tflite or .pte)")
 
 
 def run_batched(examples: list[Example], run: Callable[[list[Example]], np.ndarray], batch_size: int = 64) -> np.ndarray:

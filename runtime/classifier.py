@@ -18,7 +18,7 @@ import numpy as np
 from edgekd.bundle import HF_CONFIG, Bundle
 from edgekd.errors import BundleError, UnsupportedError
 from edgekd.hf_config import position_limit, read_model_config
-from edgekd.records import MODEL_FILES
+from edgekd.records import DEPLOYABLE_FORMATS, MODEL_FILES
 
 from .backends import Backend, open_backend, run_batched
 from .encoder import TOKENIZER_FILES, Encoder, Texts, load_encoder, probe_example
@@ -26,8 +26,6 @@ from .golden import GoldenCheck, check_golden
 
 logger = logging.getLogger(__name__)
 
-# The formats the runtime runs (a torch bundle is exported first).
-RUNTIME_FORMATS = ("onnx", "tflite")
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,9 @@ class Classifier:
         """
         opened = bundle if isinstance(bundle, Bundle) else Bundle.open(Path(bundle))
         manifest = opened.manifest
-        if manifest.format not in RUNTIME_FORMATS:
+        if manifest.format not in DEPLOYABLE_FORMATS:
             raise UnsupportedError(
-                f"{opened.path}: is a {manifest.format} bundle; the runtime runs onnx or tflite bundles "
+                f"{opened.path}: is a {manifest.format} bundle; the runtime runs onnx, tflite or executorch bundles "
                 f"(edgekd export {opened.path} --to onnx)"
             )
         tokenizer = manifest.tokenizer
@@ -75,7 +73,7 @@ class Classifier:
         tokenizer_file = opened.tokenizer_file(TOKENIZER_FILES[tokenizer.type])
         encoder = load_encoder(tokenizer_file.parent, tokenizer.type, tokenizer.max_length, manifest.task.columns,
                                inputs=[spec.name for spec in manifest.inputs], pad_id=tokenizer.pad_id)
-        backend = open_backend(opened.file(MODEL_FILES[manifest.format]), encoder.pad_id, threads)
+        backend = open_backend(opened.file(MODEL_FILES[manifest.format]), encoder.pad_id, threads, [spec.name for spec in manifest.inputs])
         _check_max_length(opened, backend)
         classifier = cls(opened, encoder, backend, batch_size)
         if verify:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from edgekd.records import DEPLOYABLE_FORMATS
+
 from .base import NAME
 from .render import _clip, _shown, nearest_key
 
@@ -47,7 +49,7 @@ def graph_problems(recipe: Recipe) -> list[str]:
                 problems.append(f"{where}: {artifact.stage} {getattr(artifact.config, 'method', '')}".rstrip()
                                 + f" needs a {need} parent, but {_shown(artifact.parent)} is {have}")
         known[name] = formats[name]
-    deployable = [name for name, artifact in recipe.artifacts.items() if formats[name] in ("onnx", "tflite")]
+    deployable = [name for name, artifact in recipe.artifacts.items() if formats[name] in DEPLOYABLE_FORMATS]
     if recipe.bench is not None:
         bench = recipe.bench
         if bench.reference != "bert-base-shape" and bench.reference not in deployable:
@@ -78,4 +80,4 @@ def bench_models(recipe: Recipe) -> list[str]:
     if recipe.bench.models is not None:
         return [m for m in recipe.bench.models if m != recipe.bench.reference]
     formats = bundle_formats(recipe)
-    return [name for name in recipe.artifacts if formats[name] in ("onnx", "tflite") and name != recipe.bench.reference]
+    return [name for name in recipe.artifacts if formats[name] in DEPLOYABLE_FORMATS and name != recipe.bench.reference]

@@ -108,14 +108,18 @@ class ExportConfig(MethodConfig):
     """One export of a torch bundle to a deployable format, checked against its parent."""
 
     stage: ClassVar[str] = "export"
-    format: Literal["onnx", "tflite"]
+    format: Literal["onnx", "tflite", "executorch"]
     # ONNX opset; 17 has LayerNormalization, which ONNX Runtime's fusions expect.
     opset: int = Field(default=17, ge=17, le=21)
     # ONNX only: ONNX Runtime's transformer fusions (attention, skip layer-norm, GELU); BERT-family graphs only.
     fuse: bool = False
-    # TFLite only: fixed sequence lengths, one signature each; the runtime picks the smallest that fits. Lengths past
-    # the tokenizer's max_length are dropped (the max_length itself becomes the largest bucket).
+    # TFLite and ExecuTorch: fixed sequence lengths, one signature (method) each; the runtime picks the smallest that
+    # fits. Lengths past the tokenizer's max_length are dropped (the max_length itself becomes the largest bucket).
     buckets: list[int] = Field(default=[16, 32, 64, 128], min_length=1)
+    # ExecuTorch only: INT8 through ExecuTorch's XNNPACK quantizer before lowering; `static` calibrates activation
+    # ranges on `calibration_samples` training examples, `dynamic` quantizes activations per call.
+    int8: Literal["static", "dynamic"] | None = None
+    calibration_samples: int = Field(default=128, gt=0)
     # Dev examples compared with the parent (spread over the length range), or `all` for the whole dev set.
     parity_samples: int | Literal["all"] = 256
 
@@ -141,7 +145,13 @@ class ExportConfig(MethodConfig):
         return self.format
 
     def output_suffix(self) -> str:
-        return self.format + ("-fused" if self.fuse else "")
+        return self.format + ("-fused" if self.fuse else "") + (f"-int8{'-dynamic' if self.int8 == 'dynamic' else ''}" if self.int8 else "")
+
+    @model_validator(mode="after")
+    def _options_of_the_format(self) -> ExportConfig:
+        if self.int8 and self.format != "executorch":
+            raise ValueError(f"int8 applies to ExecuTorch exports only; quantize a {self.format} export with `edgekd quantize`")
+        return self
 
 
 class _QuantizeBase(MethodConfig):

@@ -161,7 +161,7 @@ def test_a_broken_export_is_caught_and_nothing_is_written(
 def test_export_errors(tiny_bundles: dict[str, Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     student = tiny_bundles["tinybert"]
     assert main(["export", str(student.path), "--to", "coreml"]) == 2
-    assert "valid: onnx, tflite" in capsys.readouterr().err
+    assert "valid: onnx, tflite, executorch" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--to", "onnx"]) == 2
     assert "not an edgekd bundle" in capsys.readouterr().err
     assert main(["export", str(student.path), "--to", "tflite", "--buckets", "1,x"]) == 2

@@ -97,7 +97,7 @@ def test_the_runtime_imports_neither_torch_nor_transformers(deployed: dict[str, 
 
 
 def test_the_runtime_refuses_a_torch_bundle(tiny_bundles: dict[str, Bundle]) -> None:
-    with pytest.raises(UnsupportedError, match="runs onnx or tflite bundles"):
+    with pytest.raises(UnsupportedError, match="runs onnx, tflite or executorch bundles"):
         Classifier.load(tiny_bundles["bilstm"].path)
 
 
