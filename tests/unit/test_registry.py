@@ -34,7 +34,7 @@ from edgekd.quantize.prune import PRUNERS
 from edgekd.quantize.stage import HANDLERS, register
 from edgekd.runtime.encoder import Example
 
-FORMATS = {"torch", "onnx", "tflite"}
+FORMATS = {"torch", "onnx", "tflite", "executorch"}
 REGISTRIES = {"export": EXPORTERS, "quantize": HANDLERS, "prune": PRUNERS}
 # The recipe schema's unions: what a recipe may name for each stage.
 SCHEMA = {"export": [ExportConfig], "quantize": list(typing.get_args(typing.get_args(QuantizeConfig)[0])),
