@@ -76,3 +76,17 @@ def test_a_damaged_or_foreign_pte_is_a_bundle_error_before_any_run(tiny_bundles:
 def test_int8_applies_to_executorch_only(tiny_bundles: dict[str, Bundle], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tiny_bundles["tinybert"].path), "--to", "onnx", "--int8", "static"]) == 2
     assert "int8 applies to ExecuTorch exports only" in capsys.readouterr().err
+
+
+def test_bench_measures_a_pte_model_only_and_from_the_text(tiny_bundles: dict[str, Bundle], tmp_path: Path) -> None:
+    from edgekd.benchmarks.bench import bench
+    from edgekd.config import BenchConfig
+
+    bundle = export(tiny_bundles["tinybert"].path, ExportConfig(format="executorch", buckets=[8, 16]), tmp_path / "pte")
+    report = bench([bundle.path], BenchConfig(reference=None, texts=20))
+    (model,) = report.models
+    run = model.runs[0]
+    assert model.format == "executorch" and model.size.parameters == bundle.manifest.metrics.footprint["parameters"]
+    assert run.real.valid_min_queries and run.end_to_end is not None and run.end_to_end.p50 > 0.5 * run.real.p50
+    # The padded worst case is the largest bucket; accuracy is of the .pte itself through the runtime, on all of dev.
+    assert run.padded_tokens == 16 and model.accuracy is not None and model.accuracy.examples == 40
