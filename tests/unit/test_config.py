@@ -189,10 +189,14 @@ def test_run_graph_formats_and_bench_models() -> None:
         "v-inc": {"parent": "v", "quantize": {"method": "inc"}},
         "v-tflite": {"parent": "v-inc", "export": {"format": "tflite"}},
         "v-tflite-int8": {"parent": "v-tflite", "quantize": {"method": "tflite-int8"}},
+        "tb-pte-int8": {"parent": "tb", "export": {"format": "executorch", "int8": "static", "calibration_samples": 64}},
     }, "bench": {"reference": "t-onnx"}})
     assert bundle_formats(recipe) == {"teacher": "torch", "tb": "torch", "t-onnx": "onnx", "v": "torch", "v-inc": "torch",
-                                      "v-tflite": "tflite", "v-tflite-int8": "tflite"}
-    assert bench_models(recipe) == ["v-tflite", "v-tflite-int8"]
+                                      "v-tflite": "tflite", "v-tflite-int8": "tflite", "tb-pte-int8": "executorch"}
+    assert bench_models(recipe) == ["v-tflite", "v-tflite-int8", "tb-pte-int8"]
+    # INT8 while exporting is ExecuTorch's alone: refused when the recipe is validated, before any training.
+    with pytest.raises(ConfigError, match="int8 applies to ExecuTorch exports only"):
+        validate_recipe({**RUN, "artifacts": {"t-onnx": {"parent": "teacher", "export": {"format": "onnx", "int8": "static"}}}})
 
 
 def test_extends_merges_a_base_recipe(tmp_path: Path) -> None:
