@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     from edgekd.config.run import MIN_QUERIES, MIN_SECONDS
 
     bench = add("bench")
-    bench.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="ONNX or TFLite bundles")
+    bench.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="ONNX, TFLite or ExecuTorch bundles")
     bench.add_argument("-o", "--output", type=Path, required=True, help="report directory (report.json, report.md)")
     bench.add_argument("--reference", help="a bundle, or bert-base-shape (BERT-base-sized, random weights: latency only)")
     bench.add_argument("--teacher", help="the teacher bundle whose dev metric accuracy drops are measured against")

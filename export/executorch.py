@@ -80,7 +80,8 @@ def export_executorch(model: nn.Module, spec: FamilySpec, source: Source, cfg: E
 def _parameter_counts(program: torch.export.ExportedProgram) -> dict[str, int]:
     """The weights one bucket's program holds (every bucket holds the same ones), stored in the file as constant
     methods for `edgekd.footprint`: XNNPACK's payload keeps its tensor table in a flatbuffer with no Python reader.
-    Quantized weights count their INT8 codes."""
+    Counted on the graph before lowering: a quantized program's weights are the same elements, and their non-zero
+    count is that of the float weights the lowering quantizes."""
     # Parameters, and the constants a quantized graph holds its INT8 weights in; not buffers, nor the int64 index
     # tensors (position and type ids) a graph lifts as constants: the parent's safetensors counts neither.
     constants = [t for t in program.constants.values() if isinstance(t, torch.Tensor) and t.dtype != torch.int64]
