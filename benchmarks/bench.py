@@ -175,7 +175,7 @@ def _compared(model: ModelResult, metric: str, value: float) -> ModelResult:
 
 def _deployable(bundle: Bundle) -> Bundle:
     if bundle.manifest.format not in DEPLOYABLE_FORMATS:
-        raise UnsupportedError(f"{bundle.path}: is a {bundle.manifest.format} bundle; bench measures onnx or tflite bundles (edgekd export first)")
+        raise UnsupportedError(f"{bundle.path}: is a {bundle.manifest.format} bundle; bench measures onnx, tflite or executorch bundles (edgekd export first)")
     return bundle
 
 

@@ -29,7 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export a torch bundle to ONNX, TFLite or ExecuTorch, checked against it (exit 1 on a parity failure)", "edgekd export runs/demo/tinybert --to onnx --fuse"),
     "quantize": ("quantize an ONNX or TFLite bundle and evaluate it against its parent", "edgekd quantize runs/demo/tinybert-onnx --preset x86-vnni"),
     "prune": ("prune a torch student (magnitude sparsity, vocabulary) and evaluate it against its parent", "edgekd prune runs/demo/tinybert --method vocab"),
-    "predict": ("classify texts with a bundle: torch, ONNX or TFLite (JSON lines out; --format pipeline as transformers gives)",
+    "predict": ("classify texts with a bundle: torch, ONNX, TFLite or ExecuTorch (JSON lines out; --format pipeline as transformers gives)",
                 "edgekd predict runs/demo/tinybert-onnx \"what a lovely day\""),
     "target": ("run a bundle on a target (local, ssh://..., qemu-aarch64://...) and compare it with this machine; set up the emulated one", "edgekd target check runs/demo/tinybert-onnx --target ssh://pi@raspberrypi.local"),
     "bench": ("measure latency, memory, size and accuracy of bundles against a reference (report.json, report.md)",
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=HANDLERS["prune"])
 
     predict = add("predict")
-    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch (teacher or student), ONNX or TFLite bundle")
+    predict.add_argument("bundle", type=Path, metavar="BUNDLE", help="a torch (teacher or student), ONNX, TFLite or ExecuTorch bundle")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (a pair model: the two texts joined by a tab)")
     predict.add_argument("--input", type=Path, help="a UTF-8 file: one text (or one tab-separated pair) per line; - reads stdin")
     predict.add_argument("--threads", type=int, default=1, help="backend intra-op threads (default 1)")
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = add("target")
     target_verbs = target.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = target_verbs.add_parser("check", help="run the golden texts and dev samples on the target; agreement with this machine")
-    check.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX or TFLite bundle")
+    check.add_argument("bundle", type=Path, metavar="BUNDLE", help="an ONNX, TFLite or ExecuTorch bundle")
     check.add_argument("overrides", nargs="*", metavar="data.key=value", help="where the dev texts come from")
     check.add_argument("--target", required=True, help="local, ssh://user@host[:port][?python=PATH&identity=KEY&known_hosts=FILE] or qemu-aarch64://ROOTFS[?cpu=MODEL]")
     check.add_argument("--samples", type=int, default=64, help="dev texts spread over the length range (default 64)")

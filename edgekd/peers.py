@@ -27,7 +27,7 @@ from edgekd.config import OnnxDynamicConfig, OptimumDynamicConfig, QuantizeConfi
 from edgekd.config.base import to_dict
 from edgekd.data import lineage_data, load_task_data
 from edgekd.errors import ConfigError, EdgekdError, UnsupportedError
-from edgekd.records import MODEL_FILES
+from edgekd.records import DEPLOYABLE_FORMATS
 
 # What a user gets without edgekd, by the name each peer's bundle gets under DIR.
 PEERS: dict[str, QuantizeConfig] = {
@@ -69,8 +69,8 @@ def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths
     with_bundles = {}
     for path in others:
         bundle = Bundle.open(path)
-        if bundle.manifest.format not in MODEL_FILES or bundle.manifest.format == "torch":
-            raise UnsupportedError(f"{path}: is a {bundle.manifest.format} bundle; --with takes ONNX or TFLite bundles")
+        if bundle.manifest.format not in DEPLOYABLE_FORMATS:
+            raise UnsupportedError(f"{path}: is a {bundle.manifest.format} bundle; --with takes ONNX, TFLite or ExecuTorch bundles")
         if path.name in with_bundles or path.name in PEERS or path.name == student.path.name:
             raise ConfigError(f"--with {path}: another file measured here is already named {path.name!r}; each needs its own folder name")
         with_bundles[path.name] = bundle

@@ -59,7 +59,7 @@ def graph_problems(recipe: Recipe) -> list[str]:
             if model not in deployable:
                 problems.append(f"bench.models: {_shown(model)} is not an ONNX/TFLite artifact of this recipe ({', '.join(deployable) or 'none'})")
         if not bench_models(recipe):
-            problems.append("bench: nothing to measure; add ONNX or TFLite artifacts (export, quantize)")
+            problems.append("bench: nothing to measure; add ONNX, TFLite or ExecuTorch artifacts (export, quantize)")
         if bench.output in formats:
             problems.append(f"bench.output: {_shown(bench.output)} is also the name of a bundle of this recipe")
     if recipe.gate is not None:

@@ -82,7 +82,7 @@ def edit_manifest(path: Path, change: Any) -> None:
     [
         (lambda d: d.update(schema_version=99), r"schema_version 99 is not one this edgekd"),
         (lambda d: d.pop("schema_version"), r"schema_version None"),
-        (lambda d: d.update(format="coreml"), r"format: Input should be 'torch', 'onnx' or 'tflite'"),
+        (lambda d: d.update(format="coreml"), r"format: Input should be 'torch', 'onnx', 'tflite' or 'executorch'"),
         (lambda d: d["files"].update({"../escape.bin": d["files"]["model.bin"]}), r"'../escape.bin' is not a plain relative path"),
         (lambda d: d["files"].update({"/etc/passwd": d["files"]["model.bin"]}), r"'/etc/passwd' is not a plain relative path"),
         (lambda d: d.update(unknown_field=1), r"unknown_field: Extra inputs are not permitted"),
