@@ -54,6 +54,17 @@ def smallest_bucket(buckets: Iterable[int], length: int, what: str) -> int:
     raise BundleError(f"an input of {length} tokens exceeds the largest {what} bucket ({max(sizes)}); the tokenizer truncates to it")
 
 
+def run_in_buckets(examples: list[Example], pad_id: int, bucket: Callable[[int], int],
+                   invoke: Callable[[int, dict[str, np.ndarray]], np.ndarray]) -> np.ndarray:
+    """Logits (examples, labels) of a file with fixed sequence buckets: each example alone (batch 1), padded to the
+    smallest bucket that holds it; `invoke(bucket, feeds)` runs one."""
+    rows = []
+    for example in examples:
+        size = bucket(sequence_length(example))
+        rows.append(np.asarray(invoke(size, collate([example], pad_id, width=size)), dtype=np.float32).reshape(-1))
+    return np.stack(rows)
+
+
 class Backend(Protocol):
     input_names: tuple[str, ...]
     # The longest sequence the model takes, where the file fixes one (TFLite buckets); None for dynamic axes.
@@ -145,19 +156,17 @@ class TfliteBackend:
         return smallest_bucket(self.buckets, length, "TFLite")
 
     def run(self, examples: list[Example]) -> np.ndarray:
-        rows = []
-        for example in examples:
-            size = self.bucket(sequence_length(example))
-            feeds = collate([example], self.pad_id, width=size)
-            dtypes = self._dtypes[size]
-            try:
-                with self._lock:
-                    outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
-            except (RuntimeError, ValueError) as exc:  # LiteRT's kernels report a failed invoke as RuntimeError
-                raise backend_failure(self.path, "LiteRT", exc, {n: list(feeds[n].shape) for n in dtypes}) from None
-            (logits,) = outputs.values()
-            rows.append(np.asarray(logits, dtype=np.float32).reshape(-1))
-        return np.stack(rows)
+        return run_in_buckets(examples, self.pad_id, self.bucket, self._invoke)
+
+    def _invoke(self, size: int, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        dtypes = self._dtypes[size]
+        try:
+            with self._lock:
+                outputs = self._runners[size](**{n: feeds[n].astype(dtypes[n]) for n in dtypes})
+        except (RuntimeError, ValueError) as exc:  # LiteRT's kernels report a failed invoke as RuntimeError
+            raise backend_failure(self.path, "LiteRT", exc, {n: list(feeds[n].shape) for n in dtypes}) from None
+        (logits,) = outputs.values()
+        return np.asarray(logits)
 
 
 def open_backend(path: Path, pad_id: int, threads: int = 1, input_names: Sequence[str] = ()) -> Backend:

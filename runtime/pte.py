@@ -16,8 +16,8 @@ import numpy as np
 from edgekd.errors import BundleError
 from edgekd.logs import native_stderr_filtered
 
-from .backends import BUCKET_SIGNATURE, backend_failure, import_backend, smallest_bucket
-from .encoder import Example, collate, sequence_length
+from .backends import BUCKET_SIGNATURE, backend_failure, import_backend, run_in_buckets, smallest_bucket
+from .encoder import Example
 
 
 class PteBackend:
@@ -55,15 +55,13 @@ class PteBackend:
         return smallest_bucket(self.buckets, length, "ExecuTorch")
 
     def run(self, examples: list[Example]) -> np.ndarray:
-        rows = []
-        for example in examples:
-            size = self.bucket(sequence_length(example))
-            feeds = collate([example], self.pad_id, width=size)
-            args = [self._torch.from_numpy(feeds[name]) for name in self.input_names]
-            try:
-                with self._lock:
-                    (logits,) = self._methods[size].execute(args)
-            except RuntimeError as exc:  # a failed kernel (an id past the embedding table) comes back as RuntimeError
-                raise backend_failure(self.path, "ExecuTorch", exc, {n: list(feeds[n].shape) for n in self.input_names}) from None
-            rows.append(logits.numpy().astype(np.float32).reshape(-1))
-        return np.stack(rows)
+        return run_in_buckets(examples, self.pad_id, self.bucket, self._invoke)
+
+    def _invoke(self, size: int, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        args = [self._torch.from_numpy(feeds[name]) for name in self.input_names]
+        try:
+            with self._lock:
+                (logits,) = self._methods[size].execute(args)
+        except RuntimeError as exc:  # a failed kernel (an id past the embedding table) comes back as RuntimeError
+            raise backend_failure(self.path, "ExecuTorch", exc, {n: list(feeds[n].shape) for n in self.input_names}) from None
+        return logits.numpy()
