@@ -66,9 +66,12 @@ def summarize(models: dict[str, Bundle], measured: dict[str, Any], dev: Any, ref
             latency[length] = {"p50_ms": round(float(np.median(ms)), 4), "p90_ms": round(float(np.quantile(ms, 0.9)), 4),
                                "vs_reference": None if ratio is None else {"median": ratio.median, "low": ratio.low, "high": ratio.high}}
         quantized = bundle.manifest.architecture.quantize or {}
+        # An export that quantized while converting (ExecuTorch's --int8) records it with the export.
+        int8 = (bundle.manifest.architecture.export or {}).get("int8")
+        method = quantized.get("method") or (f"{bundle.manifest.format} int8 {int8['mode']}" if int8 else "none (float)")
         rows.append({
             "name": name, "path": str(bundle.path), "sha256": bundle.sha256, "format": bundle.manifest.format,
-            "method": quantized.get("method", "none (float)"), "bytes": footprint(bundle.file(MODEL_FILES[bundle.manifest.format]))["bytes"],
+            "method": method, "bytes": footprint(bundle.file(MODEL_FILES[bundle.manifest.format]))["bytes"],
             "startup_ms": round(measured["models"][index]["startup_seconds"] * 1e3, 2),
             "dev": None if difference is None else {
                 "metric": metric, "value": round(float(score(predictions[name], dev.labels)), 6), "examples": len(dev),

@@ -292,11 +292,12 @@ def legend(report: Report) -> list[tuple[str, str]]:
         )),
         ("start-up ms", (
             "creating the runtime session from the file in a fresh process (reading it, optimizing the graph), before "
-            "the first inference, which report.json gives apart."
+            "the first inference, which report.json gives apart; the runtime's library is imported before the clock starts."
         )),
         ("peak memory MiB", (
             "peak resident memory (VmHWM) of the process that measured the model minus that of a baseline process that "
-            "imported the runtime and loaded nothing, in MiB (2^20 bytes); blank where Linux's /proc is absent."
+            "imported the runtime and loaded nothing, in MiB (2^20 bytes); blank where Linux's /proc is absent. An "
+            "executorch file's includes the torch that ExecuTorch's Python bindings import (an app's C++ runtime has none)."
         )),
         ("latency vs reference (95% CI)", ratio),
         ("speed-up", (

@@ -33,6 +33,10 @@ BUCKET_SIGNATURE = re.compile(r"^seq(\d+)$")
 BACKEND_EXTRAS = {"onnxruntime": ("onnxruntime", "runtime"), "ai_edge_litert": ("LiteRT", "runtime-tflite"), "executorch": ("ExecuTorch", "mobile")}
 
 
+# The library each format's backend imports.
+BACKEND_MODULES = {"onnx": "onnxruntime", "tflite": "ai_edge_litert.interpreter", "executorch": "executorch.runtime"}
+
+
 def import_backend(module: str, path: Path) -> Any:
     """The backend's module; an install without it is told which extra brings it (UnsupportedError, exit 2)."""
     try:
@@ -87,7 +91,7 @@ class OnnxBackend:
     """An onnxruntime session; inputs the model does not take (token_type_ids of a single-sentence BERT) are dropped."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        ort = import_backend("onnxruntime", path)
+        ort = import_backend(BACKEND_MODULES["onnx"], path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -125,7 +129,7 @@ class TfliteBackend:
     """A LiteRT interpreter with one signature per sequence bucket (batch 1); examples run one by one."""
 
     def __init__(self, path: Path, pad_id: int, threads: int = 1) -> None:
-        interpreter = import_backend("ai_edge_litert.interpreter", path)
+        interpreter = import_backend(BACKEND_MODULES["tflite"], path)
         try:
             self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
             signatures = self.interpreter.get_signature_list()

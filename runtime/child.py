@@ -10,6 +10,7 @@ logits, and write one JSON file. It imports only the runtime (numpy, pydantic, t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -62,11 +63,24 @@ def read_texts_file(path: Path) -> list[tuple[str, ...]]:
     return [tuple(json.loads(line)) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
+def _import_backend_of(bundle: Path) -> None:
+    """Import the bundle's backend library before start-up is timed: start-up is the model's (reading the file, creating
+    the session), not Python importing onnxruntime, LiteRT or ExecuTorch (which brings torch: seconds), which an app
+    links instead. A manifest that cannot be read is left to `Classifier.load` to report."""
+    import importlib
+
+    from edgekd.runtime.backends import BACKEND_MODULES
+
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, ImportError):
+        importlib.import_module(BACKEND_MODULES[json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["format"]])
+
+
 def _bench(args: argparse.Namespace) -> dict[str, object]:
     from edgekd.runtime.classifier import Classifier
     from edgekd.runtime.latency import measure, measure_end_to_end, measure_pairs, padded_worst_case, peak_rss_kb, warm_up
 
     texts = read_texts_file(args.texts)
+    _import_backend_of(args.bundle)
     started = time.perf_counter()
     # No golden self-check here: start-up and the first inference are timed, and are the model's alone.
     classifier = Classifier.load(args.bundle, threads=args.threads, verify=False)

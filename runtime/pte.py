@@ -16,7 +16,7 @@ import numpy as np
 from edgekd.errors import BundleError
 from edgekd.logs import native_stderr_filtered
 
-from .backends import BUCKET_SIGNATURE, backend_failure, import_backend, run_in_buckets, smallest_bucket
+from .backends import BACKEND_MODULES, BUCKET_SIGNATURE, backend_failure, import_backend, run_in_buckets, smallest_bucket
 from .encoder import Example
 
 
@@ -28,7 +28,7 @@ class PteBackend:
     """
 
     def __init__(self, path: Path, pad_id: int, input_names: Sequence[str], threads: int = 1) -> None:
-        runtime = import_backend("executorch.runtime", path)
+        runtime = import_backend(BACKEND_MODULES["executorch"], path)
         import torch  # ExecuTorch's bindings take torch tensors (see the module's note)
 
         self._torch = torch
