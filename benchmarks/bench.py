@@ -49,15 +49,20 @@ from .stats import paired_ratio, summarize
 logger = logging.getLogger(__name__)
 
 
+def timing_texts(texts: Sequence[tuple[str, ...]], count: int = BenchConfig.model_fields["texts"].default) -> list[tuple[str, ...]]:
+    """The real dev texts a latency measurement cycles through: `count` of them drawn without replacement by a fixed
+    seed, so every run (bench, peers, optimize) times the same sentences."""
+    picks = np.random.default_rng(0).choice(len(texts), size=min(count, len(texts)), replace=False)
+    return [texts[i] for i in picks]
+
+
 def bench(paths: list[Path], cfg: BenchConfig, overrides: Sequence[str] = ()) -> Report:
     """Measure the bundles (and `cfg.reference`) on `cfg.target`. `overrides` (data.key=value) say where the dev text
     comes from when the bundles' lineage does not."""
     bundles = [_deployable(Bundle.open(p)) for p in paths]
     reference = _reference(cfg.reference, bundles[0]) if cfg.reference else None
     dev = load_task_data(lineage_data(bundles[0], list(overrides))).dev
-    rng = np.random.default_rng(0)
-    picks = rng.choice(len(dev), size=min(cfg.texts, len(dev)), replace=False)
-    texts = [dev.texts[i] for i in picks]
+    texts = timing_texts(dev.texts, cfg.texts)
     measured = [*bundles, *([reference] if reference is not None else [])]
     # The teacher first (in this process, before any child measures): a teacher of another task fails before the run.
     teacher = _teacher_score(cfg.teacher, dev if cfg.accuracy else None, bundles[0].manifest) if cfg.teacher else None

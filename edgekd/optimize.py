@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.benchmarks.bench import task_metric
+from edgekd.benchmarks.bench import task_metric, timing_texts
 from edgekd.benchmarks.peers import measure, summarize
 from edgekd.config import (
     Budget,
@@ -121,8 +121,7 @@ def optimize(student_path: Path, budget: Budget, out: Path, *, target: str = "lo
         screened[name], facts[name] = misses(row, limit), row
     survivors = {name: b for name, b in candidates.items() if not screened[name]}
     models = {student.path.name: student, **survivors}
-    picks = np.random.default_rng(0).choice(len(dev), size=min(200, len(dev)), replace=False)
-    measured = measure(models, target, list(lengths), rounds, threads, [dev.texts[i] for i in picks])
+    measured = measure(models, target, list(lengths), rounds, threads, timing_texts(dev.texts))
     rows = summarize(models, measured, dev, student.path.name)
     for row in rows:
         row["mean_ratio"] = _mean_ratio(row)

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgekd.benchmarks.bench import task_metric
+from edgekd.benchmarks.bench import task_metric, timing_texts
 from edgekd.benchmarks.peers import REFERENCE, markdown, measure, summarize
 from edgekd.bundle import Bundle
 from edgekd.config import OnnxDynamicConfig, OptimumDynamicConfig, QuantizeConfig
@@ -76,8 +74,7 @@ def peers(student_path: Path, out: Path, others: Sequence[Path] = (), *, lengths
         with_bundles[path.name] = bundle
     dev = load_task_data(lineage_data(student, list(overrides))).dev
     models = {student.path.name: student, **derived_under(student, PEERS, out, overrides), **with_bundles}
-    picks = np.random.default_rng(0).choice(len(dev), size=min(200, len(dev)), replace=False)
-    measured = measure(models, target, list(lengths), rounds, threads, [dev.texts[i] for i in picks])
+    measured = measure(models, target, list(lengths), rounds, threads, timing_texts(dev.texts))
     result = {
         "student": str(student.path), "command": command, "target": measured["target"], "machine": measured["machine"],
         "threads": threads, "rounds": rounds, "lengths": list(lengths), "reference": REFERENCE, "dev_examples": len(dev),

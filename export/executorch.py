@@ -21,15 +21,15 @@ import torch
 from torch import nn
 
 from edgekd.config import ExportConfig
+from edgekd.families import FamilySpec, to_torch
+from edgekd.footprint import NONZERO_METHOD, PARAMETERS_METHOD
 from edgekd.records import MODEL_FILES
 from edgekd.runtime.encoder import Example, collate, sequence_length
-from edgekd.footprint import NONZERO_METHOD, PARAMETERS_METHOD
 from edgekd.runtime.pte import PteBackend
 
 from .base import Exported, Source
 from .stage import register
 from .tflite import buckets_for, fit
-from edgekd.families import FamilySpec, to_torch
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ MODEL_FILE = MODEL_FILES["executorch"]
 
 @register(ExportConfig, "executorch")
 def export_executorch(model: nn.Module, spec: FamilySpec, source: Source, cfg: ExportConfig, directory: Path) -> Exported:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
     from executorch.exir import to_edge_transform_and_lower
 
     buckets = buckets_for(cfg.buckets, source.encoder.max_length)
@@ -106,7 +108,10 @@ def _fitting(examples: list[Example], size: int) -> list[Example]:
 
 def _quantized(graph: nn.Module, mode: str, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
     """The graph through ExecuTorch's XNNPACK quantizer: static (calibrated) or dynamic INT8."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     # The Linear layers only (nearly all of the compute). A global annotation also quantizes the adds, among them the

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edgekd.batching import spread_by_length
 from edgekd.bundle import Bundle
 from edgekd.config import ExportConfig, Handlers
 from edgekd.derive import Derived, Parent, derive
@@ -22,7 +23,6 @@ from edgekd.families import FamilySpec, family_spec
 from edgekd.parity import OutputParity, check
 from edgekd.progress import step
 from edgekd.records import BUCKETED_FORMATS
-from edgekd.batching import spread_by_length
 from edgekd.runtime.encoder import Example, collate, sequence_length
 
 from .base import Exported, Source

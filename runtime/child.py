@@ -77,7 +77,14 @@ def _import_backend_of(bundle: Path) -> None:
 
 def _bench(args: argparse.Namespace) -> dict[str, object]:
     from edgekd.runtime.classifier import Classifier
-    from edgekd.runtime.latency import measure, measure_end_to_end, measure_pairs, padded_worst_case, peak_rss_kb, warm_up
+    from edgekd.runtime.latency import (
+        measure,
+        measure_end_to_end,
+        measure_pairs,
+        padded_worst_case,
+        peak_rss_kb,
+        warm_up,
+    )
 
     texts = read_texts_file(args.texts)
     _import_backend_of(args.bundle)

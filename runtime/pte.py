@@ -16,7 +16,14 @@ import numpy as np
 from edgekd.errors import BundleError
 from edgekd.logs import native_stderr_filtered
 
-from .backends import BACKEND_MODULES, BUCKET_SIGNATURE, backend_failure, import_backend, run_in_buckets, smallest_bucket
+from .backends import (
+    BACKEND_MODULES,
+    BUCKET_SIGNATURE,
+    backend_failure,
+    import_backend,
+    run_in_buckets,
+    smallest_bucket,
+)
 from .encoder import Example
 
 
