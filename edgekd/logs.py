@@ -23,8 +23,9 @@ from typing import Literal
 OWN = "edgekd"
 Verbosity = Literal["quiet", "normal", "verbose", "debug"]
 # Lines that C/C++ libraries write to file descriptor 2 themselves, which no Python setting reaches.
-# ExecuTorch's runtime probes the CPU at its first program load and logs each step ("[cpuinfo_utils.cpp:71] ...").
-NATIVE_NOISE = re.compile(r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog\(\)|^\[cpuinfo_utils\.cpp:\d+\]")
+# ExecuTorch's runtime probes the CPU when its thread pool is made and logs each step ("[cpuinfo_utils.cpp:71] ..."),
+# and announces a resized pool ("[threadpool.cpp:66] Resetting threadpool to 1 threads.").
+NATIVE_NOISE = re.compile(r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog\(\)|^\[(cpuinfo_utils|threadpool)\.cpp:\d+\]")
 
 _show_third_party = False
 

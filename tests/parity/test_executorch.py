@@ -50,6 +50,13 @@ def test_executorch_export_matches_its_parent(tiny_bundles: dict[str, Bundle], t
     texts = [tuple(str(t) for t in row) for row in golden["texts"]]
     logits = Classifier.load(bundle.path).logits(texts)
     np.testing.assert_allclose(logits, golden["logits"], atol=1e-5)
+    # XNNPACK's kernels use the thread count asked for (ExecuTorch's pool starts with one thread per core).
+    from executorch.extension.pybindings import portable_lib
+
+    Classifier.load(bundle.path, threads=2, verify=False)
+    assert portable_lib._threadpool_get_thread_count() == 2
+    Classifier.load(bundle.path, threads=1, verify=False)
+    assert portable_lib._threadpool_get_thread_count() == 1
 
 
 def test_a_damaged_or_foreign_pte_is_a_bundle_error_before_any_run(tiny_bundles: dict[str, Bundle], tmp_path: Path,
