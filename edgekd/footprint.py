@@ -43,7 +43,6 @@ def _pte_counts(path: Path) -> tuple[int, int]:
     """An ExecuTorch program's counts, as its exporter stored them (constant methods; see `export/executorch.py`)."""
     from executorch.runtime import Runtime
 
-
     try:
         with native_stderr_filtered():
             program = Runtime.get().load_program(path)
