@@ -64,6 +64,12 @@ class Parent:
     def data(self) -> TaskData:
         return load_task_data(self.data_cfg)
 
+    def calibration(self, encoder: Encoder, samples: int) -> list[Example]:
+        """`samples` training examples spread over the length range, so that short and long inputs both set the
+        activation ranges of a calibrated quantization."""
+        train = encoder.encode(self.data.train.texts)
+        return [train[i] for i in spread_by_length(np.asarray([sequence_length(e) for e in train]), samples)]
+
     @cached_property
     def golden(self) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]]]:
         """The stored golden arrays and texts."""

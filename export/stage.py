@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edgekd.batching import spread_by_length
 from edgekd.bundle import Bundle
 from edgekd.config import ExportConfig, Handlers
 from edgekd.derive import Derived, Parent, derive
@@ -23,7 +22,7 @@ from edgekd.families import FamilySpec, family_spec
 from edgekd.parity import OutputParity, check
 from edgekd.progress import step
 from edgekd.records import BUCKETED_FORMATS
-from edgekd.runtime.encoder import Example, collate, sequence_length
+from edgekd.runtime.encoder import Example, collate
 
 from .base import Exported, Source
 
@@ -84,11 +83,7 @@ def _export(parent: Parent, cfg: ExportConfig, directory: Path) -> Derived:
         "family": spec.name,
         "parent_sha256": parent.bundle.sha256,
     }
-    calibration: list[Example] = []
-    if cfg.int8 == "static":
-        # Real task text spread over the length range, so every bucket's activation ranges come from its lengths.
-        train = encoder.encode(parent.data.train.texts)
-        calibration = [train[i] for i in spread_by_length(np.asarray([sequence_length(e) for e in train]), cfg.calibration_samples)]
+    calibration = parent.calibration(encoder, cfg.calibration_samples) if cfg.int8 == "static" else []
     source_info = Source(parent=parent.bundle, encoder=encoder, trace_examples=encoder.encode(golden_texts), metadata=metadata,
                          calibration=calibration)
     with step(f"export: converting to {FORMAT_NAMES.get(cfg.format, cfg.format)}"):

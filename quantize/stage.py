@@ -13,11 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgekd.bundle import Bundle
 from edgekd.config import Handlers, QuantizeConfig
-from edgekd.batching import spread_by_length
 from edgekd.derive import Derived, Parent, derive
 from edgekd.errors import ParityError, UnsupportedError
 from edgekd.logs import root_filter
@@ -25,7 +23,6 @@ from edgekd.parity import OutputParity
 from edgekd.progress import step
 from edgekd.records import MODEL_FILES
 from edgekd.runtime.backends import open_backend
-from edgekd.runtime.encoder import Example, sequence_length
 
 from .presets import host_preset, host_saturation
 
@@ -92,13 +89,8 @@ def _accepts(parent: Bundle, cfg: QuantizeConfig, handled: bool) -> None:
 def _quantize(parent: Parent, cfg: QuantizeConfig, handler: Handler | None, directory: Path) -> Derived:
     assert handler is not None, "refused by _accepts"
     encoder = parent.encoder()
-    calibration: list[Example] = []
     samples = getattr(cfg, "samples", 0)
-    if samples:
-        # Real task text, spread over the length range, so short and long inputs both set the activation ranges.
-        train = encoder.encode(parent.data.train.texts)
-        picks = spread_by_length(np.asarray([sequence_length(e) for e in train]), samples)
-        calibration = [train[i] for i in picks]
+    calibration = parent.calibration(encoder, samples) if samples else []
     model_file = MODEL_FILES[parent.manifest.format]
     target = directory / model_file
     # onnxruntime's quantizer logs every tensor it skips at INFO on the root logger, and advises pre-processing
